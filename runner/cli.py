@@ -1,0 +1,132 @@
+"""The command line: `main(argv) -> int`, wiring, and one error handler (SPEC 5.1)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from runner import report
+from runner.errors import PostwrightError, UsageError
+from runner.findings import Finding, Severity
+from runner.snapshot import DirectorySnapshot, walk_directory
+from runner.tree import AUTOMATIONS_DIR, CONFIG_PATH, TreeChecker
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
+    """Run one command; the exit code is 0 clean, 1 failing findings, 2 could not run."""
+    out = stdout or sys.stdout
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.run(args, out)
+        return result
+    except PostwrightError as error:
+        print(f"postwright: error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postwright", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check files, cross-file and lifecycle rules")
+    validate.add_argument("paths", nargs="*", help="report findings only for these files")
+    _add_common(validate)
+    validate.add_argument("--format", choices=("text", "json", "github"), default="text")
+    validate.add_argument("--strict", action="store_true", help="warnings fail too")
+    validate.set_defaults(run=_validate)
+
+    plan = commands.add_parser("plan", help="show what a change does to each automation")
+    _add_common(plan)
+    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.set_defaults(run=_plan)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of automation files")
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def _add_common(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--base", metavar="REF", help="check every commit since REF, then the working tree")
+    command.add_argument("--now", metavar="T", type=_instant, help="judge times at this RFC 3339 instant")
+    command.add_argument("--repo", metavar="DIR", type=Path, default=None, help="repository root (default: here)")
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 instant") from error
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
+    return value.astimezone(UTC)
+
+
+def repo_root(given: Path | None) -> Path:
+    """The repository root: --repo, else the enclosing git work tree, else the current folder."""
+    if given is not None:
+        if not given.is_dir():
+            raise UsageError(f"--repo {given} is not a folder")
+        return given.resolve()
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return Path.cwd()
+    return Path(top)
+
+
+def working_tree_findings(root: Path, now: datetime) -> list[Finding]:
+    """Findings of the files on disk, without history."""
+    paths = walk_directory(root, [AUTOMATIONS_DIR.rstrip("/")])
+    if (root / CONFIG_PATH).is_file():
+        paths.append(CONFIG_PATH)
+    return TreeChecker().check(DirectorySnapshot(root, paths), now).findings
+
+
+def _validate(args: argparse.Namespace, out: TextIO) -> int:
+    root = repo_root(args.repo)
+    now = args.now or datetime.now(UTC)
+    if args.base:
+        from runner.walk import validate_history
+
+        found = validate_history(root, args.base, now)
+    else:
+        found = working_tree_findings(root, now)
+    if args.paths:
+        wanted = {_relative(root, p) for p in args.paths}
+        found = [f for f in found if f.path in wanted]
+    found = sorted(found, key=lambda f: f.sort_key)
+    report.render(found, args.format, out)
+    failing = [f for f in found if f.severity is Severity.ERROR or args.strict]
+    return 1 if failing else 0
+
+
+def _relative(root: Path, given: str) -> str:
+    path = Path(given)
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    try:
+        return absolute.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _plan(args: argparse.Namespace, out: TextIO) -> int:
+    from runner.plan import run_plan
+
+    root = repo_root(args.repo)
+    now = args.now or datetime.now(UTC)
+    return run_plan(root, args.base, now, args.format, out)
+
+
+def _schema(args: argparse.Namespace, out: TextIO) -> int:
+    from runner.schema import schema_text
+
+    out.write(schema_text())
+    return 0

@@ -1,0 +1,101 @@
+"""Pydantic models of `postwright.yaml`, the runner configuration (SPEC 5.3); no I/O.
+
+Secrets never appear in the file: a key ending in `_env` names the
+environment variable that holds one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from runner.model import ID_PATTERN, PositiveDuration, TimeZone
+
+ENV_NAME = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+RATE_LIMIT_PATTERN = r"^[1-9][0-9]*/(s|m|h)$"
+RateLimit = Annotated[str, Field(pattern=RATE_LIMIT_PATTERN, examples=["50/s", "1000/m"])]
+BaseUrl = Annotated[str, Field(pattern=r"^https?://[^/\s?#]+$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutboxProvider(_Strict):
+    """Stores rendered messages in the store instead of sending them (the default)."""
+
+    type: Literal["outbox"]
+
+
+class PostmarkProvider(_Strict):
+    """Postmark's Email API; webhooks authenticated with HTTP Basic credentials."""
+
+    type: Literal["postmark"]
+    server_token_env: ENV_NAME
+    webhook_username_env: ENV_NAME | None = None
+    webhook_password_env: ENV_NAME | None = None
+    message_stream: str = "outbound"
+    base_url: BaseUrl = "https://api.postmarkapp.com"
+    rate_limit: RateLimit | None = None
+
+
+class SendgridProvider(_Strict):
+    """SendGrid v3 Mail Send; webhooks signed with ECDSA P-256."""
+
+    type: Literal["sendgrid"]
+    api_key_env: ENV_NAME
+    webhook_public_key_env: ENV_NAME | None = None
+    base_url: BaseUrl = "https://api.sendgrid.com"
+    rate_limit: RateLimit | None = None
+
+
+class MailgunProvider(_Strict):
+    """Mailgun Messages API; webhooks signed with HMAC over timestamp and token."""
+
+    type: Literal["mailgun"]
+    api_key_env: ENV_NAME
+    domain: Annotated[str, Field(min_length=3)]
+    region: Literal["us", "eu"] = "us"
+    webhook_signing_key_env: ENV_NAME | None = None
+    base_url: BaseUrl | None = None
+    rate_limit: RateLimit | None = None
+
+
+class ResendProvider(_Strict):
+    """Resend's Email API; webhooks signed the Svix / Standard Webhooks way."""
+
+    type: Literal["resend"]
+    api_key_env: ENV_NAME
+    webhook_secret_env: ENV_NAME | None = None
+    base_url: BaseUrl = "https://api.resend.com"
+    rate_limit: RateLimit | None = None
+
+
+Provider = Annotated[
+    OutboxProvider | PostmarkProvider | SendgridProvider | MailgunProvider | ResendProvider,
+    Field(discriminator="type"),
+]
+DEFAULT_PROVIDERS: dict[str, Provider] = {"default": OutboxProvider(type="outbox")}
+
+
+class Config(_Strict):
+    """`postwright.yaml` at the repository root; every key optional."""
+
+    timezone: TimeZone = "UTC"
+    public_url: Annotated[str, Field(pattern=r"^https?://\S+$")] = "http://127.0.0.1:8080"
+    database_url_env: ENV_NAME = "POSTWRIGHT_DATABASE_URL"
+    api_keys_env: ENV_NAME | None = None
+    event_webhook_secrets_env: ENV_NAME | None = None
+    unsubscribe_key_env: ENV_NAME | None = None
+    event_id_retention: PositiveDuration = 30 * 86_400
+    max_emails_per_day: Annotated[int, Field(ge=1)] = 3
+    providers: dict[Annotated[str, Field(pattern=ID_PATTERN)], Provider] = Field(
+        default_factory=lambda: dict(DEFAULT_PROVIDERS)
+    )
+
+    @model_validator(mode="after")
+    def _some_provider(self) -> Config:
+        if not self.providers:
+            raise ValueError("`providers` may be left out, but not empty")
+        return self
