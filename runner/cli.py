@@ -52,9 +52,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_common(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--base", metavar="REF", help="check every commit since REF, then the working tree")
-    command.add_argument("--now", metavar="T", type=_instant, help="judge times at this RFC 3339 instant")
-    command.add_argument("--repo", metavar="DIR", type=Path, default=None, help="repository root (default: here)")
+    command.add_argument(
+        "--base", metavar="REF", help="check every commit since REF, then the working tree"
+    )
+    command.add_argument(
+        "--now", metavar="T", type=_instant, help="judge times at this RFC 3339 instant"
+    )
+    command.add_argument(
+        "--repo", metavar="DIR", type=Path, default=None, help="repository root (default: here)"
+    )
 
 
 def _instant(text: str) -> datetime:
@@ -122,7 +128,8 @@ def _plan(args: argparse.Namespace, out: TextIO) -> int:
 
     root = repo_root(args.repo)
     now = args.now or datetime.now(UTC)
-    return run_plan(root, args.base, now, args.format, out)
+    code: int = run_plan(root, args.base, now, args.format, out)
+    return code
 
 
 def _schema(args: argparse.Namespace, out: TextIO) -> int:

@@ -49,7 +49,13 @@ class Finding:
     @property
     def sort_key(self) -> tuple[int, str, int, int, str]:
         """Errors first, then by file and position."""
-        return (0 if self.severity is Severity.ERROR else 1, self.path, self.line, self.col, self.rule)
+        return (
+            0 if self.severity is Severity.ERROR else 1,
+            self.path,
+            self.line,
+            self.col,
+            self.rule,
+        )
 
 
 def make(

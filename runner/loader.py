@@ -90,7 +90,10 @@ def _validation_findings(path: str, document: Document, error: ValidationError) 
         message = _message(kind, where, detail["msg"])
         if kind == "extra_forbidden" and _looks_secret(where):
             rule = "literal-secret"
-            message = f"`{_dotted(where)}` looks like a secret; name an environment variable with `{where[-1]}_env`"
+            message = (
+                f"`{_dotted(where)}` looks like a secret; "
+                f"name an environment variable with `{where[-1]}_env` instead"
+            )
         line, col = document.position(where, key=kind == "extra_forbidden")
         result.append(findings.make(rule, path, message, line, col))
     return result

@@ -165,7 +165,9 @@ def _field_path(value: str) -> str:
 
 
 FieldPath = Annotated[
-    str, AfterValidator(_field_path), WithJsonSchema({"type": "string", "pattern": FIELD_PATH_PATTERN})
+    str,
+    AfterValidator(_field_path),
+    WithJsonSchema({"type": "string", "pattern": FIELD_PATH_PATTERN}),
 ]
 AutomationId = Annotated[str, Field(pattern=ID_PATTERN)]
 EventName = Annotated[str, Field(pattern=EVENT_NAME_PATTERN, max_length=200)]
@@ -245,7 +247,7 @@ _CONDITION_KEYS = ("field", "in_group", "all", "any", "not")
 def _condition_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         return next((key for key in _CONDITION_KEYS if key in value), None)
-    kinds = {
+    kinds: dict[type, str] = {
         FieldCondition: "field",
         GroupCondition: "in_group",
         AllCondition: "all",
@@ -471,7 +473,11 @@ def constraint_violations(automation: Automation) -> list[Violation]:
         add("stop-at-before-start", ("stop_at",), "`stop_at` must be later than `start_at`")
     _trigger_violations(a.trigger, add)
     if isinstance(a.trigger, DateTrigger | ScheduleTrigger) and a.retrigger is not False:
-        add("retrigger-not-allowed", ("retrigger",), f"a `{a.trigger.type}` trigger takes no `retrigger`")
+        add(
+            "retrigger-not-allowed",
+            ("retrigger",),
+            f"a `{a.trigger.type}` trigger takes no `retrigger`",
+        )
     if isinstance(a.trigger, ScheduleTrigger) and a.repeat is not None:
         add("repeat-not-allowed", ("repeat",), "a `schedule` trigger takes no `repeat`")
     if a.send_window is not None and a.send_window.start == a.send_window.end:
@@ -482,7 +488,11 @@ def constraint_violations(automation: Automation) -> list[Violation]:
     if email.text is not None and email.text_file is not None:
         add("email-body-conflict", ("email", "text_file"), "give `text` or `text_file`, not both")
     if not any((email.html, email.html_file, email.text, email.text_file)):
-        add("email-body-required", ("email",), "the email needs `html`, `html_file`, `text` or `text_file`")
+        add(
+            "email-body-required",
+            ("email",),
+            "the email needs `html`, `html_file`, `text` or `text_file`",
+        )
     return found
 
 
@@ -497,16 +507,28 @@ def _trigger_violations(trigger: Any, add: Any) -> None:
         if trigger.event in GROUP_EVENTS and trigger.group is None:
             add("trigger-group", ("trigger",), f"`{trigger.event}` needs `group`")
         if trigger.event not in GROUP_EVENTS and trigger.group is not None:
-            add("trigger-group", ("trigger", "group"), "`group` applies only to group.joined/group.left")
+            add(
+                "trigger-group",
+                ("trigger", "group"),
+                "`group` applies only to group.joined/group.left",
+            )
     if isinstance(trigger, EmailTrigger):
         negative = trigger.action in (EmailAction.NOT_OPENED, EmailAction.NOT_CLICKED)
         clicks = trigger.action in (EmailAction.CLICKED, EmailAction.NOT_CLICKED)
         if negative and trigger.within is None:
             add("trigger-within", ("trigger",), f"`{trigger.action.value}` needs `within`")
         if not negative and trigger.within is not None:
-            add("trigger-within", ("trigger", "within"), "`within` applies only to not_opened/not_clicked")
+            add(
+                "trigger-within",
+                ("trigger", "within"),
+                "`within` applies only to not_opened/not_clicked",
+            )
         if trigger.link is not None and trigger.link_contains is not None:
-            add("trigger-link", ("trigger", "link_contains"), "give `link` or `link_contains`, not both")
+            add(
+                "trigger-link",
+                ("trigger", "link_contains"),
+                "give `link` or `link_contains`, not both",
+            )
         elif not clicks and (trigger.link or trigger.link_contains):
             key = "link" if trigger.link is not None else "link_contains"
             add("trigger-link", ("trigger", key), "link filters apply only to clicked/not_clicked")

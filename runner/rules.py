@@ -48,7 +48,9 @@ RULES: dict[str, Rule] = {
     ),
     "yaml-too-deep": _e("The file nests deeper than 64 levels.", "flatten the structure"),
     # Shape (model.py through the loader)
-    "schema": _e("The value does not match the automation schema.", "see schema/automation.schema.json"),
+    "schema": _e(
+        "The value does not match the automation schema.", "see schema/automation.schema.json"
+    ),
     "invalid-duration": _e(
         "A duration is not of the form 30s, 15m, 12h, 7d, 2w or a combination.",
         "write a duration such as `7d` or `1d12h`",
@@ -100,7 +102,8 @@ RULES: dict[str, Rule] = {
         "The email has no body.", "add `html`, `html_file`, `text` or `text_file`"
     ),
     "email-body-conflict": _e(
-        "A body is given both inline and as a file.", "keep either `html` or `html_file` (and `text` or `text_file`)"
+        "A body is given both inline and as a file.",
+        "keep either `html` or `html_file` (and `text` or `text_file`)",
     ),
     "literal-secret": _e(
         "A secret is written into the file.",
@@ -115,7 +118,9 @@ RULES: dict[str, Rule] = {
     "unknown-provider": _e(
         "`provider` names no provider in postwright.yaml.", "declare it under `providers:`"
     ),
-    "template-missing": _e("A template file does not exist.", "check the path (relative to this file)"),
+    "template-missing": _e(
+        "A template file does not exist.", "check the path (relative to this file)"
+    ),
     "template-outside-repo": _e(
         "A template path leaves the repository.", "keep template files inside the repository"
     ),
@@ -176,9 +181,7 @@ RULES: dict[str, Rule] = {
     "stop-at-after-stop": _e(
         "`stop_at` cannot change once the automation has stopped.", "leave `stop_at` as it was"
     ),
-    "delete-running": _e(
-        "A running automation's file was deleted.", "pause or stop it first"
-    ),
+    "delete-running": _e("A running automation's file was deleted.", "pause or stop it first"),
     "id-reused": _e(
         "This id belonged to a deleted automation; ids are never reused.", "choose a new id"
     ),

@@ -54,7 +54,9 @@ class TreeChecker:
 
     def __init__(self) -> None:
         self._automations: dict[tuple[str, str], Loaded[Automation]] = {}
-        self._file_checks: dict[tuple[str, str, tuple[str | None, ...]], tuple[Version | None, tuple[Finding, ...]]] = {}
+        self._file_checks: dict[
+            tuple[str, str, tuple[str | None, ...]], tuple[Version | None, tuple[Finding, ...]]
+        ] = {}
         self._configs: dict[str, Loaded[Config]] = {}
 
     def check(self, snapshot: Snapshot, now: datetime) -> Tree:
@@ -66,11 +68,15 @@ class TreeChecker:
                 continue
             if path.endswith(".yml"):
                 tree.findings.append(
-                    findings.make("wrong-extension", path, "`.yml` files are not loaded; use `.yaml`")
+                    findings.make(
+                        "wrong-extension", path, "`.yml` files are not loaded; use `.yaml`"
+                    )
                 )
             elif path.endswith(".yaml"):
                 self._check_file(snapshot, path, tree)
-        tree.findings.extend(semantics.cross_file_findings(tree.loaded, tree.versions, tree.config, now))
+        tree.findings.extend(
+            semantics.cross_file_findings(tree.loaded, tree.versions, tree.config, now)
+        )
         return tree
 
     def _check_config(self, snapshot: Snapshot, tree: Tree) -> None:
