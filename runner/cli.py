@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -12,9 +13,9 @@ from typing import TextIO
 
 from runner import report
 from runner.errors import PostwrightError, UsageError
-from runner.findings import Finding, Severity
+from runner.findings import Severity
 from runner.snapshot import DirectorySnapshot, walk_directory
-from runner.tree import AUTOMATIONS_DIR, CONFIG_PATH, TreeChecker
+from runner.tree import AUTOMATIONS_DIR, CONFIG_PATH, Tree, TreeChecker
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
@@ -88,28 +89,34 @@ def repo_root(given: Path | None) -> Path:
     return Path(top)
 
 
-def working_tree_findings(root: Path, now: datetime) -> list[Finding]:
-    """Findings of the files on disk, without history."""
+def check_working_tree(root: Path, now: datetime) -> Tree:
+    """The files on disk checked without history."""
     paths = walk_directory(root, [AUTOMATIONS_DIR.rstrip("/")])
     if (root / CONFIG_PATH).is_file():
         paths.append(CONFIG_PATH)
-    return TreeChecker().check(DirectorySnapshot(root, paths), now).findings
+    return TreeChecker().check(DirectorySnapshot(root, paths), now)
 
 
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
     root = repo_root(args.repo)
     now = args.now or datetime.now(UTC)
     if args.base:
-        from runner.walk import validate_history
+        from runner.walk import walk_history
 
-        found = validate_history(root, args.base, now)
+        history = walk_history(root, args.base, now)
+        found, tree = history.findings, history.final_tree
     else:
-        found = working_tree_findings(root, now)
+        tree = check_working_tree(root, now)
+        found = tree.findings
     if args.paths:
         wanted = {_relative(root, p) for p in args.paths}
+        # A changed template file concerns every automation that reads it.
+        for path in list(wanted):
+            wanted |= tree.template_users.get(path, set())
         found = [f for f in found if f.path in wanted]
     found = sorted(found, key=lambda f: f.sort_key)
-    report.render(found, args.format, out)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") if args.format == "github" else None
+    report.render(found, args.format, out, summary_path=Path(summary) if summary else None)
     failing = [f for f in found if f.severity is Severity.ERROR or args.strict]
     return 1 if failing else 0
 

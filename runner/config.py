@@ -91,7 +91,7 @@ class Config(_Strict):
     event_id_retention: PositiveDuration = 30 * 86_400
     max_emails_per_day: Annotated[int, Field(ge=1)] = 3
     providers: dict[Annotated[str, Field(pattern=ID_PATTERN)], Provider] = Field(
-        default_factory=lambda: dict(DEFAULT_PROVIDERS)
+        default_factory=lambda: dict(DEFAULT_PROVIDERS), min_length=1
     )
 
     @model_validator(mode="after")

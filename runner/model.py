@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     Tag,
     ValidationInfo,
     WithJsonSchema,
@@ -70,8 +71,9 @@ def _duration(minimum: int) -> Any:
 _DURATION_SCHEMA = WithJsonSchema(
     {"type": "string", "pattern": durations.DURATION_PATTERN, "examples": ["30s", "7d", "1d12h"]}
 )
-Duration = Annotated[int, _duration(0), _DURATION_SCHEMA]
-PositiveDuration = Annotated[int, _duration(1), _DURATION_SCHEMA]
+_AS_TEXT = PlainSerializer(durations.format_duration, return_type=str, when_used="json")
+Duration = Annotated[int, _duration(0), _AS_TEXT, _DURATION_SCHEMA]
+PositiveDuration = Annotated[int, _duration(1), _AS_TEXT, _DURATION_SCHEMA]
 
 
 def _day_offset(value: object) -> int:
@@ -90,6 +92,9 @@ def _day_offset(value: object) -> int:
 DayOffset = Annotated[
     int,
     BeforeValidator(_day_offset),
+    PlainSerializer(
+        lambda s: durations.format_duration(s) if s else 0, return_type=str | int, when_used="json"
+    ),
     WithJsonSchema(
         {
             "anyOf": [
@@ -433,7 +438,10 @@ class Automation(_Strict):
     wait: Duration = 0
     exit_on: list[ExitOn] = []
     send_window: SendWindow | None = None
-    retrigger: bool | Cooldown = False
+    retrigger: Annotated[
+        Annotated[bool, Tag("bool")] | Annotated[Cooldown, Tag("Cooldown")],
+        Discriminator(lambda v: "Cooldown" if isinstance(v, dict | Cooldown) else "bool"),
+    ] = False
     repeat: Repeat | None = None
     provider: AutomationId = "default"
     email: Email

@@ -77,6 +77,7 @@ class TreeChecker:
         tree.findings.extend(
             semantics.cross_file_findings(tree.loaded, tree.versions, tree.config, now)
         )
+        tree.findings = _unique(tree.findings)
         return tree
 
     def _check_config(self, snapshot: Snapshot, tree: Tree) -> None:
@@ -128,3 +129,16 @@ class TreeChecker:
             return None, tuple(found)
         present = {key: text for key, text in texts.items() if text is not None}
         return Version.of(loaded, present), tuple(found)
+
+
+def _unique(found: list[Finding]) -> list[Finding]:
+    """Findings without repeats: a template file shared by several automations is
+    checked once per automation but reported once."""
+    seen: set[tuple[str, int, int, str, str]] = set()
+    unique: list[Finding] = []
+    for finding in found:
+        key = (finding.path, finding.line, finding.col, finding.rule, finding.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(finding)
+    return unique

@@ -43,7 +43,9 @@ def template_paths(path: str, model: Automation) -> dict[str, str | None]:
 
 def normalised_definition(model: Automation, templates: Mapping[str, str]) -> dict[str, Any]:
     """The definition compared by the edit rule; `templates` maps key -> file text."""
-    data = model.model_dump(mode="json", by_alias=True, exclude=set(NOT_COMPARED))
+    data = model.model_dump(
+        mode="json", by_alias=True, exclude=set(NOT_COMPARED), exclude_none=True
+    )
     email = data["email"]
     for key, body in BODY_FILES.items():
         if key in templates:

@@ -29,7 +29,7 @@ _Parser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
-_YAML11_BOOLS = frozenset("yes Yes YES no No NO on On ON off Off OFF y Y n N".split())
+_YAML11_BOOLS = frozenset("yes Yes YES no No NO on On ON off Off OFF".split())
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -141,7 +141,7 @@ class _Reader:
             raise _Abort
 
     def scalar_value(self, event: Any) -> Any:
-        if event.style is not None or event.tag == _STR_TAG:
+        if event.style or event.tag == _STR_TAG:  # plain scalars have style None or ""
             return event.value
         if event.value in _YAML11_BOOLS:
             self.problem(
@@ -214,6 +214,12 @@ def read_yaml(path: str, content: bytes) -> tuple[Document | None, list[Finding]
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        if "maximum nesting depth" in (error.problem or ""):
+            # libyaml looks ahead over runs of `[`/`{` and stops at its own limit (1,000)
+            # before the reader sees level 65.
+            message = f"nesting deeper than {MAX_DEPTH} levels"
+            reader.found.append(findings.make("yaml-too-deep", path, message, line, col))
+            return None, reader.found
         message = " ".join(part for part in (error.context, error.problem) if part)
         reader.found.append(findings.make("yaml-syntax", path, message or str(error), line, col))
         return None, reader.found

@@ -1,0 +1,1 @@
+"""Durable state of the runner: the Store protocol and one implementation per database."""

@@ -1,0 +1,253 @@
+"""The store's ports: `Store` (async, owned by the server) and the transaction
+protocols `ReadTx` / `WriteTx` that engine code runs inside.
+
+Engine logic is plain synchronous Python over a transaction object; the store
+runs it in its own thread (SQLite: one writer thread, several readers) and
+commits, or rolls back when it raises. So one piece of engine code serves every
+store, and the SQL stays in the store module of each dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from runner.errors import PostwrightError
+from runner.store.records import (
+    AppliedAutomation,
+    Entry,
+    HistoryEntry,
+    IncomingEvent,
+    Message,
+    MessageEvent,
+    PendingSend,
+    SendStatus,
+    StoredEvent,
+    Subscriber,
+)
+
+T = TypeVar("T")
+
+
+class StoreError(PostwrightError):
+    """The store could not do what was asked."""
+
+
+class EventConflict(StoreError):
+    """An event id was seen before with a different body (HTTP 409)."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event id {event_id!r} was already received with a different body")
+        self.event_id = event_id
+
+
+@dataclass
+class Stats:
+    """Per-automation counts (SPEC 3.5); rates are computed from the counts."""
+
+    triggered: int = 0
+    pending: int = 0
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unique_openers: int = 0
+    unique_clickers: int = 0
+    bounced_hard: int = 0
+    bounced_soft: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
+    failed: int = 0
+    outcome_unknown: int = 0
+    cancelled: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def open_rate(self) -> float | None:
+        """opened / delivered, None before anything was delivered."""
+        return self.opened / self.delivered if self.delivered else None
+
+    @property
+    def click_rate(self) -> float | None:
+        """clicked / delivered, None before anything was delivered."""
+        return self.clicked / self.delivered if self.delivered else None
+
+
+class ReadTx(Protocol):
+    """Reads inside one consistent snapshot of the store."""
+
+    def automations(self) -> list[AppliedAutomation]:
+        """Every applied automation, deleted ones included."""
+
+    def automation(self, automation_id: str) -> AppliedAutomation | None:
+        """One applied automation."""
+
+    def history(self, automation_id: str) -> list[HistoryEntry]:
+        """Applied changes of one automation, oldest first."""
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        """A subscriber by normalised email."""
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        """A subscriber by id."""
+
+    def subscribers(self, after_id: int, limit: int) -> list[Subscriber]:
+        """Live (not deleted) subscribers with id > after_id, by id: pages for firings."""
+
+    def pending_send(self, send_id: str) -> PendingSend | None:
+        """One pending send by id, whatever its status."""
+
+    def pending_sends(
+        self, automation_id: str, statuses: Collection[SendStatus], limit: int = 100
+    ) -> list[PendingSend]:
+        """Sends of one automation in the given statuses, by due time."""
+
+    def active_sends(
+        self, subscriber_id: int, automation_id: str | None = None
+    ) -> list[PendingSend]:
+        """PENDING and CLAIMED sends of a subscriber (optionally of one automation)."""
+
+    def entry(self, automation_id: str, subscriber_id: int) -> Entry | None:
+        """Retrigger memory of one subscriber in one automation."""
+
+    def events_after(
+        self, email: str, types: Collection[str], after: datetime
+    ) -> list[StoredEvent]:
+        """Events of a subscriber of the given types received strictly after `after`."""
+
+    def messages(self, limit: int, automation_id: str | None = None) -> list[Message]:
+        """Messages, newest first."""
+
+    def message(self, message_id: str) -> Message | None:
+        """One message by our id."""
+
+    def message_by_provider_id(self, provider: str, provider_message_id: str) -> Message | None:
+        """One message by the provider's id for it."""
+
+    def message_events(self, message_id: str) -> list[MessageEvent]:
+        """Provider events of one message, in receipt order."""
+
+    def messages_sent_between(
+        self, automation_id: str, after: datetime, until: datetime
+    ) -> list[Message]:
+        """Messages of an automation sent in (after, until], for not_opened/not_clicked."""
+
+    def stats(self, automation_id: str) -> Stats:
+        """Counts of one automation (SPEC 3.5)."""
+
+    def queue_depth(self) -> int:
+        """PENDING and CLAIMED sends, over every automation."""
+
+    def meta(self, key: str) -> str | None:
+        """A runner-wide value (unsubscribe key, last scheduler tick, ...)."""
+
+
+class WriteTx(ReadTx, Protocol):
+    """Writes inside one transaction (SQLite: BEGIN IMMEDIATE)."""
+
+    def unprocessed_events(self, limit: int) -> list[StoredEvent]:
+        """Received events the engine has not processed, by seq."""
+
+    def add_event(
+        self,
+        type: str,
+        email: str,
+        data: dict[str, object],
+        received_at: datetime,
+        *,
+        derived_from: int | None = None,
+        processed: bool = True,
+    ) -> StoredEvent:
+        """Store a derived or internal event (no client id)."""
+
+    def mark_processed(self, seqs: Sequence[int]) -> None:
+        """Mark received events as processed."""
+
+    def save_subscriber(self, subscriber: Subscriber) -> Subscriber:
+        """Insert (id None) or update a subscriber; returns it with its id."""
+
+    def save_automation(self, automation: AppliedAutomation) -> None:
+        """Insert or replace the applied version of an automation."""
+
+    def add_history(self, entry: HistoryEntry) -> None:
+        """Record an applied change."""
+
+    def record_entry(self, automation_id: str, subscriber_id: int, at: datetime) -> Entry:
+        """Remember that a subscriber entered an automation at `at`."""
+
+    def insert_pending(self, send: PendingSend) -> None:
+        """Store a new pending send (or a send cancelled at once)."""
+
+    def set_status(
+        self,
+        send_ids: Sequence[str],
+        to: SendStatus,
+        now: datetime,
+        *,
+        from_statuses: Collection[SendStatus],
+        reason: str | None = None,
+    ) -> int:
+        """Move sends to `to` only from `from_statuses` (guarded in SQL); returns rows changed."""
+
+    def reschedule(self, send_id: str, due_at: datetime, now: datetime) -> bool:
+        """Set a PENDING send's due time (send now, window re-check)."""
+
+    def claim_due(
+        self, now: datetime, limit: int, lease_until: datetime, token: str
+    ) -> list[PendingSend]:
+        """Lease up to `limit` PENDING sends due at `now` (and CLAIMED ones whose lease expired)."""
+
+    def finish_claim(
+        self,
+        send_id: str,
+        token: str,
+        to: SendStatus,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        last_error: str | None = None,
+    ) -> bool:
+        """End a claim; refused (False) when the lease token no longer matches (fencing)."""
+
+    def retry_claim(
+        self, send_id: str, token: str, due_at: datetime, now: datetime, last_error: str
+    ) -> bool:
+        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt."""
+
+    def insert_message(self, message: Message) -> None:
+        """Store a message handed to a provider."""
+
+    def set_message_status(self, message_id: str, status: str) -> None:
+        """Mark a message bounced or failed."""
+
+    def insert_message_event(self, event: MessageEvent) -> bool:
+        """Store a provider event; False when its provider event id was seen before."""
+
+    def claim_once(self, key: str, at: datetime) -> bool:
+        """True the first time `key` is claimed (a cron tick, a date firing, a negative check)."""
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a runner-wide value."""
+
+
+class Store(Protocol):
+    """A durable store; every method is safe to call from the event loop."""
+
+    async def ingest(self, events: Sequence[IncomingEvent]) -> list[str]:
+        """Store received events atomically ("stored" / "duplicate" each).
+
+        Raises EventConflict (nothing stored) when an id was seen with another
+        body. Returns only after the commit is durable; concurrent calls may be
+        committed together (group commit). `received_at` is the commit time by
+        the store's clock.
+        """
+
+    async def read(self, work: Callable[[ReadTx], T]) -> T:
+        """Run `work` in a read transaction."""
+
+    async def write(self, work: Callable[[WriteTx], T]) -> T:
+        """Run `work` in a write transaction; commit when it returns, roll back when it raises."""
+
+    async def close(self) -> None:
+        """Finish pending work and release the database."""
