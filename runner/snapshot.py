@@ -66,6 +66,8 @@ class DirectorySnapshot:
         self.root = root
         self._paths = sorted(set(paths))
         self._ids: dict[str, str | None] = {}
+        # Checking asks for a file's id, then for its bytes: read each file once.
+        self._contents: dict[str, bytes | None] = {}
 
     def paths(self) -> Iterable[str]:
         """The paths this snapshot was made with."""
@@ -73,13 +75,15 @@ class DirectorySnapshot:
 
     def read(self, path: str) -> bytes | None:
         """The file's bytes, or None when it does not exist."""
-        try:
-            return (self.root / path).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
+        if path not in self._contents:
+            try:
+                self._contents[path] = (self.root / path).read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                self._contents[path] = None
+        return self._contents[path]
 
     def blob_id(self, path: str) -> str | None:
-        """The git blob id of the file's current contents."""
+        """The git blob id of the file's contents."""
         if path not in self._ids:
             content = self.read(path)
             self._ids[path] = None if content is None else git_blob_id(content)

@@ -1,12 +1,15 @@
 """Checking one repository state: every automation file, its templates, the
 configuration and the cross-file rules (SPEC 1, 2.3, 5.3).
 
-`TreeChecker` caches the per-file work by content id, so checking fifty
-commits of a history costs one full check plus the files that changed.
+`TreeChecker` caches the per-file work by content id, and `check` can start
+from the tree of a parent snapshot and the paths that changed since, so
+checking fifty commits of a history costs one full check plus the files that
+changed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,11 +30,22 @@ def is_automation_path(path: str) -> bool:
     return path.startswith(AUTOMATIONS_DIR) and path.endswith(".yaml")
 
 
+@dataclass(frozen=True)
+class FileResult:
+    """What checking one automation file found, without the cross-file rules."""
+
+    loaded: Loaded[Automation]
+    version: Version | None
+    findings: tuple[Finding, ...]
+    templates: tuple[str, ...]  # repository paths of the template files it reads
+
+
 @dataclass
 class Tree:
     """The result of checking one snapshot."""
 
     snapshot: Snapshot
+    files: dict[str, FileResult] = field(default_factory=dict)
     versions: dict[str, Version] = field(default_factory=dict)
     loaded: dict[str, Loaded[Automation]] = field(default_factory=dict)
     config: Config = field(default_factory=Config)
@@ -49,36 +63,64 @@ class Tree:
         return version if version is not None and version.path == path else None
 
 
+_FileKey = tuple[str, str, tuple[str | None, ...]]
+
+
 class TreeChecker:
     """Checks snapshots; reuse one instance across the snapshots of a history."""
 
     def __init__(self) -> None:
         self._automations: dict[tuple[str, str], Loaded[Automation]] = {}
-        self._file_checks: dict[
-            tuple[str, str, tuple[str | None, ...]], tuple[Version | None, tuple[Finding, ...]]
-        ] = {}
+        self._file_checks: dict[_FileKey, tuple[Version | None, tuple[Finding, ...]]] = {}
         self._configs: dict[str, Loaded[Config]] = {}
 
-    def check(self, snapshot: Snapshot, now: datetime) -> Tree:
-        """Every finding of the snapshot that needs no parent version."""
+    def check(
+        self,
+        snapshot: Snapshot,
+        now: datetime,
+        *,
+        previous: Tree | None = None,
+        changed: Collection[str] | None = None,
+    ) -> Tree:
+        """Every finding of the snapshot that needs no parent version.
+
+        With `previous` (the tree of an earlier snapshot) and `changed` (every
+        path that differs from it), only the changed files and the automations
+        reading a changed template are checked again.
+        """
         tree = Tree(snapshot)
         self._check_config(snapshot, tree)
-        for path in sorted(snapshot.paths()):
+        if previous is not None and changed is not None:
+            paths = self._changed_paths(previous, changed)
+            tree.files = {p: r for p, r in previous.files.items() if p not in paths}
+            wrong = [
+                f for f in previous.findings if f.rule == "wrong-extension" and f.path not in paths
+            ]
+            candidates = {p for p in paths if snapshot.blob_id(p) is not None}
+        else:
+            wrong, candidates = [], set(snapshot.paths())
+        for path in candidates:
             if not path.startswith(AUTOMATIONS_DIR):
                 continue
             if path.endswith(".yml"):
-                tree.findings.append(
-                    findings.make(
-                        "wrong-extension", path, "`.yml` files are not loaded; use `.yaml`"
-                    )
-                )
+                message = "`.yml` files are not loaded; use `.yaml`"
+                wrong.append(findings.make("wrong-extension", path, message))
             elif path.endswith(".yaml"):
-                self._check_file(snapshot, path, tree)
+                tree.files[path] = self._check_file(snapshot, path)
+        tree.findings.extend(sorted(wrong, key=lambda f: f.path))
+        self._collect(tree)
         tree.findings.extend(
             semantics.cross_file_findings(tree.loaded, tree.versions, tree.config, now)
         )
         tree.findings = _unique(tree.findings)
         return tree
+
+    @staticmethod
+    def _changed_paths(previous: Tree, changed: Collection[str]) -> set[str]:
+        paths = set(changed)
+        for path in changed:
+            paths |= previous.template_users.get(path, set())
+        return paths
 
     def _check_config(self, snapshot: Snapshot, tree: Tree) -> None:
         blob = snapshot.blob_id(CONFIG_PATH)
@@ -92,30 +134,37 @@ class TreeChecker:
         if loaded.model is not None:
             tree.config = loaded.model
 
-    def _check_file(self, snapshot: Snapshot, path: str, tree: Tree) -> None:
+    @staticmethod
+    def _collect(tree: Tree) -> None:
+        """Fill the tree's indexes from its per-file results, in path order."""
+        for path in sorted(tree.files):
+            result = tree.files[path]
+            tree.loaded[path] = result.loaded
+            tree.findings.extend(result.findings)
+            for template in result.templates:
+                tree.template_users.setdefault(template, set()).add(path)
+            version = result.version
+            if version is not None and version.id not in tree.versions:
+                tree.versions[version.id] = version
+
+    def _check_file(self, snapshot: Snapshot, path: str) -> FileResult:
         blob = snapshot.blob_id(path)
         assert blob is not None
         loaded = self._automations.get((path, blob))
         if loaded is None:
             loaded = load_automation(path, snapshot.read(path) or b"")
             self._automations[(path, blob)] = loaded
-        tree.loaded[path] = loaded
-        tree.findings.extend(loaded.findings)
         if loaded.model is None:
-            return
+            return FileResult(loaded, None, loaded.findings, ())
         named = template_paths(path, loaded.model)
-        for repo_path in named.values():
-            if repo_path is not None:
-                tree.template_users.setdefault(repo_path, set()).add(path)
         key = (path, blob, tuple(snapshot.blob_id(p) if p else None for p in named.values()))
         cached = self._file_checks.get(key)
         if cached is None:
             cached = self._check_templates(snapshot, loaded, named)
             self._file_checks[key] = cached
         version, found = cached
-        tree.findings.extend(found)
-        if version is not None and version.id not in tree.versions:
-            tree.versions[version.id] = version
+        used = tuple(p for p in named.values() if p is not None)
+        return FileResult(loaded, version, found, used)
 
     def _check_templates(
         self, snapshot: Snapshot, loaded: Loaded[Automation], named: dict[str, str | None]

@@ -137,12 +137,13 @@ class _Walk:
     def _check_snapshot(
         self, snapshot: Snapshot, parents: list[_State], changes: Mapping[str, object] | None
     ) -> Tree:
-        """Check `snapshot`, or reuse the parent's tree when no file the checker reads changed."""
+        """Check `snapshot`; after one parent, only what changed since it is read again."""
         if len(parents) == 1 and changes is not None:
             tree = parents[0].tree
             read = {CONFIG_PATH} | tree.template_users.keys()
             if not any(p in read or p.startswith("automations/") for p in changes):
                 return replace(tree, snapshot=snapshot)
+            return self.checker.check(snapshot, self.now, previous=tree, changed=changes)
         return self.checker.check(snapshot, self.now)
 
     def _state(self, states: dict[str | None, _State], sha: str) -> _State:

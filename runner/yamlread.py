@@ -92,42 +92,54 @@ class _Reader:
 
     def run(self, text: str) -> None:
         parser: Any = _Parser(text) if _Parser is not None else yaml.SafeLoader(text)
+        # Dispatch on the exact event class: this loop runs for every node of every file.
+        handlers: dict[type, Any] = {
+            yaml.ScalarEvent: self.on_scalar,
+            yaml.MappingStartEvent: self.on_collection,
+            yaml.SequenceStartEvent: self.on_collection,
+            yaml.MappingEndEvent: self.on_end,
+            yaml.SequenceEndEvent: self.on_end,
+            yaml.AliasEvent: self.on_alias,
+            yaml.DocumentStartEvent: self.on_document,
+        }
         while True:
             event = parser.get_event()
-            if event is None or isinstance(event, yaml.StreamEndEvent):
+            if event is None or type(event) is yaml.StreamEndEvent:
                 return
-            self.handle(event)
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(event)
 
-    def handle(self, event: Any) -> None:
-        if isinstance(event, yaml.DocumentStartEvent):
-            self.documents += 1
-            if self.documents > 1:
-                self.problem(
-                    "yaml-multiple-documents",
-                    "a second YAML document starts here",
-                    event.start_mark,
-                )
-                raise _Abort
-        elif isinstance(event, yaml.AliasEvent):
-            self.problem("yaml-anchor", f"alias `*{event.anchor}` is not allowed", event.start_mark)
-            raise _Abort
-        elif isinstance(event, yaml.ScalarEvent):
-            self.check_node(event)
-            self.add(self.scalar_value(event), event)
-        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-            self.check_node(event)
-            if len(self.stack) >= MAX_DEPTH:
-                self.problem(
-                    "yaml-too-deep", f"nesting deeper than {MAX_DEPTH} levels", event.start_mark
-                )
-                raise _Abort
-            container: dict[str, Any] | list[Any] = (
-                {} if isinstance(event, yaml.MappingStartEvent) else []
+    def on_document(self, event: Any) -> None:
+        self.documents += 1
+        if self.documents > 1:
+            self.problem(
+                "yaml-multiple-documents", "a second YAML document starts here", event.start_mark
             )
-            path = self.add(container, event)
-            self.stack.append(_Frame(container, path))
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            self.stack.pop()
+            raise _Abort
+
+    def on_alias(self, event: Any) -> None:
+        self.problem("yaml-anchor", f"alias `*{event.anchor}` is not allowed", event.start_mark)
+        raise _Abort
+
+    def on_scalar(self, event: Any) -> None:
+        if event.anchor is not None or event.tag is not None:
+            self.check_node(event)
+        self.add(self.scalar_value(event), event)
+
+    def on_collection(self, event: Any) -> None:
+        self.check_node(event)
+        if len(self.stack) >= MAX_DEPTH:
+            self.problem(
+                "yaml-too-deep", f"nesting deeper than {MAX_DEPTH} levels", event.start_mark
+            )
+            raise _Abort
+        container: dict[str, Any] | list[Any] = {} if type(event) is yaml.MappingStartEvent else []
+        path = self.add(container, event)
+        self.stack.append(_Frame(container, path))
+
+    def on_end(self, event: Any) -> None:
+        self.stack.pop()
 
     def check_node(self, event: Any) -> None:
         if event.anchor is not None:
@@ -167,10 +179,10 @@ class _Reader:
             self.doc.values[path] = position
             return path
         if frame.key is None:
-            if not isinstance(event, yaml.ScalarEvent):
+            if type(event) is not yaml.ScalarEvent:
                 self.problem("schema", "mapping keys must be plain strings", mark)
                 raise _Abort
-            key = event.value if isinstance(event, yaml.ScalarEvent) else str(value)
+            key = event.value
             if key in frame.container:
                 first = self.doc.keys[(*frame.path, key)]
                 self.problem(

@@ -241,3 +241,50 @@ def test_thousand_files_validate_fast() -> None:
     elapsed = time.perf_counter() - start
     assert not any(found)
     assert elapsed < 1.0, f"{elapsed:.2f}s"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi {{ subscriber.fields.name }}",
+        "{{ subscriber.fields.name | default('there') }}, 10% off",
+        "{{- subscriber.email -}} and {{ automation.name }}",
+        "{{ event.data.total }} then {{ event.data.items }}",
+        'line\n{{ event.occurred_at }}\n{{ event.data.coupon | d("X") }}',
+        "{{ event.data.link | default(0) }} {{ event.name }} {{ unsubscribe_url }}",
+        '<a href="{{ unsubscribe_url }}">x</a>\n<p>{{ event.data.sku }}</p>',
+        "{% if subscriber.fields.vip | default(false) %}VIP{% endif %}",
+        "{%- if event.data.total == 3 -%}\n{{ event.data.total }}\n{%- elif not "
+        "subscriber.fields.x %}b{% else %}c{% endif %}",
+        "{% if event.data.plan != 'pro' %}{% if event.occurred_at %}x{% endif %}{% endif %}",
+    ],
+)
+def test_the_fast_path_agrees_with_the_parser(text: str) -> None:
+    from runner.templates import _analyse_parsed, _analyse_simple
+
+    fast = _analyse_simple(text)
+    assert fast is not None
+    assert fast == _analyse_parsed(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ unknown.name }}",
+        "{% if x %}{{ subscriber.email }}{% endif %}",
+        "{% for g in subscriber.groups %}{{ g }}{% endfor %}",
+        "{% if subscriber.email %}unclosed",
+        "{% endif %}",
+        "{% else %}",
+        "{% if subscriber.email %}{% else x %}{% endif %}",
+        "{% set a = 1 %}{{ subscriber.email }}",
+        "{{ subscriber.email }} {{ subscriber.fields.a + 1 }}",
+        "{{ subscriber.email",
+        "{# note #}{{ subscriber.email }}",
+        "{{ subscriber.fields['a'] }}",
+    ],
+)
+def test_the_fast_path_leaves_everything_else_to_the_parser(text: str) -> None:
+    from runner.templates import _analyse_simple
+
+    assert _analyse_simple(text) is None
