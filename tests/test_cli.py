@@ -172,6 +172,22 @@ def test_validate_paths_filter_findings(history: Repo) -> None:
     assert "broken.yaml" not in out
 
 
+def test_validate_paths_widen_from_a_template_to_its_automations(clean: Repo) -> None:
+    """A hook passes only the changed template; findings of the automations using it count."""
+    clean.write(
+        "automations/welcome.yaml",
+        automation("welcome").replace(
+            '  text: "Hello {{ subscriber.email }}"\n', "  html_file: ../templates/welcome.html\n"
+        ),
+    )
+    clean.write("templates/welcome.html", "<p>Hello</p>")
+    base = clean.commit("with-template")
+    clean.write("templates/welcome.html", "<p>Hello again</p>")
+    code, out = run(clean, "validate", "--base", base, str(clean.root / "templates/welcome.html"))
+    assert code == 1
+    assert out.startswith("automations/welcome.yaml:10:3: error[edit-not-allowed]")
+
+
 def test_validate_paths_relative_to_cwd(history: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(history.root / "automations")
     code, out = run(history, "validate", "welcome.yaml")
