@@ -86,6 +86,9 @@ class ReadTx(Protocol):
     def history(self, automation_id: str) -> list[HistoryEntry]:
         """Applied changes of one automation, oldest first."""
 
+    def status_changes(self) -> list[HistoryEntry]:
+        """Every history entry of kind "status" (effective status moments), oldest first."""
+
     def subscriber(self, email: str) -> Subscriber | None:
         """A subscriber by normalised email."""
 

@@ -103,7 +103,7 @@ class AppliedAutomation:
     id: str
     revision: int  # increases with every applied change
     status: str  # written status of the applied version, or "deleted"
-    definition: dict[str, Any]  # model dump (by alias, JSON mode) incl. status and times
+    source: str  # the YAML text of the applied version: reloaded through the loader
     templates: dict[str, str]  # html_file/text_file key -> file text at apply time
     path: str
     commit: str | None

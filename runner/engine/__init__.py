@@ -1,0 +1,1 @@
+"""The runner's engine: matching events to automations, pending sends, the send loop."""

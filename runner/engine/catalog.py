@@ -1,0 +1,108 @@
+"""The applied automations as the engine sees them (pure: built from store rows).
+
+Each automation is parsed once from the source the store kept, with its
+effective status moments, so the engine can answer "was it running at this
+instant?" (SPEC 3.1) and "who listens to this event?" without SQL.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from runner.loader import load_automation
+from runner.model import Automation, EmailTrigger, EventTrigger, Status
+from runner.store.records import AppliedAutomation, HistoryEntry
+from runner.version import Version
+
+DELETED = "deleted"
+
+
+def version_of(row: AppliedAutomation) -> Version:
+    """The applied version as a lifecycle `Version` (from the stored source and templates)."""
+    loaded = load_automation(row.path, row.source.encode("utf-8"))
+    if loaded.model is None:  # the store only holds versions that validated
+        raise ValueError(f"stored source of {row.id} no longer validates: {loaded.findings}")
+    return Version.of(loaded, row.templates)
+
+
+@dataclass(frozen=True)
+class Live:
+    """One applied automation: its row, model and effective status over time."""
+
+    row: AppliedAutomation
+    version: Version
+    moments: tuple[datetime, ...] = ()  # when the effective status changed, ascending
+    statuses: tuple[str, ...] = ()  # the effective status from each moment on
+
+    @property
+    def id(self) -> str:
+        """The automation id."""
+        return self.row.id
+
+    @property
+    def model(self) -> Automation:
+        """The applied definition."""
+        return self.version.model
+
+    def status_at(self, instant: datetime) -> str | None:
+        """The effective status at `instant` (None before the automation was applied)."""
+        index = bisect.bisect_right(self.moments, instant) - 1
+        return self.statuses[index] if index >= 0 else None
+
+    def running_at(self, instant: datetime) -> bool:
+        """Whether triggers were evaluated at `instant` (SPEC 3.1)."""
+        return self.status_at(instant) == Status.RUNNING.value
+
+    @property
+    def status(self) -> str | None:
+        """The latest recorded effective status."""
+        return self.statuses[-1] if self.statuses else None
+
+
+@dataclass
+class Catalog:
+    """Every applied automation, indexed for matching."""
+
+    by_id: dict[str, Live] = field(default_factory=dict)
+    by_event: dict[str, list[Live]] = field(default_factory=dict)
+    by_source: dict[str, list[Live]] = field(default_factory=dict)
+    by_exit_event: dict[str, list[Live]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, rows: Iterable[AppliedAutomation], changes: Iterable[HistoryEntry]) -> Catalog:
+        """Index `rows` with the status moments in `changes` (kind "status")."""
+        moments: dict[str, list[tuple[datetime, str]]] = {}
+        for entry in changes:
+            if entry.kind == "status":
+                moments.setdefault(entry.automation_id, []).append((entry.at, str(entry.value)))
+        catalog = cls()
+        for row in rows:
+            ordered = sorted(moments.get(row.id, []), key=lambda pair: pair[0])
+            live = Live(
+                row,
+                version_of(row),
+                tuple(at for at, _ in ordered),
+                tuple(status for _, status in ordered),
+            )
+            catalog._add(live)
+        return catalog
+
+    def _add(self, live: Live) -> None:
+        self.by_id[live.id] = live
+        trigger = live.model.trigger
+        if live.row.status != DELETED:
+            if isinstance(trigger, EventTrigger):
+                self.by_event.setdefault(trigger.event, []).append(live)
+            elif isinstance(trigger, EmailTrigger):
+                self.by_source.setdefault(trigger.automation, []).append(live)
+        for exit_on in live.model.exit_on:
+            self.by_exit_event.setdefault(exit_on.event, []).append(live)
+
+    def listeners_at(self, source_id: str, instant: datetime) -> list[str]:
+        """Automations with an email trigger on `source_id` running at `instant` (SPEC 3.4)."""
+        return sorted(
+            live.id for live in self.by_source.get(source_id, []) if live.running_at(instant)
+        )
