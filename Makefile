@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/postwright validate
-	$(BIN)/postwright plan
+	$(BIN)/postwright serve
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -193,8 +193,14 @@ class WriteTx(ReadTx, Protocol):
     ) -> int:
         """Move sends to `to` only from `from_statuses` (guarded in SQL); returns rows changed."""
 
-    def reschedule(self, send_id: str, due_at: datetime, now: datetime) -> bool:
-        """Set a PENDING send's due time (send now, window re-check)."""
+    def reschedule(
+        self, send_id: str, due_at: datetime, now: datetime, *, token: str | None = None
+    ) -> bool:
+        """Set a PENDING send's due time (send now, window re-check).
+
+        With `token`, the send must be CLAIMED under that lease instead: it goes back to
+        PENDING at `due_at` without counting an attempt (a claimed send outside its window).
+        """
 
     def claim_due(
         self, now: datetime, limit: int, lease_until: datetime, token: str

@@ -52,6 +52,11 @@ SERIES_ENDING = frozenset(
 )
 
 
+def normalise_email(email: str) -> str:
+    """The key of a subscriber: the email trimmed and lower-cased (SPEC 3.0)."""
+    return email.strip().lower()
+
+
 @dataclass(frozen=True)
 class IncomingEvent:
     """An event as accepted by `POST /v1/events`, before it is stored."""

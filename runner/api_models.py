@@ -1,0 +1,369 @@
+"""Request bodies of the HTTP API as pydantic models, and their 422 error shape (SPEC 5.2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from runner.model import EVENT_NAME_PATTERN
+from runner.store.records import IncomingEvent
+
+MAX_BATCH = 1000
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Produced by the runner itself: a client posting them would fake our own bookkeeping.
+RESERVED_TYPES = frozenset({"subscriber.added", "subscriber.updated"})
+RESERVED_PREFIX = "email."
+GROUP_TYPES = frozenset({"group.joined", "group.left"})
+
+EventId = Annotated[str, Field(min_length=1, max_length=200)]
+Email = Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SubscriberIn(_Body):
+    """The subscriber an event concerns; `fields` merge, `groups` replace."""
+
+    email: Email
+    fields: dict[str, Any] | None = None
+    groups: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _normalise(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class Event(_Body):
+    """One event of `POST /v1/events`."""
+
+    id: EventId
+    type: Annotated[str, Field(pattern=EVENT_NAME_PATTERN, max_length=200)]
+    subscriber: SubscriberIn
+    data: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: AwareDatetime | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_TYPES or value.startswith(RESERVED_PREFIX):
+            raise ValueError(f"{value!r} is produced by the runner and cannot be posted")
+        return value
+
+    def incoming(self, raw: Any) -> IncomingEvent:
+        """The store record; `raw` is the event as posted (for the duplicate check)."""
+        return IncomingEvent(
+            id=self.id,
+            type=self.type,
+            email=self.subscriber.email,
+            fields=self.subscriber.fields,
+            groups=self.subscriber.groups,
+            data=self.data,
+            occurred_at=self.occurred_at.astimezone(UTC) if self.occurred_at else None,
+            body_hash=body_hash(raw),
+        )
+
+
+class EventBatch(_Body):
+    """`{"events": [...]}`, 1 to 1,000 events."""
+
+    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class OutboxWebhookEvent(_Body):
+    """A provider event for an outbox message (`POST /v1/providers/{name}/webhook`)."""
+
+    id: EventId
+    type: Literal["delivered", "opened", "clicked", "bounced", "complained", "unsubscribed"]
+    message_id: Annotated[str, Field(min_length=1, max_length=200)]
+    url: Annotated[str, Field(max_length=2048)] | None = None
+    bounce: Literal["hard", "soft"] | None = None
+    occurred_at: AwareDatetime | None = None
+
+
+class TriggerBody(_Body):
+    """`POST /v1/automations/{id}/trigger`."""
+
+    id: EventId | None = None
+    subscriber: Email
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("subscriber", mode="before")
+    @classmethod
+    def _normalise(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class RequestError(Exception):
+    """A request body the API refuses, with the JSON answer to send."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message", ""))
+        self.status = status
+        self.body = body
+
+
+def body_hash(raw: Any) -> str:
+    """SHA-256 of the canonical JSON of `raw` (key order and spacing do not matter)."""
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def dotted(prefix: str, loc: tuple[int | str, ...]) -> str:
+    """`events[3].subscriber.email` from a pydantic location under `prefix`."""
+    text = prefix
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def invalid(
+    error: ValidationError, kind: str, prefix: str = "", index: int | None = None
+) -> RequestError:
+    """A 422 naming the first wrong field (all of them under `errors`)."""
+    details = [
+        {"field": dotted(prefix, tuple(d["loc"])) or "(body)", "message": d["msg"]}
+        for d in error.errors(include_url=False)[:50]
+    ]
+    body: dict[str, Any] = {"error": kind, **details[0], "errors": details}
+    if index is not None:
+        body["index"] = index
+    return RequestError(422, body)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of a body, or a 422 saying it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RequestError(
+            422, {"error": "invalid_json", "field": "(body)", "message": str(error)}
+        ) from None
+
+
+def parse_events(value: Any) -> list[IncomingEvent]:
+    """One event or a batch, validated whole: any problem raises a 422 naming it."""
+    if isinstance(value, dict) and "events" in value:
+        try:
+            batch = EventBatch.model_validate(value)
+        except ValidationError as error:
+            raise invalid(error, "invalid_batch") from None
+        raws: list[Any] = batch.events
+        prefix = "events"
+    else:
+        raws, prefix = [value], ""
+    seen: dict[str, int] = {}
+    events: list[IncomingEvent] = []
+    for index, raw in enumerate(raws):
+        where = f"{prefix}[{index}]" if prefix else ""
+        at = index if prefix else None
+        try:
+            event = Event.model_validate(raw)
+        except ValidationError as error:
+            raise invalid(error, "invalid_event", where, at) from None
+        if event.type in GROUP_TYPES and not isinstance(event.data.get("group"), str):
+            raise RequestError(
+                422,
+                {
+                    "error": "invalid_event",
+                    "field": dotted(where, ("data", "group")),
+                    "message": f"{event.type} needs data.group (a group name)",
+                    **({"index": at} if at is not None else {}),
+                },
+            )
+        if event.id in seen:
+            raise RequestError(
+                422,
+                {
+                    "error": "duplicate_id_in_batch",
+                    "field": dotted(where, ("id",)),
+                    "index": index,
+                    "message": f"event id {event.id!r} also used by events[{seen[event.id]}]",
+                },
+            )
+        seen[event.id] = index
+        events.append(event.incoming(raw))
+    return events
+
+
+def received(value: datetime | None, now: datetime) -> datetime:
+    """`occurred_at` in UTC, defaulting to `now`."""
+    return value.astimezone(UTC) if value is not None else now
+
+
+# --- OpenAPI 3.1 -----------------------------------------------------------------------
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string"},
+        "field": {"type": "string", "description": "the offending field, e.g. events[3].id"},
+        "index": {"type": "integer"},
+        "message": {"type": "string"},
+    },
+}
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    content = {_JSON: {"schema": schema or {"type": "object"}}}
+    return {"description": description, "content": content}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        401: "no valid API key or signature",
+        404: "not found",
+        409: "conflict",
+        413: "body over 5 MiB",
+        422: "invalid body, naming the field",
+    }
+    return {str(code): _answer(text[code], _ref("Error")) for code in codes}
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    errors: tuple[int, ...] = (401,),
+    body: str | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*errors)}}
+    if body is not None:
+        schema = _ref(body)
+        operation["requestBody"] = {"required": True, "content": {_JSON: {"schema": schema}}}
+    return operation
+
+
+def _path_param(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of every endpoint of `postwright serve`."""
+    schemas: dict[str, Any] = {"Error": _ERROR}
+    for model in (Event, EventBatch, OutboxWebhookEvent, TriggerBody):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["EventsBody"] = {"oneOf": [_ref("Event"), _ref("EventBatch")]}
+    results = {"type": "object", "properties": {"results": {"type": "array"}}}
+    automation = _path_param("id")
+    send = _path_param("id", "send_id")
+    paths: dict[str, Any] = {
+        "/v1/events": {
+            "post": _op(
+                "Store one event or a batch of up to 1,000 (atomic, idempotent by id)",
+                {"202": _answer("committed: stored / duplicate per event", results)},
+                (401, 409, 413, 422),
+                "EventsBody",
+            )
+        },
+        "/v1/providers/{name}/webhook": {
+            "parameters": _path_param("name"),
+            "post": _op(
+                "Provider events (outbox format: one event or a list)",
+                {"202": _answer("stored / duplicate per event", results)},
+                (401, 404, 413, 422),
+                "OutboxWebhookEvent",
+            ),
+        },
+        "/v1/automations": {"get": _op("Applied automations", {"200": _answer("list")})},
+        "/v1/automations/{id}": {
+            "parameters": automation,
+            "get": _op(
+                "Applied version, desired and effective status, history, last reload error",
+                {"200": _answer("the automation")},
+                (401, 404),
+            ),
+        },
+        "/v1/automations/{id}/trigger": {
+            "parameters": automation,
+            "post": _op(
+                "The api trigger for one subscriber",
+                {
+                    "202": _answer("accepted, with pending_send_id"),
+                    "200": _answer("not accepted, with the reason"),
+                },
+                (401, 404, 409, 413, 422),
+                "TriggerBody",
+            ),
+        },
+        "/v1/automations/{id}/stats": {
+            "parameters": automation,
+            "get": _op(
+                "Counts and rates (stats null with reason not_started for draft and scheduled)",
+                {"200": _answer("stats")},
+                (401, 404),
+            ),
+        },
+        "/v1/automations/{id}/pending": {
+            "parameters": automation,
+            "get": _op("Pending sends (?status, ?limit)", {"200": _answer("list")}, (401, 404)),
+        },
+        "/v1/automations/{id}/pending/{send_id}/send-now": {
+            "parameters": send,
+            "post": _op(
+                "Make a pending send due now", {"200": _answer("the send")}, (401, 404, 409)
+            ),
+        },
+        "/v1/automations/{id}/pending/{send_id}": {
+            "parameters": send,
+            "delete": _op("Remove a pending send", {"200": _answer("the send")}, (401, 404, 409)),
+        },
+        "/v1/automations/{id}/pending/{send_id}/remove": {
+            "parameters": send,
+            "post": _op("Remove a pending send", {"200": _answer("the send")}, (401, 404, 409)),
+        },
+        "/v1/outbox": {"get": _op("Outbox messages, newest first", {"200": _answer("list")})},
+        "/u/{token}": {
+            "parameters": _path_param("token"),
+            "get": {
+                "summary": "Unsubscribe confirmation page",
+                "responses": {"200": {"description": "HTML form"}},
+            },
+            "post": {
+                "summary": "RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click)",
+                "responses": {
+                    "200": {"description": "unsubscribed"},
+                    "404": {"description": "bad token"},
+                },
+            },
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _answer("ok")}}},
+        "/readyz": {
+            "get": {
+                "summary": "Store reachable and files applied",
+                "responses": {"200": _answer("ready"), "503": _answer("not ready")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text exposition format"}},
+            }
+        },
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _answer("")}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Postwright runner API", "version": "1"},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"apiKey": []}, {}],
+        "paths": paths,
+    }

@@ -1,0 +1,199 @@
+"""Entering a subscriber into an automation: retrigger, suppression, re-anchoring and the
+pending send (SPEC 3.2), plus the `api` trigger's answers (SPEC 5.2).
+
+Runs inside a write transaction; `audience` is not evaluated here for event, api and email
+triggers (SPEC 3.3: only at send time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from runner import timing
+from runner.conditions import evaluate
+from runner.engine.catalog import Catalog, Live
+from runner.engine.context import EngineContext, new_id
+from runner.engine.subscribers import normalise_email
+from runner.model import ApiTrigger, Automation, Cooldown, DateTrigger, ScheduleTrigger
+from runner.store.base import WriteTx
+from runner.store.records import CancelReason, PendingSend, SendStatus, Subscriber
+
+
+@dataclass(frozen=True)
+class EnterResult:
+    """Whether a trigger was accepted, why not, and the pending send it made (if any)."""
+
+    accepted: bool
+    reason: str | None = None
+    send_id: str | None = None
+
+
+def enter(
+    tx: WriteTx,
+    ctx: EngineContext,
+    live: Live,
+    subscriber: Subscriber,
+    trigger_at: datetime,
+    event_var: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    *,
+    audience_context: Mapping[str, Any] | None = None,
+) -> EnterResult:
+    """Apply `retrigger`, then suppression, then re-anchor an active series or start one.
+
+    `audience_context`, when given (date and schedule firings), is checked against the
+    automation's `audience` first (reason "audience", nothing recorded).
+    """
+    model = live.model
+    if subscriber.id is None:
+        raise ValueError("enter() needs a stored subscriber")
+    if subscriber.deleted_at is not None:
+        return EnterResult(False, CancelReason.DELETED_SUBSCRIBER.value)
+    if (
+        audience_context is not None
+        and model.audience is not None
+        and not evaluate(model.audience, audience_context)
+    ):
+        return EnterResult(False, CancelReason.AUDIENCE.value)
+    refused = _retrigger_refusal(tx, model, live.id, subscriber.id, trigger_at)
+    if refused is not None:
+        return EnterResult(False, refused)
+    tx.record_entry(live.id, subscriber.id, trigger_at)
+
+    if subscriber.suppressed is not None:
+        send = _new_send(ctx, live, subscriber, trigger_at, event_var, overrides, 0, None)
+        send = _cancelled(send, CancelReason.SUPPRESSED)
+        tx.insert_pending(send)
+        return EnterResult(False, CancelReason.SUPPRESSED.value, send.id)
+
+    # Date and schedule firings are deduplicated by the scheduler (once per year or
+    # tick) and each firing is its own email: no retrigger memory, no re-anchoring.
+    fired = isinstance(model.trigger, DateTrigger | ScheduleTrigger)
+    active = [] if fired else tx.active_sends(subscriber.id, live.id)
+    if active:
+        return _reanchor(tx, ctx, live, subscriber, active, trigger_at, event_var, overrides)
+    send = _new_send(ctx, live, subscriber, trigger_at, event_var, overrides, 0, None)
+    tx.insert_pending(send)
+    return EnterResult(True, None, send.id)
+
+
+def api_trigger(
+    tx: WriteTx,
+    catalog: Catalog,
+    ctx: EngineContext,
+    automation_id: str,
+    email: str,
+    data: dict[str, Any],
+    now: datetime,
+) -> EnterResult:
+    """The `api` trigger for one subscriber at `now` (the server answers 404/409 itself).
+
+    `data` becomes `event.data` and the send's `overrides` (overlaid on the subscriber's fields
+    for its audience check and rendering at send time; never stored on the subscriber).
+    """
+    live = catalog.by_id.get(automation_id)
+    if live is None or not isinstance(live.model.trigger, ApiTrigger):
+        raise ValueError(f"{automation_id!r} is not an applied automation with an api trigger")
+    if not live.running_at(now):
+        return EnterResult(False, "not_running")
+    try:
+        subscriber = tx.subscriber(normalise_email(email))
+    except ValueError:
+        subscriber = None
+    if subscriber is None or subscriber.deleted_at is not None:
+        return EnterResult(False, "not_a_subscriber")
+    event_var = {"name": "api", "data": dict(data)}
+    return enter(tx, ctx, live, subscriber, now, event_var, dict(data))
+
+
+def _retrigger_refusal(
+    tx: WriteTx, model: Automation, automation_id: str, subscriber_id: int, at: datetime
+) -> str | None:
+    if model.retrigger is True or isinstance(model.trigger, DateTrigger | ScheduleTrigger):
+        return None
+    entry = tx.entry(automation_id, subscriber_id)
+    if entry is None:
+        return None
+    if isinstance(model.retrigger, Cooldown):
+        if at - entry.last_at < timedelta(seconds=model.retrigger.cooldown):
+            return "cooldown"
+        return None
+    return "already_entered"
+
+
+def _reanchor(
+    tx: WriteTx,
+    ctx: EngineContext,
+    live: Live,
+    subscriber: Subscriber,
+    active: list[PendingSend],
+    anchor: datetime,
+    event_var: dict[str, Any],
+    overrides: dict[str, Any] | None,
+) -> EnterResult:
+    """Move the outstanding send of the series to the new anchor (same repeat index)."""
+    moved: str | None = None
+    for send in active:
+        cancelled = tx.set_status(
+            [send.id],
+            SendStatus.CANCELLED,
+            anchor,
+            from_statuses={SendStatus.PENDING},
+            reason=CancelReason.REANCHORED.value,
+        )
+        if cancelled:
+            again = _new_send(
+                ctx, live, subscriber, anchor, event_var, overrides, send.repeat_index, send
+            )
+            tx.insert_pending(again)
+            moved = moved or again.id
+    # A CLAIMED send is being handed to the provider right now: its series goes on from the
+    # old anchor (the sender creates the next repeat), so the new trigger changes nothing.
+    return EnterResult(True, None, moved or active[0].id)
+
+
+def _new_send(
+    ctx: EngineContext,
+    live: Live,
+    subscriber: Subscriber,
+    anchor: datetime,
+    event_var: dict[str, Any],
+    overrides: dict[str, Any] | None,
+    repeat_index: int,
+    series_of: PendingSend | None,
+) -> PendingSend:
+    model = live.model
+    window = model.send_window
+    zone = (
+        timing.zone_for(window.timezone, subscriber.fields, ctx.default_timezone)
+        if window is not None
+        else ZoneInfo("UTC")
+    )
+    every = model.repeat.every if model.repeat is not None else 0
+    due = timing.repeat_due(anchor, model.wait, every, repeat_index, window, zone)
+    send_id = new_id(anchor)
+    assert subscriber.id is not None
+    return PendingSend(
+        id=send_id,
+        automation_id=live.id,
+        subscriber_id=subscriber.id,
+        email=subscriber.email,
+        due_at=due,
+        status=SendStatus.PENDING,
+        trigger_at=anchor,
+        trigger_event=event_var,
+        created_at=anchor,
+        series_id=series_of.series_id if series_of is not None else send_id,
+        repeat_index=repeat_index,
+        overrides=dict(overrides or {}),
+    )
+
+
+def _cancelled(send: PendingSend, reason: CancelReason) -> PendingSend:
+    return replace(
+        send, status=SendStatus.CANCELLED, reason=reason.value, updated_at=send.created_at
+    )

@@ -1,0 +1,210 @@
+"""Processing received events in seq order (SPEC 3.0-3.4): subscriber upserts, derived
+events, `exit_on` cancellation, and event and email trigger matching with gating.
+
+This is the hot path: each event costs one subscriber read and write, one index lookup per
+derived event, and store reads only when an automation actually listens.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from runner.conditions import evaluate
+from runner.engine.catalog import Catalog, Live
+from runner.engine.context import EngineContext
+from runner.engine.entering import enter
+from runner.engine.subscribers import DELETED, SELF_DERIVED, apply_event, normalise_email
+from runner.model import EmailAction, EmailTrigger, EventTrigger
+from runner.store.base import WriteTx
+from runner.store.records import CancelReason, SendStatus, StoredEvent, Subscriber
+
+EMAIL_EVENTS = frozenset(
+    f"email.{action}" for action in ("sent", "delivered", "opened", "clicked", "failed")
+)
+_OPEN_OR_CLICK = ("email.opened", "email.clicked")
+# Provider events of a message arrive after it was sent; the margin only absorbs clock skew
+# between the sender's `sent_at` and the store's commit time.
+_SENT_MARGIN = timedelta(seconds=5)
+
+
+def process_pending(tx: WriteTx, catalog: Catalog, ctx: EngineContext, limit: int = 500) -> int:
+    """Process up to `limit` unprocessed events in seq order; returns how many."""
+    events = tx.unprocessed_events(limit)
+    for event in events:
+        if event.id is None and event.type in EMAIL_EVENTS:
+            _internal(tx, catalog, ctx, event)
+        else:
+            _received(tx, catalog, ctx, event)
+    if events:
+        tx.mark_processed([event.seq for event in events])
+    return len(events)
+
+
+def _received(tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent) -> None:
+    try:
+        email = normalise_email(event.email)
+    except ValueError:  # the API refuses these; a bad row must not stop the queue
+        return
+    existing = tx.subscriber(email)
+    if existing is None and event.type == DELETED:
+        return  # nothing to erase: deleting an unknown email creates nobody
+    update = apply_event(existing, event)
+    subscriber = tx.save_subscriber(update.subscriber)
+    for name, data in update.derived:
+        derived = tx.add_event(
+            name, email, data, event.received_at, derived_from=event.seq, processed=True
+        )
+        _handle(tx, catalog, ctx, derived, subscriber)
+    if event.type not in SELF_DERIVED:
+        _handle(tx, catalog, ctx, event, subscriber)
+
+
+def _internal(tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent) -> None:
+    """An `email.<action>` event recorded from provider feedback or by the sender."""
+    try:
+        subscriber = tx.subscriber(normalise_email(event.email))
+    except ValueError:
+        return
+    if subscriber is None or subscriber.deleted_at is not None:
+        return
+    _handle(tx, catalog, ctx, event, subscriber)
+
+
+def _context(event: StoredEvent, subscriber: Subscriber) -> dict[str, Any]:
+    occurred = event.occurred_at or event.received_at
+    return {
+        "subscriber": {
+            "email": subscriber.email,
+            "fields": subscriber.fields,
+            "groups": sorted(subscriber.groups),
+        },
+        "event": {"name": event.type, "data": event.data, "occurred_at": occurred.isoformat()},
+    }
+
+
+def _handle(
+    tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent, subscriber: Subscriber
+) -> None:
+    context: dict[str, Any] | None = None
+    exits = catalog.by_exit_event.get(event.type)
+    if exits:
+        context = _context(event, subscriber)
+        _exit_on(tx, exits, event, subscriber, context)
+    if event.type == DELETED:
+        _cancel_all(tx, subscriber, event.received_at, CancelReason.DELETED_SUBSCRIBER)
+        return
+    if subscriber.deleted_at is not None:
+        return
+    if event.type in EMAIL_EVENTS and event.id is None:
+        _email_triggers(tx, catalog, ctx, event, subscriber)
+        return
+    for live in catalog.by_event.get(event.type, ()):
+        trigger = live.model.trigger
+        if not isinstance(trigger, EventTrigger):
+            continue
+        if trigger.group is not None and event.data.get("group") != trigger.group:
+            continue
+        if not live.running_at(event.received_at):
+            continue
+        context = context or _context(event, subscriber)
+        if trigger.where is not None and not evaluate(trigger.where, context):
+            continue
+        enter(tx, ctx, live, subscriber, event.received_at, dict(context["event"]))
+
+
+def _exit_on(
+    tx: WriteTx,
+    exits: list[Live],
+    event: StoredEvent,
+    subscriber: Subscriber,
+    context: dict[str, Any],
+) -> None:
+    """Cancel this subscriber's pending sends whose automation exits on `event` (SPEC 3.3)."""
+    if subscriber.id is None:
+        return
+    listening = {live.id: live for live in exits}
+    matches: dict[str, bool] = {}
+    cancel: list[str] = []
+    for send in tx.active_sends(subscriber.id):
+        live = listening.get(send.automation_id)
+        if live is None or send.trigger_at >= event.received_at:
+            continue
+        if live.id not in matches:
+            matches[live.id] = any(
+                exit_on.event == event.type
+                and (exit_on.where is None or evaluate(exit_on.where, context))
+                for exit_on in live.model.exit_on
+            )
+        if matches[live.id]:
+            cancel.append(send.id)
+    if cancel:
+        tx.set_status(
+            cancel,
+            SendStatus.CANCELLED,
+            event.received_at,
+            from_statuses={SendStatus.PENDING},
+            reason=CancelReason.EXIT_ON.value,
+        )
+
+
+def _cancel_all(tx: WriteTx, subscriber: Subscriber, at: datetime, reason: CancelReason) -> None:
+    if subscriber.id is None:
+        return
+    ids = [send.id for send in tx.active_sends(subscriber.id)]
+    if ids:
+        tx.set_status(
+            ids, SendStatus.CANCELLED, at, from_statuses={SendStatus.PENDING}, reason=reason.value
+        )
+
+
+def _email_triggers(
+    tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent, subscriber: Subscriber
+) -> None:
+    """Match an internal `email.<action>` event against `email` triggers (SPEC 3.4)."""
+    source = event.data.get("automation")
+    lives = catalog.by_source.get(source, ()) if isinstance(source, str) else ()
+    if not lives:
+        return
+    action = event.type.removeprefix("email.")
+    message_id = event.data.get("message_id")
+    message = tx.message(message_id) if isinstance(message_id, str) else None
+    if message is None:
+        return
+    first_open: bool | None = None  # computed once, only when an `opened` trigger asks
+    for live in lives:
+        trigger = live.model.trigger
+        if not isinstance(trigger, EmailTrigger) or live.id not in message.listeners:
+            continue
+        if trigger.action.value != action:
+            if not (trigger.action is EmailAction.OPENED and action == "clicked"):
+                continue
+            if first_open is None:
+                first_open = _first_open(tx, event, subscriber.email, message.sent_at)
+            if not first_open:
+                continue
+        elif not _link_matches(trigger, event.data.get("link")):
+            continue
+        if not live.running_at(event.received_at):
+            continue
+        event_var = {"name": f"email.{trigger.action.value}", "data": dict(event.data)}
+        enter(tx, ctx, live, subscriber, event.received_at, event_var)
+
+
+def _link_matches(trigger: EmailTrigger, link: object) -> bool:
+    if trigger.link is None and trigger.link_contains is None:
+        return True
+    if not isinstance(link, str):
+        return False
+    if trigger.link is not None:
+        return link == trigger.link
+    return trigger.link_contains is not None and trigger.link_contains in link
+
+
+def _first_open(tx: WriteTx, event: StoredEvent, email: str, sent_at: datetime) -> bool:
+    """A click counts as an open when no open or click of that message came before it."""
+    message_id = event.data.get("message_id")
+    earlier = tx.events_after(email, _OPEN_OR_CLICK, sent_at - _SENT_MARGIN)
+    return not any(
+        other.seq < event.seq and other.data.get("message_id") == message_id for other in earlier
+    )

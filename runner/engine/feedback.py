@@ -1,0 +1,106 @@
+"""Provider feedback about sent messages: stored once, then its effects (SPEC 3.0, 3.4, 3.5).
+
+A provider event is deduplicated by its provider event id. Its effects: hard bounces,
+complaints and unsubscribes suppress the subscriber; a hard bounce marks the message
+bounced; deliveries, opens, clicks and hard bounces become INTERNAL events
+(`email.delivered|opened|clicked|failed`) that the event processor matches against
+`email` triggers at their receipt time, like any other event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+
+from runner.engine.catalog import Catalog
+from runner.store.base import WriteTx
+from runner.store.records import Message, MessageEvent
+
+log = logging.getLogger(__name__)
+
+STORED = "stored"
+DUPLICATE = "duplicate"
+UNKNOWN_MESSAGE = "unknown_message"
+_SUPPRESSING = {"complained": "complained", "unsubscribed": "unsubscribed"}
+_ENGAGEMENT = frozenset({"delivered", "opened", "clicked"})
+
+
+def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: MessageEvent) -> str:
+    """Store one provider event and apply its effects: "stored", "duplicate" or "unknown_message".
+
+    `event.message_id` may be our message id or the provider's id for the message; the
+    stored event always names our id. An event for a message we never sent is not stored.
+    `catalog` is unused today: gating of the internal events happens when the event
+    processor matches them.
+    """
+    message = tx.message(event.message_id)
+    if message is None or message.provider != provider:
+        message = tx.message_by_provider_id(provider, event.message_id)
+    if message is None:
+        log.warning("provider %s: event %s for unknown message", provider, event.provider_event_id)
+        return UNKNOWN_MESSAGE
+    earlier = tx.message_events(message.id)
+    stored = dataclasses.replace(event, provider=provider, message_id=message.id)
+    if not tx.insert_message_event(stored):
+        return DUPLICATE
+    _apply(tx, message, stored, earlier)
+    return STORED
+
+
+def is_hard_bounce(event: MessageEvent) -> bool:
+    """A bounce without a kind counts as hard, as in the stats."""
+    return event.type == "bounced" and (event.bounce or "hard") == "hard"
+
+
+def _apply(tx: WriteTx, message: Message, event: MessageEvent, earlier: list[MessageEvent]) -> None:
+    if event.type == "bounced":
+        if is_hard_bounce(event):
+            _suppress(tx, message, "bounced", event.received_at)
+            tx.set_message_status(message.id, "bounced")
+            if not any(is_hard_bounce(e) for e in earlier) and message.status != "failed":
+                _internal(tx, "email.failed", message, event)
+        return
+    if event.type in _SUPPRESSING:
+        _suppress(tx, message, _SUPPRESSING[event.type], event.received_at)
+        return
+    if event.type not in _ENGAGEMENT:
+        log.info("provider event type %r of message %s has no effect", event.type, message.id)
+        return
+    if event.type == "delivered":
+        # A provider without delivery reports had it counted delivered when it was sent.
+        if message.provider_type != "outbox" and not _seen(earlier, {"delivered"}):
+            _internal(tx, "email.delivered", message, event)
+        return
+    # A click counts as an open (SPEC 3.4): the first of either opens the message once.
+    if not _seen(earlier, {"opened", "clicked"}):
+        _internal(tx, "email.opened", message, event)
+    if event.type == "clicked" and not any(
+        e.type == "clicked" and e.url == event.url for e in earlier
+    ):
+        _internal(tx, "email.clicked", message, event)
+
+
+def _seen(earlier: list[MessageEvent], types: set[str]) -> bool:
+    return any(e.type in types for e in earlier)
+
+
+def _suppress(tx: WriteTx, message: Message, reason: str, at: datetime) -> None:
+    """Suppress the recipient; the first reason stays (only the API lifts it)."""
+    subscriber = tx.subscriber_by_id(message.subscriber_id)
+    if subscriber is None or subscriber.deleted_at is not None or subscriber.suppressed:
+        return
+    subscriber.suppressed = reason
+    subscriber.suppressed_at = at
+    tx.save_subscriber(subscriber)
+
+
+def _internal(tx: WriteTx, name: str, message: Message, event: MessageEvent) -> None:
+    data: dict[str, object] = {
+        "automation": message.automation_id,
+        "message_id": message.id,
+        "sent_at": message.sent_at.isoformat(),
+    }
+    if name == "email.clicked" and event.url is not None:
+        data["link"] = event.url
+    tx.add_event(name, message.to, data, event.received_at, processed=False)

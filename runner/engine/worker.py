@@ -1,0 +1,130 @@
+"""The engine loop: scheduler, event processing and sender, one round at a time.
+
+The worker keeps the `Catalog` of applied automations and rebuilds it whenever
+meta "catalog_revision" changes. Rounds never overlap (a lock), so tests may
+call `drain()` while the background loop runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Mapping
+
+from runner.clock import Clock
+from runner.engine import events, scheduler, sender
+from runner.engine.catalog import Catalog
+from runner.engine.context import EngineContext
+from runner.metrics import Metrics
+from runner.providers.base import Provider
+from runner.store.base import ReadTx, Store
+
+log = logging.getLogger("postwright.worker")
+
+REVISION_META = "catalog_revision"
+_SEEN_MESSAGES = 4096
+
+
+class Worker:
+    """Runs the engine over one store with one clock."""
+
+    def __init__(
+        self,
+        store: Store,
+        ctx: EngineContext,
+        clock: Clock,
+        providers: Mapping[str, Provider],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.clock = clock
+        self.providers = providers
+        self.metrics = metrics
+        self._catalog: Catalog | None = None
+        self._revision: str | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
+
+    def wake(self) -> None:
+        """Start the next round now (called after an ingest or a trigger)."""
+        self._wake.set()
+
+    async def catalog(self) -> Catalog:
+        """The catalog of the applied automations, rebuilt when their revision changed."""
+        revision = await self.store.read(lambda tx: tx.meta(REVISION_META))
+        if self._catalog is None or revision != self._revision:
+            self._revision, catalog = await self.store.read(_build)
+            self._catalog = catalog
+            return catalog
+        return self._catalog
+
+    async def run_once(self) -> bool:
+        """One round; True when it did any work (so another round may find more)."""
+        async with self._lock:
+            catalog = await self.catalog()
+            now = self.clock.now()
+            ticked = await self.store.write(lambda tx: scheduler.tick(tx, catalog, self.ctx, now))
+            if ticked:
+                catalog = await self.catalog()
+            processed = await self.store.write(
+                lambda tx: events.process_pending(tx, catalog, self.ctx)
+            )
+            if processed:
+                catalog = await self.catalog()
+            sent = await sender.send_due(
+                self.store, catalog, self.ctx, self.providers, self.clock.now()
+            )
+            if sent and self.metrics is not None:
+                await self._observe_latency(sent)
+            return bool(ticked or processed or sent)
+
+    async def drain(self, max_rounds: int = 100) -> int:
+        """Run rounds until one does nothing; returns the rounds that did work."""
+        for done in range(max_rounds):
+            if not await self.run_once():
+                return done
+        raise RuntimeError(f"the worker still had work after {max_rounds} rounds")
+
+    async def run_forever(self, stop: asyncio.Event, interval: float = 0.05) -> None:
+        """Rounds until `stop` is set; an error is logged and the loop goes on."""
+        while not stop.is_set():
+            # Cleared before the round: a wake-up during it starts another one.
+            self._wake.clear()
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("engine round failed; retrying")
+                busy = False
+            if busy:
+                continue
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _observe_latency(self, count: int) -> None:
+        """Record due-to-sent for the messages this round stored."""
+
+        def recent(tx: ReadTx) -> list[float]:
+            delays: list[float] = []
+            for message in tx.messages(count):
+                if message.id in self._seen:
+                    continue
+                self._seen.append(message.id)
+                send = tx.pending_send(message.pending_send_id)
+                if send is not None:
+                    delays.append(max(0.0, (message.sent_at - send.due_at).total_seconds()))
+            return delays
+
+        assert self.metrics is not None
+        for delay in await self.store.read(recent):
+            self.metrics.send_latency.observe(delay)
+
+
+def _build(tx: ReadTx) -> tuple[str | None, Catalog]:
+    return tx.meta(REVISION_META), Catalog.build(tx.automations(), tx.status_changes())

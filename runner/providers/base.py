@@ -1,0 +1,80 @@
+"""The provider port: what the sender hands a provider, what it gets back, how it fails.
+
+Retry decisions read `ProviderError`'s flags, never its message (SPEC 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from runner.errors import PostwrightError
+
+IDEMPOTENCY_PREFIX = "postwright-"
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One rendered email for one recipient."""
+
+    send_id: str  # the pending send: the stable source of the idempotency key
+    message_id: str  # our id of the message
+    to: str
+    from_: str
+    reply_to: str | None
+    subject: str
+    html: str | None
+    text: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt of one pending send (SPEC 7)."""
+        return IDEMPOTENCY_PREFIX + self.send_id
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The provider accepted the message."""
+
+    provider_message_id: str
+
+
+class ProviderError(PostwrightError):
+    """A provider did not accept a message.
+
+    `retryable`: try again later (429, 5xx, connection refused, ...). `outcome_unknown`:
+    the request may have reached a provider without idempotency keys, so it is not
+    retried. `retry_after`: seconds the provider asked us to wait, when it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        outcome_unknown: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.outcome_unknown = outcome_unknown
+        self.retry_after = retry_after
+
+
+class ProviderConfigError(PostwrightError):
+    """A configured provider cannot be built (an unsupported type, a missing secret)."""
+
+
+class Provider(Protocol):
+    """An email provider as the sender sees it."""
+
+    name: str  # the name in postwright.yaml (`default`, ...)
+    type: str  # outbox | postmark | sendgrid | mailgun | resend
+    reports_delivery: bool  # False: a sent message counts as delivered (SPEC 3.5)
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Hand `message` over; raises ProviderError when it is not accepted."""
+        ...

@@ -1,0 +1,24 @@
+"""The embedded `outbox` provider: the message row the sender stores IS the outbox.
+
+Nothing leaves the runner; the message counts as sent and delivered (SPEC 3.5), and
+`GET /v1/outbox` lists it. Its provider message id is our message id, so provider
+events posted to `/v1/providers/<name>/webhook` name messages by our id.
+"""
+
+from __future__ import annotations
+
+from runner.providers.base import OutgoingMessage, SendResult
+
+
+class OutboxProvider:
+    """Accepts every message at once."""
+
+    type = "outbox"
+    reports_delivery = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Accept `message`; the sender's Message row keeps it."""
+        return SendResult(provider_message_id=message.message_id)

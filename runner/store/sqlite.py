@@ -1,0 +1,301 @@
+"""The SQLite store: one writer thread draining a queue of work (ingests are group-committed),
+a small pool of reader connections, and versioned migrations applied at start-up.
+
+The asyncio event loop never touches a connection: writes wait on a future the writer thread
+resolves after COMMIT returns, reads run in worker threads (asyncio.to_thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from runner.clock import Clock
+from runner.store.base import ReadTx, StoreError, WriteTx
+from runner.store.records import IncomingEvent
+from runner.store.sqlite_read import SqliteReadTx
+from runner.store.sqlite_rows import time_text
+from runner.store.sqlite_write import SqliteWriteTx
+
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 10_000
+READERS = 4
+MAX_GROUP = 256  # ingest calls committed together at most
+
+# The settings the store relies on; checked on every connection it opens.
+PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": 2,  # FULL: the WAL is synced at every commit, so a 202 survives power loss
+    "busy_timeout": BUSY_TIMEOUT_MS,
+    "foreign_keys": 1,
+}
+
+
+@dataclass
+class _Ingest:
+    events: Sequence[IncomingEvent]
+    done: Future[list[str]] = field(default_factory=Future)
+
+
+@dataclass
+class _Write:
+    work: Callable[[WriteTx], Any]
+    done: Future[Any] = field(default_factory=Future)
+
+
+_STOP = object()
+_I = TypeVar("_I", _Ingest, _Write)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the store's pragmas set and checked (StoreError when one did not hold)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("PRAGMA foreign_keys = ON")
+    for name, wanted in PRAGMAS.items():
+        found = db.execute(f"PRAGMA {name}").fetchone()[0]
+        if found != wanted:
+            db.close()
+            raise StoreError(f"{path}: PRAGMA {name} is {found!r}, the store needs {wanted!r}")
+    if readonly:
+        db.execute("PRAGMA query_only = ON")
+    return db
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration script, one by one (triggers' inner `;` handled)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+    leftover = [
+        line for line in buffer.splitlines() if line.strip() and not line.strip().startswith("--")
+    ]
+    if leftover:
+        raise StoreError(f"unterminated SQL statement in a migration: {leftover[0].strip()[:60]}")
+
+
+def migrate(db: sqlite3.Connection, clock: Clock, directory: Path = MIGRATIONS) -> list[int]:
+    """Apply the migrations not yet recorded in schema_migrations, in one transaction each.
+
+    Files are named `NNNN_name.sql`; returns the versions applied now.
+    """
+    applied: list[int] = []
+    for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        version = int(path.name[:4])
+        with _transaction(db):
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            done = db.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+            ).fetchone()
+            if done is not None:
+                continue
+            for statement in _statements(path.read_text(encoding="utf-8")):
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, path.stem, time_text(clock.now())),
+            )
+            applied.append(version)
+    return applied
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    db.execute(begin)
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+class SqliteStore:
+    """The `Store` over one SQLite file (single runner replica, SPEC 8)."""
+
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self.path = path
+        self.clock = clock
+        self.transactions = 0  # committed write transactions (a group commit counts once)
+        self._writer = connect(path)
+        try:
+            self.migrated = migrate(self._writer, clock)
+        except BaseException:
+            self._writer.close()
+            raise
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    async def ingest(self, events: Sequence[IncomingEvent]) -> list[str]:
+        """Store received events atomically; group-committed with concurrent calls."""
+        return await asyncio.wrap_future(self._submit(_Ingest(list(events))).done)
+
+    async def write(self, work: Callable[[WriteTx], T]) -> T:
+        """Run `work` in the writer thread inside BEGIN IMMEDIATE; commit when it returns."""
+        item = self._submit(_Write(work))
+        result: T = await asyncio.wrap_future(item.done)
+        return result
+
+    async def read(self, work: Callable[[ReadTx], T]) -> T:
+        """Run `work` in a worker thread inside one read transaction (a consistent snapshot)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        return await asyncio.to_thread(self._read, work)
+
+    async def close(self) -> None:
+        """Finish queued work, stop the writer thread and close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        with self._lock:
+            for db in self._opened:
+                db.close()
+            self._opened.clear()
+
+    def _submit(self, item: _I) -> _I:
+        if self._closed:
+            raise StoreError("the store is closed")
+        self._queue.put(item)
+        return item
+
+    def _read(self, work: Callable[[ReadTx], T]) -> T:
+        db = self._reader()
+        try:
+            with _transaction(db, "BEGIN"):
+                return work(SqliteReadTx(db))
+        finally:
+            self._readers.put(db)
+
+    def _reader(self) -> sqlite3.Connection:
+        try:
+            return self._readers.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if len(self._opened) < READERS:
+                db = connect(self.path, readonly=True)
+                self._opened.append(db)
+                return db
+        return self._readers.get()
+
+    # The writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                while len(batch) < MAX_GROUP:  # take whatever else is already waiting
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if self._handle(batch):
+                    return
+        finally:
+            self._writer.close()
+            self._fail_leftovers()
+
+    def _fail_leftovers(self) -> None:
+        # Work queued in the instant between close() and the stop marker is refused, not lost
+        # silently: its caller sees StoreError.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Ingest | _Write) and item.done.set_running_or_notify_cancel():
+                item.done.set_exception(StoreError("the store is closed"))
+
+    def _handle(self, batch: list[object]) -> bool:
+        """Run a batch in order, consecutive ingests as one group commit; True on stop."""
+        group: list[_Ingest] = []
+        for item in batch:
+            if isinstance(item, _Ingest):
+                group.append(item)
+                continue
+            self._commit_group(group)
+            group = []
+            if isinstance(item, _Write):
+                self._run_write(item)
+            else:
+                return True
+        self._commit_group(group)
+        return False
+
+    def _run_write(self, item: _Write) -> None:
+        if not item.done.set_running_or_notify_cancel():
+            return
+        try:
+            with _transaction(self._writer):
+                result = item.work(SqliteWriteTx(self._writer))
+        except BaseException as error:
+            item.done.set_exception(error)
+            return
+        self.transactions += 1
+        item.done.set_result(result)
+
+    def _commit_group(self, group: list[_Ingest]) -> None:
+        calls = [item for item in group if item.done.set_running_or_notify_cancel()]
+        if not calls:
+            return
+        outcomes: list[list[str] | BaseException] = []
+        try:
+            with _transaction(self._writer):
+                tx = SqliteWriteTx(self._writer)
+                received_at = self.clock.now()  # one trigger time per commit (SPEC 3.0)
+                for item in calls:
+                    outcomes.append(self._ingest_call(tx, item.events, received_at))
+        except BaseException as error:
+            for item in calls:
+                item.done.set_exception(error)
+            return
+        self.transactions += 1
+        for item, outcome in zip(calls, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                item.done.set_exception(outcome)
+            else:
+                item.done.set_result(outcome)
+
+    def _ingest_call(
+        self, tx: SqliteWriteTx, events: Sequence[IncomingEvent], received_at: datetime
+    ) -> list[str] | BaseException:
+        # A savepoint per call: one call's conflict leaves the others of the group intact.
+        self._writer.execute("SAVEPOINT ingest_call")
+        try:
+            results = [tx.ingest_one(event, received_at) for event in events]
+        except Exception as error:
+            self._writer.execute("ROLLBACK TO ingest_call")
+            self._writer.execute("RELEASE ingest_call")
+            return error
+        self._writer.execute("RELEASE ingest_call")
+        return results

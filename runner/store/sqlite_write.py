@@ -1,0 +1,377 @@
+"""`WriteTx` over the writer's SQLite connection; state changes of sends are guarded in SQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from runner.store import sqlite_rows as rows
+from runner.store.base import EventConflict, StoreError
+from runner.store.records import (
+    AppliedAutomation,
+    Entry,
+    HistoryEntry,
+    IncomingEvent,
+    Message,
+    MessageEvent,
+    PendingSend,
+    SendStatus,
+    StoredEvent,
+    Subscriber,
+    normalise_email,
+)
+from runner.store.sqlite_read import SqliteReadTx, marks
+
+_CHUNK = 500  # ids per IN list, well under SQLite's bound-variable limit
+
+_INSERT_EVENT = """
+INSERT INTO events (client_id, type, email, fields, groups, data, occurred_at, received_at,
+                    derived_from, processed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *
+"""
+
+# Leases that expired are resumed: their sender crashed or lost the lease (SPEC 7).
+_CLAIM_DUE = """
+UPDATE pending_sends
+SET status = 'claimed', lease_token = :token, lease_until = :lease_until, updated_at = :now
+WHERE id IN (
+    SELECT id FROM pending_sends
+    WHERE due_at <= :now AND status IN ('pending', 'claimed')
+        AND (status = 'pending' OR lease_until < :now)
+    ORDER BY due_at, id LIMIT :limit
+)
+RETURNING *
+"""
+
+# A provider attempt was made when a claim ends in one of these states.
+_ATTEMPTED = frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.OUTCOME_UNKNOWN})
+
+
+class SqliteWriteTx(SqliteReadTx):
+    """Reads and writes inside one `BEGIN IMMEDIATE` transaction of the writer thread."""
+
+    def ingest_one(self, event: IncomingEvent, received_at: datetime) -> str:
+        """Store one client event: "stored", "duplicate", or EventConflict."""
+        seen = self._one("SELECT body_hash FROM event_ids WHERE id = ?", event.id)
+        if seen is not None:
+            if seen["body_hash"] == event.body_hash:
+                return "duplicate"
+            raise EventConflict(event.id)
+        when = rows.time_text(received_at)
+        row = self._one(
+            _INSERT_EVENT,
+            event.id,
+            event.type,
+            normalise_email(event.email),
+            rows.opt_dumps(event.fields),
+            rows.opt_dumps(event.groups),
+            rows.dumps(event.data),
+            rows.opt_time_text(event.occurred_at),
+            when,
+            None,
+            0,
+        )
+        assert row is not None  # RETURNING of an INSERT
+        self.db.execute(
+            "INSERT INTO event_ids (id, body_hash, seq, received_at) VALUES (?, ?, ?, ?)",
+            (event.id, event.body_hash, row["seq"], when),
+        )
+        return "stored"
+
+    def unprocessed_events(self, limit: int) -> list[StoredEvent]:
+        """Received events the engine has not processed, by seq."""
+        found = self._all("SELECT * FROM events WHERE processed = 0 ORDER BY seq LIMIT ?", limit)
+        return [rows.event_of(r) for r in found]
+
+    def add_event(
+        self,
+        type: str,
+        email: str,
+        data: dict[str, object],
+        received_at: datetime,
+        *,
+        derived_from: int | None = None,
+        processed: bool = True,
+    ) -> StoredEvent:
+        """Store a derived or internal event (no client id)."""
+        row = self._one(
+            _INSERT_EVENT,
+            None,
+            type,
+            normalise_email(email),
+            None,
+            None,
+            rows.dumps(data),
+            None,
+            rows.time_text(received_at),
+            derived_from,
+            int(processed),
+        )
+        assert row is not None
+        return rows.event_of(row)
+
+    def mark_processed(self, seqs: Sequence[int]) -> None:
+        """Mark received events as processed."""
+        for start in range(0, len(seqs), _CHUNK):
+            chunk = list(seqs[start : start + _CHUNK])
+            self.db.execute(
+                f"UPDATE events SET processed = 1 WHERE seq IN ({marks(len(chunk))})", chunk
+            )
+
+    def save_subscriber(self, subscriber: Subscriber) -> Subscriber:
+        """Insert (id None) or update a subscriber; returns it with its id and normalised email."""
+        email = normalise_email(subscriber.email)
+        values = (
+            email,
+            rows.dumps(subscriber.fields),
+            rows.dumps(sorted(subscriber.groups)),
+            rows.opt_time_text(subscriber.created_at),
+            subscriber.suppressed,
+            rows.opt_time_text(subscriber.suppressed_at),
+            rows.opt_time_text(subscriber.deleted_at),
+        )
+        try:
+            if subscriber.id is None:
+                row = self._one(
+                    "INSERT INTO subscribers (email, fields, groups, created_at, suppressed,"
+                    " suppressed_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    *values,
+                )
+                assert row is not None
+                return dataclasses.replace(subscriber, id=row["id"], email=email)
+            changed = self.db.execute(
+                "UPDATE subscribers SET email = ?, fields = ?, groups = ?, created_at = ?,"
+                " suppressed = ?, suppressed_at = ?, deleted_at = ? WHERE id = ?",
+                (*values, subscriber.id),
+            ).rowcount
+        except sqlite3.IntegrityError as error:
+            raise StoreError(f"subscriber {email!r} cannot be saved: {error}") from None
+        if changed != 1:
+            raise StoreError(f"subscriber {subscriber.id} does not exist")
+        return dataclasses.replace(subscriber, email=email)
+
+    def save_automation(self, automation: AppliedAutomation) -> None:
+        """Insert or replace the applied version of an automation."""
+        self.db.execute(
+            "INSERT INTO automations (id, revision, status, source, templates, path, commit_sha,"
+            " applied_at, started_at, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET revision = excluded.revision,"
+            " status = excluded.status, source = excluded.source, templates = excluded.templates,"
+            " path = excluded.path, commit_sha = excluded.commit_sha,"
+            " applied_at = excluded.applied_at, started_at = excluded.started_at,"
+            " stopped_at = excluded.stopped_at",
+            (
+                automation.id,
+                automation.revision,
+                automation.status,
+                automation.source,
+                rows.dumps(automation.templates),
+                automation.path,
+                automation.commit,
+                rows.time_text(automation.applied_at),
+                rows.opt_time_text(automation.started_at),
+                rows.opt_time_text(automation.stopped_at),
+            ),
+        )
+
+    def add_history(self, entry: HistoryEntry) -> None:
+        """Record an applied change."""
+        self.db.execute(
+            "INSERT INTO history (automation_id, at, kind, previous, value, commit_sha, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.automation_id,
+                rows.time_text(entry.at),
+                entry.kind,
+                rows.dumps(entry.previous),
+                rows.dumps(entry.value),
+                entry.commit,
+                entry.detail,
+            ),
+        )
+
+    def record_entry(self, automation_id: str, subscriber_id: int, at: datetime) -> Entry:
+        """Remember that a subscriber entered an automation at `at`."""
+        row = self._one(
+            "INSERT INTO entries (automation_id, subscriber_id, first_at, last_at, count)"
+            " VALUES (?, ?, ?, ?, 1) ON CONFLICT (automation_id, subscriber_id)"
+            " DO UPDATE SET last_at = excluded.last_at, count = count + 1 RETURNING *",
+            automation_id,
+            subscriber_id,
+            rows.time_text(at),
+            rows.time_text(at),
+        )
+        assert row is not None
+        return rows.entry_of(row)
+
+    def insert_pending(self, send: PendingSend) -> None:
+        """Store a new pending send; inserting an id again changes nothing (safe retries)."""
+        values = rows.send_values(send)
+        self.db.execute(
+            f"INSERT INTO pending_sends VALUES ({marks(len(values))}) ON CONFLICT (id) DO NOTHING",
+            values,
+        )
+
+    def set_status(
+        self,
+        send_ids: Sequence[str],
+        to: SendStatus,
+        now: datetime,
+        *,
+        from_statuses: Collection[SendStatus],
+        reason: str | None = None,
+    ) -> int:
+        """Move sends to `to` only from `from_statuses` (guarded in SQL); returns rows changed."""
+        if to is SendStatus.CLAIMED:
+            raise ValueError("sends are claimed with claim_due, which sets a lease")
+        origins = [SendStatus(s).value for s in from_statuses]
+        if not origins:
+            return 0
+        changed = 0
+        for start in range(0, len(send_ids), _CHUNK):
+            chunk = list(send_ids[start : start + _CHUNK])
+            changed += self.db.execute(
+                "UPDATE pending_sends SET status = ?, reason = ?, updated_at = ?,"
+                " lease_token = NULL, lease_until = NULL"
+                f" WHERE id IN ({marks(len(chunk))}) AND status IN ({marks(len(origins))})",
+                (to.value, reason, rows.time_text(now), *chunk, *origins),
+            ).rowcount
+        return changed
+
+    def reschedule(
+        self, send_id: str, due_at: datetime, now: datetime, *, token: str | None = None
+    ) -> bool:
+        """Set a PENDING send's due time; with `token`, also return a held claim to PENDING."""
+        if token is None:
+            sql = (
+                "UPDATE pending_sends SET due_at = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'pending'"
+            )
+            args: tuple[object, ...] = (rows.time_text(due_at), rows.time_text(now), send_id)
+        else:
+            sql = (
+                "UPDATE pending_sends SET due_at = ?, updated_at = ?, status = 'pending',"
+                " lease_token = NULL, lease_until = NULL"
+                " WHERE id = ? AND status = 'claimed' AND lease_token = ?"
+            )
+            args = (rows.time_text(due_at), rows.time_text(now), send_id, token)
+        return self.db.execute(sql, args).rowcount == 1
+
+    def claim_due(
+        self, now: datetime, limit: int, lease_until: datetime, token: str
+    ) -> list[PendingSend]:
+        """Lease up to `limit` sends due at `now` (PENDING, or CLAIMED with an expired lease)."""
+        found = self._all_named(
+            _CLAIM_DUE,
+            {
+                "token": token,
+                "lease_until": rows.time_text(lease_until),
+                "now": rows.time_text(now),
+                "limit": limit,
+            },
+        )
+        # RETURNING gives rows in no promised order.
+        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
+
+    def _all_named(self, sql: str, args: dict[str, object]) -> list[sqlite3.Row]:
+        return self.db.execute(sql, args).fetchall()
+
+    def finish_claim(
+        self,
+        send_id: str,
+        token: str,
+        to: SendStatus,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        last_error: str | None = None,
+    ) -> bool:
+        """End a claim; False when the lease token no longer matches (fencing)."""
+        if to is SendStatus.CLAIMED:
+            raise ValueError("a claim ends in another status")
+        return (
+            self.db.execute(
+                "UPDATE pending_sends SET status = ?, reason = ?, updated_at = ?,"
+                " last_error = IFNULL(?, last_error), attempts = attempts + ?,"
+                " lease_token = NULL, lease_until = NULL"
+                " WHERE id = ? AND lease_token = ? AND status = 'claimed'",
+                (
+                    to.value,
+                    reason,
+                    rows.time_text(now),
+                    last_error,
+                    int(to in _ATTEMPTED),
+                    send_id,
+                    token,
+                ),
+            ).rowcount
+            == 1
+        )
+
+    def retry_claim(
+        self, send_id: str, token: str, due_at: datetime, now: datetime, last_error: str
+    ) -> bool:
+        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt."""
+        return (
+            self.db.execute(
+                "UPDATE pending_sends SET status = 'pending', due_at = ?, updated_at = ?,"
+                " last_error = ?, attempts = attempts + 1, lease_token = NULL, lease_until = NULL"
+                " WHERE id = ? AND lease_token = ? AND status = 'claimed'",
+                (rows.time_text(due_at), rows.time_text(now), last_error, send_id, token),
+            ).rowcount
+            == 1
+        )
+
+    def insert_message(self, message: Message) -> None:
+        """Store a message handed to a provider; inserting an id again changes nothing."""
+        values = rows.message_values(message)
+        self.db.execute(
+            f"INSERT INTO messages VALUES ({marks(len(values))}) ON CONFLICT (id) DO NOTHING",
+            values,
+        )
+
+    def set_message_status(self, message_id: str, status: str) -> None:
+        """Mark a message bounced or failed."""
+        self.db.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
+
+    def insert_message_event(self, event: MessageEvent) -> bool:
+        """Store a provider event; False when its provider event id was seen before."""
+        try:
+            cursor = self.db.execute(
+                "INSERT INTO message_events (provider, provider_event_id, message_id, type,"
+                " occurred_at, received_at, url, bounce) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (provider, provider_event_id) DO NOTHING",
+                (
+                    event.provider,
+                    event.provider_event_id,
+                    event.message_id,
+                    event.type,
+                    rows.time_text(event.occurred_at),
+                    rows.time_text(event.received_at),
+                    event.url,
+                    event.bounce,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError(f"message {event.message_id!r} is not in the store") from None
+        return cursor.rowcount == 1
+
+    def claim_once(self, key: str, at: datetime) -> bool:
+        """True the first time `key` is claimed."""
+        return (
+            self.db.execute(
+                "INSERT INTO once (key, at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, rows.time_text(at)),
+            ).rowcount
+            == 1
+        )
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a runner-wide value."""
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

@@ -1,0 +1,224 @@
+"""Provider feedback against a real SQLite store: dedupe, suppression, statuses, internal events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.clock import FakeClock
+from runner.engine.catalog import Catalog
+from runner.engine.feedback import record_provider_event
+from runner.store import open_store
+from runner.store.base import Store, WriteTx
+from runner.store.records import (
+    AppliedAutomation,
+    Message,
+    MessageEvent,
+    PendingSend,
+    SendStatus,
+    StoredEvent,
+    Subscriber,
+)
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+LATER = T0 + timedelta(hours=3)
+SOURCE = """\
+id: intro
+status: running
+trigger: {type: api}
+email: {from: "Shop <s@shop.test>", subject: Hi, text: hello}
+"""
+
+
+def seed(tx: WriteTx, provider_type: str) -> None:
+    """One automation, one subscriber, one sent message `m1` (provider id `p1`)."""
+    tx.save_automation(
+        AppliedAutomation(
+            "intro", 1, "running", SOURCE, {}, "automations/intro.yaml", None, T0, T0, None
+        )
+    )
+    ann = tx.save_subscriber(Subscriber(None, "ann@shop.test", {"name": "Ann"}))
+    assert ann.id is not None
+    tx.insert_pending(
+        PendingSend(
+            "s1", "intro", ann.id, ann.email, T0, SendStatus.SENT, T0, {}, T0, "s1", attempts=1
+        )
+    )
+    tx.insert_message(
+        Message(
+            "m1", "s1", "intro", ann.id, ann.email, "Shop <s@shop.test>", "Hi", None, "hello",
+            {}, "default", provider_type, "p1", T0, 1,
+        )
+    )  # fmt: skip
+
+
+def event(event_id: str, kind: str, message_id: str = "p1", **values: Any) -> MessageEvent:
+    return MessageEvent("default", event_id, message_id, kind, T0, LATER, **values)
+
+
+class Feedback:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def post(self, *events: MessageEvent, provider: str = "default") -> list[str]:
+        catalog = Catalog()
+        answers = []
+        for one in events:
+
+            def work(tx: WriteTx, one: MessageEvent = one) -> str:
+                return record_provider_event(tx, catalog, provider, one)
+
+            answers.append(await self.store.write(work))
+        return answers
+
+    async def subscriber(self) -> Subscriber:
+        found = await self.store.read(lambda tx: tx.subscriber("ann@shop.test"))
+        assert found is not None
+        return found
+
+    async def message(self) -> Message:
+        found = await self.store.read(lambda tx: tx.message("m1"))
+        assert found is not None
+        return found
+
+    async def internal(self) -> list[StoredEvent]:
+        return await self.store.write(lambda tx: tx.unprocessed_events(100))
+
+    async def stored(self) -> list[MessageEvent]:
+        return await self.store.read(lambda tx: tx.message_events("m1"))
+
+
+def scenario(
+    tmp_path: Path, body: Callable[[Feedback], Awaitable[None]], provider_type: str = "postmark"
+) -> None:
+    async def main() -> None:
+        store = open_store("sqlite:///" + str(tmp_path / "runner.db"), FakeClock(T0))
+        try:
+            await store.write(lambda tx: seed(tx, provider_type))
+            await body(Feedback(store))
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_duplicate_provider_event_has_no_second_effect(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        assert await f.post(event("e1", "opened"), event("e1", "opened")) == ["stored", "duplicate"]
+        assert [e.type for e in await f.internal()] == ["email.opened"]
+        [stored] = await f.stored()
+        assert (stored.message_id, stored.provider_event_id) == ("m1", "e1")
+
+    scenario(tmp_path, body)
+
+
+def test_event_names_message_by_our_id_or_the_providers(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        assert await f.post(event("e1", "delivered", "m1"), event("e2", "opened", "p1")) == [
+            "stored",
+            "stored",
+        ]
+        assert [e.message_id for e in await f.stored()] == ["m1", "m1"]
+        assert await f.post(event("e3", "opened", "nope")) == ["unknown_message"]
+        assert await f.post(event("e4", "opened", "p1"), provider="other") == ["unknown_message"]
+        assert len(await f.stored()) == 2
+
+    scenario(tmp_path, body)
+
+
+def test_engagement_becomes_internal_events(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        await f.post(
+            event("e1", "delivered"),
+            event("e2", "delivered"),  # a second report of the same delivery
+            event("e3", "opened"),
+            event("e4", "opened"),  # a re-open does not open it again
+            event("e5", "clicked", url="https://shop.test/sale"),
+            event("e6", "clicked", url="https://shop.test/sale"),
+            event("e7", "clicked", url="https://shop.test/other"),
+        )
+        internal = await f.internal()
+        assert [(e.type, e.data.get("link")) for e in internal] == [
+            ("email.delivered", None),
+            ("email.opened", None),
+            ("email.clicked", "https://shop.test/sale"),
+            ("email.clicked", "https://shop.test/other"),
+        ]
+        first = internal[0]
+        assert (first.email, first.received_at) == ("ann@shop.test", LATER)
+        assert first.data == {"automation": "intro", "message_id": "m1", "sent_at": T0.isoformat()}
+        assert await f.subscriber() == await f.subscriber()  # untouched
+        assert (await f.subscriber()).suppressed is None
+
+    scenario(tmp_path, body)
+
+
+def test_a_click_counts_as_an_open(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        await f.post(event("e1", "clicked", url="https://shop.test/a"), event("e2", "opened"))
+        assert [e.type for e in await f.internal()] == ["email.opened", "email.clicked"]
+
+    scenario(tmp_path, body)
+
+
+def test_outbox_delivery_was_already_counted_at_send_time(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        await f.post(event("e1", "delivered"), event("e2", "opened"))
+        assert [e.type for e in await f.internal()] == ["email.opened"]
+
+    scenario(tmp_path, body, provider_type="outbox")
+
+
+def test_hard_bounce_suppresses_and_fails_the_message(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        await f.post(event("e1", "bounced", bounce="hard"), event("e2", "bounced", bounce="hard"))
+        ann = await f.subscriber()
+        assert (ann.suppressed, ann.suppressed_at) == ("bounced", LATER)
+        assert (await f.message()).status == "bounced"
+        assert [e.type for e in await f.internal()] == ["email.failed"]
+
+    scenario(tmp_path, body)
+
+
+def test_bounce_without_kind_is_hard(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        await f.post(event("e1", "bounced"))
+        assert (await f.subscriber()).suppressed == "bounced"
+
+    scenario(tmp_path, body)
+
+
+def test_soft_bounce_is_only_recorded(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        assert await f.post(event("e1", "bounced", bounce="soft")) == ["stored"]
+        assert (await f.subscriber()).suppressed is None
+        assert (await f.message()).status == "sent"
+        assert await f.internal() == []
+        assert len(await f.stored()) == 1
+
+    scenario(tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", ["complained", "unsubscribed"])
+def test_complaints_and_unsubscribes_suppress(tmp_path: Path, kind: str) -> None:
+    async def body(f: Feedback) -> None:
+        await f.post(event("e1", kind))
+        ann = await f.subscriber()
+        assert (ann.suppressed, ann.suppressed_at) == (kind, LATER)
+        assert (await f.message()).status == "sent"
+        assert await f.internal() == []
+
+    scenario(tmp_path, body)
+
+
+def test_first_suppression_reason_stays(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        await f.post(event("e1", "unsubscribed"), event("e2", "complained"))
+        assert (await f.subscriber()).suppressed == "unsubscribed"
+
+    scenario(tmp_path, body)

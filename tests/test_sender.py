@@ -1,0 +1,699 @@
+"""The send loop against a real SQLite store: the SPEC 3.3 checks, rendering, providers,
+retries, repeats and lease fencing, driven by explicit instants (nothing sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from runner.clock import FakeClock
+from runner.engine import sender
+from runner.engine.catalog import Catalog
+from runner.engine.context import EngineContext
+from runner.engine.sender import backoff_delay, send_due
+from runner.providers import OutgoingMessage, Provider, ProviderError, SendResult
+from runner.providers.outbox import OutboxProvider
+from runner.store import open_store
+from runner.store.base import Store, WriteTx
+from runner.store.records import (
+    AppliedAutomation,
+    HistoryEntry,
+    Message,
+    PendingSend,
+    SendStatus,
+    StoredEvent,
+    Subscriber,
+)
+from runner.unsubscribe import read_token
+
+T = TypeVar("T")
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+KEY = b"unsubscribe-key-for-tests-000000"
+CTX = EngineContext("UTC", "https://mail.shop.test", KEY, max_attempts=3)
+EMAIL = """\
+email:
+  from: "Shop <news@shop.test>"
+  subject: "Hi {{ subscriber.fields.name | default('there') }}"
+  html: "<p>{{ event.data.coupon | default('none') }}</p>"
+"""
+
+
+def source(automation_id: str, extra: str = "", trigger: str = "{type: api}") -> str:
+    return f"id: {automation_id}\nstatus: running\ntrigger: {trigger}\n{extra}{EMAIL}"
+
+
+class Scripted:
+    """A provider answering from a script: a SendResult id, a ProviderError, or a callable."""
+
+    type = "scripted"
+
+    def __init__(self, *answers: Any, reports_delivery: bool = True) -> None:
+        self.name = "default"
+        self.reports_delivery = reports_delivery
+        self.answers = list(answers)
+        self.sent: list[OutgoingMessage] = []
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        self.sent.append(message)
+        answer = self.answers.pop(0) if self.answers else "ok"
+        if callable(answer):
+            answer = await answer(message)
+        if isinstance(answer, ProviderError):
+            raise answer
+        return SendResult(f"p-{message.message_id}")
+
+
+class World:
+    """A store with automations, subscribers and sends, and the catalog built from it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.catalog = Catalog()
+        self.count = 0
+
+    async def write(self, work: Callable[[WriteTx], T]) -> T:
+        return await self.store.write(work)
+
+    async def automation(self, automation_id: str, text: str, **statuses: Any) -> None:
+        """Apply `text`; `moments` maps instants to effective statuses (default running at T0)."""
+        moments: list[tuple[datetime, str]] = statuses.get("moments", [(T0 - DAY, "running")])
+        row = AppliedAutomation(
+            automation_id,
+            statuses.get("revision", 1),
+            "running",
+            text,
+            statuses.get("templates", {}),
+            f"automations/{automation_id}.yaml",
+            None,
+            T0 - DAY,
+            T0 - DAY,
+            None,
+        )
+
+        def work(tx: WriteTx) -> None:
+            tx.save_automation(row)
+            for at, value in moments:
+                tx.add_history(HistoryEntry(automation_id, at, "status", None, value))
+
+        await self.write(work)
+        await self.reload()
+
+    async def reload(self) -> None:
+        self.catalog = await self.store.read(
+            lambda tx: Catalog.build(tx.automations(), tx.status_changes())
+        )
+
+    async def subscriber(self, email: str = "ann@shop.test", **values: Any) -> Subscriber:
+        person = Subscriber(None, email, values.pop("fields", {"name": "Ann"}), **values)
+        return await self.write(lambda tx: tx.save_subscriber(person))
+
+    async def pending(
+        self, automation_id: str, person: Subscriber, due: datetime, **values: Any
+    ) -> PendingSend:
+        self.count += 1
+        send_id = values.pop("id", f"send-{self.count:03d}")
+        assert person.id is not None
+        send = PendingSend(
+            id=send_id,
+            automation_id=automation_id,
+            subscriber_id=person.id,
+            email=person.email,
+            due_at=due,
+            status=SendStatus.PENDING,
+            trigger_at=values.pop("trigger_at", due),
+            trigger_event=values.pop("trigger_event", {"name": "api", "data": {"coupon": "C10"}}),
+            created_at=T0 - DAY,
+            series_id=values.pop("series_id", send_id),
+            **values,
+        )
+        await self.write(lambda tx: tx.insert_pending(send))
+        return send
+
+    async def send(self, send_id: str) -> PendingSend:
+        found = await self.store.read(lambda tx: tx.pending_send(send_id))
+        assert found is not None
+        return found
+
+    async def sends(self, automation_id: str) -> list[PendingSend]:
+        every = set(SendStatus)
+        return await self.store.read(lambda tx: tx.pending_sends(automation_id, every, 1000))
+
+    async def messages(self) -> list[Message]:
+        return await self.store.read(lambda tx: tx.messages(100))
+
+    async def internal_events(self) -> list[StoredEvent]:
+        return await self.write(lambda tx: tx.unprocessed_events(100))
+
+    async def run(
+        self, now: datetime, provider: Provider | None = None, rng: random.Random | None = None
+    ) -> int:
+        providers = {"default": provider if provider is not None else OutboxProvider("default")}
+        return await send_due(self.store, self.catalog, CTX, providers, now, rng=rng)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[str]:
+    yield "sqlite:///" + str(tmp_path / "runner.db")
+
+
+def scenario(db: str, body: Callable[[World], Awaitable[None]]) -> None:
+    """Run `body` against a fresh store, closing it afterwards."""
+
+    async def main() -> None:
+        store = open_store(db, FakeClock(T0))
+        try:
+            await body(World(store))
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+# --- the happy path ------------------------------------------------------------------
+
+
+def test_due_send_goes_out_through_the_outbox(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"), revision=4)
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        await w.pending("welcome", ann, T0 + HOUR)  # not due yet
+        assert await w.run(T0) == 1
+        [message] = await w.messages()
+        assert (message.to, message.subject, message.html) == (
+            "ann@shop.test",
+            "Hi Ann",
+            "<p>C10</p>",
+        )
+        assert (message.provider, message.provider_type) == ("default", "outbox")
+        assert message.provider_message_id == message.id
+        assert (message.revision, message.sent_at, message.status) == (4, T0, "sent")
+        token = message.headers["List-Unsubscribe"].removeprefix("<https://mail.shop.test/u/")
+        assert read_token(KEY, token.rstrip(">")) == (ann.id, "welcome")
+        assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        first = await w.send("send-001")
+        assert (first.status, first.attempts) == (SendStatus.SENT, 1)
+        assert (await w.send("send-002")).status == SendStatus.PENDING
+        events = await w.internal_events()
+        assert [(e.type, e.email, e.received_at) for e in events] == [
+            ("email.sent", "ann@shop.test", T0),
+            ("email.delivered", "ann@shop.test", T0),  # the outbox reports no deliveries
+        ]
+        assert events[0].data == {
+            "automation": "welcome",
+            "message_id": message.id,
+            "sent_at": T0.isoformat(),
+        }
+
+    scenario(db, body)
+
+
+def test_provider_receives_a_stable_idempotency_key(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0, id="s1")
+        provider = Scripted(ProviderError("busy", retryable=True), "ok")
+        await w.run(T0, provider, random.Random(1))
+        await w.run(T0 + DAY, provider)
+        keys = [m.idempotency_key for m in provider.sent]
+        assert keys == ["postwright-s1", "postwright-s1"]
+        assert provider.sent[0].message_id != provider.sent[1].message_id
+        [message] = await w.messages()
+        assert message.provider_message_id == f"p-{message.id}"
+        assert [e.type for e in await w.internal_events()] == ["email.sent"]  # it reports delivery
+
+    scenario(db, body)
+
+
+def test_listeners_are_the_email_triggers_running_when_sent(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("intro", source("intro"))
+        opened = "{type: email, action: opened, automation: intro}"
+        await w.automation("coupon", source("coupon", trigger=opened))
+        later = [(T0 + HOUR, "running")]
+        await w.automation("late", source("late", trigger=opened), moments=later)
+        paused = [(T0 - DAY, "running"), (T0 - HOUR, "paused")]
+        await w.automation("paused", source("paused", trigger=opened), moments=paused)
+        ann = await w.subscriber()
+        await w.pending("intro", ann, T0)
+        await w.run(T0)
+        [message] = await w.messages()
+        assert message.listeners == ["coupon"]
+
+    scenario(db, body)
+
+
+# --- SPEC 3.3 checks ------------------------------------------------------------------
+
+PAUSE = [(T0 - DAY, "running"), (T0, "paused"), (T0 + 2 * HOUR, "running")]
+
+
+def test_due_while_paused_is_cancelled_and_stays_cancelled_after_restart(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"), moments=PAUSE)
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0 + HOUR)  # falls due while paused
+        await w.pending("welcome", ann, T0 + 3 * HOUR)  # due after the restart
+        assert await w.run(T0 + 4 * HOUR) == 2  # claimed only after the restart
+        first, second = await w.send("send-001"), await w.send("send-002")
+        assert (first.status, first.reason) == (SendStatus.CANCELLED, "paused")
+        assert second.status == SendStatus.SENT
+        assert await w.run(T0 + 5 * HOUR) == 0
+        assert (await w.send("send-001")).status == SendStatus.CANCELLED
+        assert len(await w.messages()) == 1
+
+    scenario(db, body)
+
+
+def test_due_before_pause_but_claimed_while_paused_is_cancelled(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"), moments=PAUSE)
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0 - HOUR)
+        await w.run(T0 + HOUR)
+        send = await w.send("send-001")
+        assert (send.status, send.reason) == (SendStatus.CANCELLED, "paused")
+
+    scenario(db, body)
+
+
+@pytest.mark.parametrize(
+    ("moments", "reason"),
+    [
+        ([(T0 - DAY, "running"), (T0 - HOUR, "stopped")], "stopped"),
+        ([(T0 - DAY, "running"), (T0 - HOUR, "deleted")], "deleted"),
+        ([(T0 - DAY, "scheduled")], "not_running"),
+        ([(T0 + HOUR, "running")], "not_running"),  # applied after the due time
+    ],
+)
+def test_not_running_cancels_with_the_status_reason(
+    db: str, moments: list[tuple[datetime, str]], reason: str
+) -> None:
+    async def body(w: World) -> None:
+        repeat = "repeat: {every: 1d, times: 2}\n"
+        await w.automation("welcome", source("welcome", repeat), moments=moments)
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        await w.run(T0 + 2 * HOUR)
+        sends = await w.sends("welcome")
+        assert (sends[0].status, sends[0].reason) == (SendStatus.CANCELLED, reason)
+        series_ends = reason in ("stopped", "deleted")
+        assert len(sends) == (1 if series_ends else 2)
+
+    scenario(db, body)
+
+
+def test_unknown_automation_is_cancelled_deleted(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        w.catalog = Catalog()
+        await w.run(T0)
+        assert (await w.send("send-001")).reason == "deleted"
+
+    scenario(db, body)
+
+
+def test_suppressed_subscriber_is_cancelled_and_the_series_goes_on(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome", "repeat: {every: 1d, times: 1}\n"))
+        ann = await w.subscriber(suppressed="unsubscribed", suppressed_at=T0 - DAY)
+        await w.pending("welcome", ann, T0, trigger_at=T0)
+        await w.run(T0)
+        first, repeat = await w.sends("welcome")
+        assert (first.status, first.reason) == (SendStatus.CANCELLED, "suppressed")
+        assert (repeat.status, repeat.repeat_index, repeat.due_at) == (
+            SendStatus.PENDING,
+            1,
+            T0 + DAY,
+        )
+        assert await w.messages() == []
+
+    scenario(db, body)
+
+
+def test_deleted_subscriber_ends_the_series(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome", "repeat: {every: 1d, times: 1}\n"))
+        ann = await w.subscriber(deleted_at=T0 - HOUR)
+        await w.pending("welcome", ann, T0)
+        await w.run(T0)
+        [send] = await w.sends("welcome")
+        assert (send.status, send.reason) == (SendStatus.CANCELLED, "deleted_subscriber")
+
+    scenario(db, body)
+
+
+AUDIENCE = "audience: {field: subscriber.fields.plan, op: eq, value: pro}\n"
+
+
+def test_audience_is_checked_at_send_time(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome", AUDIENCE))
+        free = await w.subscriber("free@shop.test", fields={"plan": "free"})
+        pro = await w.subscriber("pro@shop.test", fields={"plan": "pro"})
+        await w.pending("welcome", free, T0)
+        await w.pending("welcome", pro, T0)
+        await w.pending("welcome", free, T0, overrides={"plan": "pro"})  # api data overlays
+        await w.run(T0)
+        sends = await w.sends("welcome")
+        assert [(s.status, s.reason) for s in sends] == [
+            (SendStatus.CANCELLED, "audience"),
+            (SendStatus.SENT, None),
+            (SendStatus.SENT, None),
+        ]
+
+    scenario(db, body)
+
+
+EXIT = "exit_on:\n  - event: purchase\n    where: {field: event.data.total, op: gt, value: 0}\n"
+
+
+def test_exit_on_event_after_the_trigger_cancels(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("coupon", source("coupon", EXIT))
+        ann = await w.subscriber("ann@shop.test")
+        bob = await w.subscriber("bob@shop.test")
+        cid = await w.subscriber("cid@shop.test")
+
+        def events(tx: WriteTx) -> None:
+            tx.add_event("purchase", "ann@shop.test", {"total": 5}, T0 - HOUR)  # after trigger
+            tx.add_event("purchase", "bob@shop.test", {"total": 5}, T0 - 3 * HOUR)  # before it
+            tx.add_event("purchase", "cid@shop.test", {"total": 0}, T0 - HOUR)  # `where` fails
+
+        await w.write(events)
+        for person in (ann, bob, cid):
+            await w.pending("coupon", person, T0, trigger_at=T0 - 2 * HOUR)
+        await w.run(T0)
+        sends = await w.sends("coupon")
+        assert [(s.email, s.reason) for s in sends] == [
+            ("ann@shop.test", "exit_on"),
+            ("bob@shop.test", None),
+            ("cid@shop.test", None),
+        ]
+
+    scenario(db, body)
+
+
+WINDOW = 'send_window: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "17:00"}\n'
+
+
+def test_late_send_outside_its_window_waits_for_the_next_opening(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome", WINDOW))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0 + 2 * HOUR)  # Monday 10:00, inside
+        late = T0 + 12 * HOUR  # Monday 20:00: the runner was down
+        assert await w.run(late) == 1
+        send = await w.send("send-001")
+        tuesday = T0 + DAY + HOUR
+        assert (send.status, send.due_at, send.attempts) == (SendStatus.PENDING, tuesday, 0)
+        assert await w.messages() == []
+        await w.run(tuesday)
+        assert (await w.send("send-001")).status == SendStatus.SENT
+
+    scenario(db, body)
+
+
+def test_send_now_outside_the_window_goes_out(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome", WINDOW))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)  # Monday 08:00: set by "send now"
+        await w.run(T0)
+        assert (await w.send("send-001")).status == SendStatus.SENT
+
+    scenario(db, body)
+
+
+# --- rendering, repeats ----------------------------------------------------------------
+
+
+def test_render_error_fails_one_send_and_the_rest_go_out(db: str) -> None:
+    async def body(w: World) -> None:
+        broken = EMAIL.replace("{{ event.data.coupon | default('none') }}", "{{ event.data.x }}")
+        text = "id: broken\nstatus: running\ntrigger: {type: api}\n" + broken
+        await w.automation("broken", text)
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("broken", ann, T0 - HOUR)
+        await w.pending("welcome", ann, T0)
+        assert await w.run(T0) == 2
+        failed = await w.send("send-001")
+        assert (failed.status, failed.reason) == (SendStatus.FAILED, "render_error")
+        assert failed.last_error is not None and "UndefinedError" in failed.last_error
+        assert (await w.send("send-002")).status == SendStatus.SENT
+        [message] = await w.messages()
+        assert message.automation_id == "welcome"
+        assert "email.failed" not in [e.type for e in await w.internal_events()]
+
+    scenario(db, body)
+
+
+def test_repeats_are_created_one_at_a_time_up_to_times(db: str) -> None:
+    async def body(w: World) -> None:
+        extra = "wait: 1h\nrepeat: {every: 1d, times: 2}\n"
+        await w.automation("drip", source("drip", extra))
+        ann = await w.subscriber()
+        trigger = T0 - HOUR
+        await w.pending("drip", ann, T0, trigger_at=trigger, overrides={"plan": "pro"})
+        await w.run(T0)
+        sends = await w.sends("drip")
+        assert [(s.repeat_index, s.status, s.due_at) for s in sends] == [
+            (0, SendStatus.SENT, T0),
+            (1, SendStatus.PENDING, T0 + DAY),
+        ]
+        repeat = sends[1]
+        assert (repeat.series_id, repeat.trigger_at) == ("send-001", trigger)
+        assert repeat.overrides == {"plan": "pro"}
+        await w.run(T0 + DAY)
+        await w.run(T0 + 2 * DAY)
+        await w.run(T0 + 3 * DAY)
+        sends = await w.sends("drip")
+        assert [(s.repeat_index, s.status) for s in sends] == [
+            (0, SendStatus.SENT),
+            (1, SendStatus.SENT),
+            (2, SendStatus.SENT),
+        ]
+
+    scenario(db, body)
+
+
+def test_repeat_due_time_moves_into_the_window(db: str) -> None:
+    async def body(w: World) -> None:
+        extra = WINDOW + "repeat: {every: 12h, times: 1}\n"
+        await w.automation("drip", source("drip", extra))
+        ann = await w.subscriber()
+        await w.pending("drip", ann, T0 + 2 * HOUR, trigger_at=T0 + 2 * HOUR)
+        await w.run(T0 + 2 * HOUR)
+        repeat = (await w.sends("drip"))[1]
+        assert repeat.due_at == T0 + DAY + HOUR  # Monday 22:00 -> Tuesday 09:00
+
+    scenario(db, body)
+
+
+# --- providers: retries, failures, unknown outcomes -------------------------------------
+
+
+def test_backoff_is_full_jitter_capped_and_honours_retry_after() -> None:
+    class Edge(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
+    top = Edge()
+    assert [backoff_delay(n, top, base=10, cap=100) for n in range(5)] == [10, 20, 40, 80, 100]
+    assert backoff_delay(0, top, 500.0, base=10, cap=100) == 500.0
+    rng = random.Random(7)
+    delays = [backoff_delay(3, rng, base=10, cap=100) for _ in range(200)]
+    assert all(0 <= d <= 80 for d in delays) and max(delays) > 40
+
+
+def test_retryable_error_requeues_with_backoff_until_the_budget(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        busy = [ProviderError("503 busy", retryable=True) for _ in range(3)]
+        provider = Scripted(*busy)
+        now = T0
+        for attempt in (1, 2):
+            await w.run(now, provider, random.Random(attempt))
+            send = await w.send("send-001")
+            assert (send.status, send.attempts, send.last_error) == (
+                SendStatus.PENDING,
+                attempt,
+                "503 busy",
+            )
+            bound = timedelta(seconds=sender.BACKOFF_BASE * 2 ** (attempt - 1))
+            assert now <= send.due_at <= now + bound
+            now = send.due_at
+        await w.run(now, provider)  # the third attempt is the last (max_attempts=3)
+        send = await w.send("send-001")
+        assert (send.status, send.reason) == (SendStatus.FAILED, "retries_exhausted")
+        assert send.last_error == "retries exhausted after 3 attempts: 503 busy"
+        [message] = await w.messages()
+        assert (message.status, message.provider_type) == ("failed", "scripted")
+        events = await w.internal_events()
+        assert [e.type for e in events] == ["email.failed"]
+        assert events[0].data["message_id"] == message.id
+
+    scenario(db, body)
+
+
+def test_retry_after_is_honoured(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        slow = ProviderError("429", retryable=True, retry_after=7200.0)
+        await w.run(T0, Scripted(slow), random.Random(1))
+        assert (await w.send("send-001")).due_at == T0 + 2 * HOUR
+
+    scenario(db, body)
+
+
+def test_retry_skips_the_pause_check_but_not_a_stop(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"), moments=PAUSE)
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0 + HOUR, attempts=1)
+        await w.run(T0 + HOUR)
+        assert (await w.send("send-001")).status == SendStatus.SENT
+        stopped = [(T0 - DAY, "running"), (T0, "stopped")]
+        await w.automation("gone", source("gone"), moments=stopped)
+        await w.pending("gone", ann, T0 + HOUR, attempts=1)
+        await w.run(T0 + HOUR)
+        assert (await w.send("send-002")).reason == "stopped"
+
+    scenario(db, body)
+
+
+def test_permanent_error_fails_with_the_provider_message(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome", "repeat: {every: 1d, times: 1}\n"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        await w.pending("welcome", ann, T0, id="send-zzz")
+
+        async def refuse_first(message: OutgoingMessage) -> ProviderError | None:
+            if message.send_id == "send-001":
+                return ProviderError("422 invalid recipient", retryable=False)
+            return None
+
+        provider = Scripted(refuse_first, refuse_first)
+        assert await w.run(T0, provider) == 2
+        failed = await w.send("send-001")
+        assert (failed.status, failed.reason, failed.last_error) == (
+            SendStatus.FAILED,
+            "provider_error",
+            "422 invalid recipient",
+        )
+        assert (await w.send("send-zzz")).status == SendStatus.SENT  # the loop went on
+        kinds = sorted(e.type for e in await w.internal_events())
+        assert kinds == ["email.failed", "email.sent"]
+        repeats = [s for s in await w.sends("welcome") if s.repeat_index == 1]
+        assert len(repeats) == 2  # a failure does not end the series
+
+    scenario(db, body)
+
+
+def test_unknown_outcome_is_not_retried(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        timeout = ProviderError("read timeout", retryable=False, outcome_unknown=True)
+        await w.run(T0, Scripted(timeout))
+        send = await w.send("send-001")
+        assert (send.status, send.last_error) == (SendStatus.OUTCOME_UNKNOWN, "read timeout")
+        assert await w.run(T0 + DAY) == 0
+        assert await w.messages() == []
+
+    scenario(db, body)
+
+
+def test_missing_provider_fails_the_send(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome").replace("email:", "provider: bulk\nemail:"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        await w.run(T0)
+        send = await w.send("send-001")
+        assert send.status == SendStatus.FAILED
+        assert send.last_error == "provider 'bulk' is not configured"
+
+    scenario(db, body)
+
+
+def test_an_unexpected_error_does_not_stop_the_loop(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        await w.pending("welcome", ann, T0)
+
+        async def crash(message: OutgoingMessage) -> None:
+            if message.send_id == "send-001":
+                raise RuntimeError("adapter bug")
+
+        assert await w.run(T0, Scripted(crash, crash)) == 2
+        assert (await w.send("send-002")).status == SendStatus.SENT
+        assert (await w.send("send-001")).status == SendStatus.CLAIMED  # resumed after its lease
+
+    scenario(db, body)
+
+
+def test_a_stale_lease_cannot_finish(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        later = T0 + timedelta(seconds=CTX.lease_seconds + 1)
+
+        async def overtaken(message: OutgoingMessage) -> None:
+            # While this call hangs, the lease expires and another sender claims the send.
+            taken = await w.write(lambda tx: tx.claim_due(later, 10, later + HOUR, "other"))
+            assert [s.id for s in taken] == ["send-001"]
+
+        assert await w.run(T0, Scripted(overtaken)) == 1
+        send = await w.send("send-001")
+        assert (send.status, send.lease_token) == (SendStatus.CLAIMED, "other")
+        assert await w.messages() == []  # the late result was dropped
+        assert await w.internal_events() == []
+
+    scenario(db, body)
+
+
+# --- the provider registry --------------------------------------------------------------
+
+
+def test_outbox_accepts_every_message_under_our_id() -> None:
+    from runner.config import Config
+    from runner.providers import build_providers
+
+    providers = build_providers(Config())
+    outbox = providers["default"]
+    assert (outbox.name, outbox.type, outbox.reports_delivery) == ("default", "outbox", False)
+    message = OutgoingMessage("s1", "m1", "a@shop.test", "s@shop.test", None, "Hi", None, "t")
+    assert asyncio.run(outbox.send(message)) == SendResult("m1")
+
+
+def test_unbuilt_provider_type_is_a_clear_error() -> None:
+    from runner.config import Config
+    from runner.providers import ProviderConfigError, build_providers
+
+    config = Config.model_validate({"providers": {"bulk": {"type": "resend", "api_key_env": "K"}}})
+    with pytest.raises(
+        ProviderConfigError, match="provider 'bulk': type 'resend' is not supported"
+    ):
+        build_providers(config)

@@ -1,0 +1,274 @@
+"""Tests of the SQLite store: the shared contract on a real file, plus what only SQLite has
+(pragmas, migrations, group commit counts, BEGIN IMMEDIATE, the due index, other processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from runner.clock import FakeClock
+from runner.store import open_store
+from runner.store.base import ReadTx, Store, StoreError, WriteTx
+from runner.store.sqlite import SqliteStore, connect, migrate
+from runner.store.sqlite_read import SqliteReadTx
+from tests.store_contract import CONTRACT, START, Check, event, seed, send
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(path: Path, body: Callable[[SqliteStore, FakeClock], Awaitable[T]]) -> T:
+    """Open a store on `path` with a fake clock, run `body`, close the store."""
+
+    async def main() -> T:
+        clock = FakeClock(START)
+        store = SqliteStore(path, clock)
+        try:
+            return await body(store, clock)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda check: check.__name__)
+def test_contract(check: Check, tmp_path: Path) -> None:
+    run(tmp_path / "store.db", check)
+
+
+def test_the_store_satisfies_the_protocols(tmp_path: Path) -> None:
+    def typed(store: SqliteStore) -> Store:
+        return store  # mypy checks SqliteStore against Store here
+
+    def tx_types(db: sqlite3.Connection) -> tuple[ReadTx, WriteTx]:
+        from runner.store.sqlite_write import SqliteWriteTx
+
+        return SqliteReadTx(db), SqliteWriteTx(db)
+
+    async def body(store: SqliteStore, clock: FakeClock) -> None:
+        assert typed(store) is store
+
+    run(tmp_path / "s.db", body)
+    assert len(tx_types(sqlite3.connect(":memory:"))) == 2
+
+
+def test_open_store_creates_folders_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "runner.db"
+
+    async def main() -> list[str]:
+        clock = FakeClock(START)
+        first = open_store(f"sqlite:///{path}", clock)
+        assert isinstance(first, SqliteStore) and first.migrated == [1]
+        await first.ingest([event("e1")])
+        await first.close()
+        second = open_store(f"sqlite:///{path}", clock)
+        assert isinstance(second, SqliteStore) and second.migrated == []
+        try:
+            return await second.ingest([event("e1")])
+        finally:
+            await second.close()
+
+    assert asyncio.run(main()) == ["duplicate"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version, name FROM schema_migrations").fetchall() == [
+            (1, "0001_initial")
+        ]
+
+
+@pytest.mark.parametrize("url", ["postgres://x/y", "sqlite:///", "sqlite:/x.db"])
+def test_open_store_refuses_other_urls(url: str) -> None:
+    with pytest.raises(StoreError):
+        open_store(url, FakeClock(START))
+
+
+def test_pragmas_hold_on_writer_and_readers(tmp_path: Path) -> None:
+    def pragmas(tx: ReadTx) -> list[object]:
+        assert isinstance(tx, SqliteReadTx)
+        names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "query_only")
+        return [tx.db.execute(f"PRAGMA {name}").fetchone()[0] for name in names]
+
+    async def body(store: SqliteStore, clock: FakeClock) -> tuple[list[object], list[object]]:
+        return await store.read(pragmas), await store.write(pragmas)
+
+    read, write = run(tmp_path / "s.db", body)
+    assert read[:4] == write[:4] == ["wal", 2, 10_000, 1]
+    assert (read[4], write[4]) == (1, 0)  # readers cannot write
+
+
+def test_readers_cannot_write(tmp_path: Path) -> None:
+    def sneak(tx: ReadTx) -> None:
+        assert isinstance(tx, SqliteReadTx)
+        tx.db.execute("INSERT INTO meta VALUES ('k', 'v')")
+
+    async def body(store: SqliteStore, clock: FakeClock) -> None:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await store.read(sneak)
+
+    run(tmp_path / "s.db", body)
+
+
+def test_a_failed_pragma_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="journal_mode"):
+        connect(Path(":memory:"))  # an in-memory database has no WAL
+
+
+def test_writes_begin_immediate(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+
+    def work(tx: WriteTx) -> str:
+        # Nothing was written yet, yet the write lock is already held: BEGIN IMMEDIATE.
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            return str(error)
+        finally:
+            other.close()
+        return "not locked"
+
+    async def body(store: SqliteStore, clock: FakeClock) -> str:
+        return await store.write(work)
+
+    assert run(path, body) == "database is locked"
+
+
+def test_concurrent_ingests_are_group_committed(tmp_path: Path) -> None:
+    async def body(store: SqliteStore, clock: FakeClock) -> tuple[int, list[list[str]]]:
+        before = store.transactions
+        results = await asyncio.gather(*(store.ingest([event(f"g{i}")]) for i in range(50)))
+        return store.transactions - before, results
+
+    transactions, results = run(tmp_path / "s.db", body)
+    assert results == [["stored"]] * 50
+    assert 1 <= transactions < 50
+
+
+def test_writes_run_in_order_and_count(tmp_path: Path) -> None:
+    def setter(value: str) -> Callable[[WriteTx], None]:
+        return lambda tx: tx.set_meta("k", value)
+
+    async def body(store: SqliteStore, clock: FakeClock) -> tuple[int, str | None]:
+        await asyncio.gather(*(store.write(setter(str(i))) for i in range(5)))
+        return store.transactions, await store.read(lambda tx: tx.meta("k"))
+
+    assert run(tmp_path / "s.db", body) == (5, "4")
+
+
+def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "s.db", FakeClock(START))
+        await store.close()
+        await store.close()  # closing twice is harmless
+        with pytest.raises(StoreError):
+            await store.write(lambda tx: tx.meta("k"))
+        with pytest.raises(StoreError):
+            await store.read(lambda tx: tx.meta("k"))
+
+    asyncio.run(main())
+
+
+def test_due_query_uses_the_partial_index(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run(path, lambda store, clock: seed(store))
+    db = sqlite3.connect(path)
+    inner = (
+        "SELECT id FROM pending_sends WHERE due_at <= :now AND status IN ('pending', 'claimed')"
+        " AND (status = 'pending' OR lease_until < :now) ORDER BY due_at, id LIMIT :limit"
+    )
+    plan = db.execute(f"EXPLAIN QUERY PLAN {inner}", {"now": "x", "limit": 1}).fetchall()
+    db.close()
+    assert any("USING INDEX pending_due" in str(row[-1]) for row in plan), plan
+
+
+CHILD = """
+import asyncio, json, os, sys
+from datetime import UTC, datetime
+from runner.clock import FakeClock
+from runner.store import open_store
+from tests.store_contract import event
+
+async def main() -> None:
+    store = open_store("sqlite:///" + sys.argv[1], FakeClock(datetime(2026, 3, 2, tzinfo=UTC)))
+    if sys.argv[2] == "crash":
+        print(json.dumps(await store.ingest([event("from-child")])), flush=True)
+        os._exit(0)  # no close, no cleanup: the acknowledged event must already be durable
+    found = await store.read(lambda tx: (tx.meta("k"), tx.subscriber("ann@example.com")))
+    print(json.dumps([found[0], found[1] is not None]))
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def child(path: Path, mode: str) -> str:
+    """Run CHILD in another Python process against `path`; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CHILD), str(path), mode],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
+def test_another_process_sees_committed_data(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+
+    async def body(store: SqliteStore, clock: FakeClock) -> str:
+        await seed(store, "ann@example.com")
+        await store.write(lambda tx: tx.set_meta("k", "v"))
+        return await asyncio.to_thread(child, path, "read")  # while this store is still open
+
+    assert json.loads(run(path, body)) == ["v", True]
+
+
+def test_an_acknowledged_ingest_survives_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    assert json.loads(child(path, "crash")) == ["stored"]
+
+    async def body(store: SqliteStore, clock: FakeClock) -> list[str | None]:
+        return [e.id for e in await store.write(lambda tx: tx.unprocessed_events(10))]
+
+    assert run(path, body) == ["from-child"]
+
+
+def test_a_send_references_a_known_subscriber(tmp_path: Path) -> None:
+    async def body(store: SqliteStore, clock: FakeClock) -> None:
+        await seed(store)
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.write(lambda tx: tx.insert_pending(send("s1", 999)))
+
+    run(tmp_path / "s.db", body)
+
+
+def test_migrations_apply_in_order_and_a_failed_one_leaves_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "0001_a.sql").write_text("CREATE TABLE a (x INTEGER);\n-- done\n")
+    (folder / "0002_b.sql").write_text(
+        "CREATE TABLE b (x INTEGER);\nINSERT INTO nowhere VALUES (1);\n"
+    )
+    (folder / "0003_c.sql").write_text("CREATE TABLE c (x INTEGER)\n")
+    db = connect(tmp_path / "m.db")
+    with pytest.raises(sqlite3.OperationalError, match="nowhere"):
+        migrate(db, FakeClock(START), folder)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"a", "schema_migrations"} <= tables and "b" not in tables
+    (folder / "0002_b.sql").write_text("CREATE TABLE b (x INTEGER);\n")
+    with pytest.raises(StoreError, match="unterminated"):
+        migrate(db, FakeClock(START), folder)
+    assert [row[0] for row in db.execute("SELECT version FROM schema_migrations")] == [1, 2]
+    db.close()
