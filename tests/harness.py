@@ -21,7 +21,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from runner.cli import check_working_tree
+from runner.workspace import check_working_tree
 from runner.clock import FakeClock
 from runner.engine.apply import ApplyReport
 from runner.engine.worker import Worker

@@ -1,0 +1,353 @@
+"""The runner's commands: serve, stats, pending, outbox and render (SPEC 5.1).
+
+Heavy imports (the server, the store, rich) stay inside the commands, so
+`validate` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from runner.errors import UsageError
+from runner.tree import AUTOMATIONS_DIR
+from runner.workspace import check_working_tree, repo_root
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runner.clock import Clock
+    from runner.model import Automation
+    from runner.settings import Settings
+    from runner.store.base import ReadTx, Stats, Store
+
+
+def add_runner_commands(commands: Any, add_repo: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add serve, stats, pending, outbox and render to the CLI's sub-commands."""
+    serve = commands.add_parser("serve", help="run the runner: HTTP API, engine and sender")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    add_repo(serve)
+    serve.set_defaults(run=_serve)
+
+    stats = commands.add_parser("stats", help="counts and rates per automation")
+    stats.add_argument("id", nargs="?", help="one automation (default: all)")
+    add_repo(stats)
+    stats.set_defaults(run=_stats)
+
+    pending = commands.add_parser("pending", help="list, send now or remove pending sends")
+    pending.add_argument("id", help="the automation")
+    action = pending.add_mutually_exclusive_group()
+    action.add_argument("--send-now", metavar="SEND_ID")
+    action.add_argument("--remove", metavar="SEND_ID")
+    add_repo(pending)
+    pending.set_defaults(run=_pending)
+
+    outbox = commands.add_parser("outbox", help="messages stored by the outbox provider")
+    outbox.add_argument("--limit", type=int, default=20)
+    outbox.add_argument("--show", metavar="MESSAGE_ID", help="print one message in full")
+    add_repo(outbox)
+    outbox.set_defaults(run=_outbox)
+
+    render = commands.add_parser("render", help="preview an email offline")
+    render.add_argument("id", help="the automation (read from the files on disk)")
+    render.add_argument("--subscriber", type=Path, required=True, metavar="FILE")
+    render.add_argument("--event", type=Path, metavar="FILE")
+    add_repo(render)
+    render.set_defaults(run=_render)
+
+
+def _settings(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 8080) -> Settings:
+    from runner.settings import load_settings
+
+    return load_settings(repo_root(args.repo), os.environ, host, port)
+
+
+def _head_commit(root: Path) -> str | None:
+    """HEAD when the checkout has no tracked changes (else the files are not that commit)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return None if dirty else head
+
+
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    settings = _settings(args, args.host, args.port)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(_serve_async(settings))
+
+
+async def _serve_async(settings: Settings) -> int:
+    import uvicorn
+
+    from runner.clock import clock_from_env
+    from runner.server import create_app, prepare
+    from runner.store import open_store
+
+    log = logging.getLogger("postwright")
+    clock = clock_from_env(os.environ)
+    store = open_store(settings.database_url, clock)
+    try:
+        tree = check_working_tree(settings.repo, clock.now())
+        worker, report = await prepare(settings, store, clock, tree, _head_commit(settings.repo))
+        for ident, what in report.applied:
+            log.info("applied %s: %s", ident, what)
+        for change in report.refused:
+            for finding in change.findings:
+                log.error(
+                    "refused change of %s (the applied version stays live): %s:%d:%d: %s [%s]",
+                    change.id,
+                    finding.path,
+                    finding.line,
+                    finding.col,
+                    finding.message,
+                    finding.rule,
+                )
+        app = create_app(settings, store, worker, clock)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="info", lifespan="on"
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        await store.close()
+    return 0
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[Store, Clock], Awaitable[int]]) -> int:
+    from runner.clock import clock_from_env
+    from runner.store import open_store
+
+    settings = _settings(args)
+    clock = clock_from_env(os.environ)
+
+    async def run() -> int:
+        store = open_store(settings.database_url, clock)
+        try:
+            return await work(store, clock)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _console(out: TextIO) -> Console:
+    from rich.console import Console
+
+    return Console(file=out, width=140, soft_wrap=False, highlight=False)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _stats(args: argparse.Namespace, out: TextIO) -> int:
+    from rich.table import Table
+
+    from runner.engine.catalog import Catalog
+    from runner.server import started
+
+    async def work(store: Store, clock: Clock) -> int:
+        def read(tx: ReadTx) -> list[tuple[str, str, Stats | None]]:
+            catalog = Catalog.build(tx.automations(), tx.status_changes())
+            ids = [args.id] if args.id else sorted(catalog.by_id)
+            rows: list[tuple[str, str, Stats | None]] = []
+            for ident in ids:
+                live = catalog.by_id.get(ident)
+                if live is None:
+                    raise UsageError(f"no applied automation {ident!r}")
+                status = live.status_at(clock.now()) or live.row.status
+                rows.append((ident, status, tx.stats(ident) if started(live) else None))
+            return rows
+
+        rows = await store.read(read)
+        table = Table(title="Automations" if not args.id else f"Stats of {args.id}")
+        columns = (
+            "automation",
+            "status",
+            "triggered",
+            "pending",
+            "sent",
+            "delivered",
+            "opened",
+            "clicked",
+            "open rate",
+            "click rate",
+            "bounced",
+            "failed",
+            "cancelled",
+        )
+        for column in columns:
+            table.add_column(column, justify="left" if column in columns[:2] else "right")
+        for ident, status, stats in rows:
+            if stats is None:
+                table.add_row(ident, status, *(["-"] * (len(columns) - 2)))
+                continue
+            cancelled = ", ".join(f"{k} {v}" for k, v in sorted(stats.cancelled.items()))
+            table.add_row(
+                ident,
+                status,
+                str(stats.triggered),
+                str(stats.pending),
+                str(stats.sent),
+                str(stats.delivered),
+                str(stats.opened),
+                str(stats.clicked),
+                _rate(stats.open_rate),
+                _rate(stats.click_rate),
+                str(stats.bounced_hard + stats.bounced_soft),
+                str(stats.failed),
+                cancelled or "0",
+            )
+        _console(out).print(table)
+        if not rows:
+            print("no automations applied yet (run `postwright serve` once)", file=out)
+        return 0
+
+    return _with_store(args, work)
+
+
+def _pending(args: argparse.Namespace, out: TextIO) -> int:
+    from rich.table import Table
+
+    from runner.api_models import RequestError
+    from runner.server import ACTIVE, remove_pending, send_now
+
+    async def work(store: Store, clock: Clock) -> int:
+        applied = await store.read(lambda tx: tx.automation(args.id))
+        if applied is None:
+            raise UsageError(f"no applied automation {args.id!r}")
+        now = clock.now()
+        try:
+            if args.send_now:
+                await store.write(lambda tx: send_now(tx, args.id, args.send_now, now))
+                print(f"{args.send_now}: due now (a running `serve` sends it)", file=out)
+                return 0
+            if args.remove:
+                await store.write(lambda tx: remove_pending(tx, args.id, args.remove, now))
+                print(f"{args.remove}: removed", file=out)
+                return 0
+        except RequestError as error:
+            print(f"postwright: error: {error.body.get('message')}", file=sys.stderr)
+            return 1
+        sends = await store.read(lambda tx: tx.pending_sends(args.id, ACTIVE, 1000))
+        table = Table(title=f"Pending sends of {args.id}")
+        for column in ("send", "email", "due at (UTC)", "status", "repeat"):
+            table.add_column(column)
+        for send in sends:
+            due = send.due_at.strftime("%Y-%m-%d %H:%M:%S")
+            table.add_row(send.id, send.email, due, send.status.value, str(send.repeat_index))
+        _console(out).print(table)
+        return 0
+
+    return _with_store(args, work)
+
+
+def _outbox(args: argparse.Namespace, out: TextIO) -> int:
+    from rich.table import Table
+
+    from runner.server import outbox
+
+    if not 1 <= args.limit <= 1000:
+        raise UsageError("--limit must be from 1 to 1000")
+
+    async def work(store: Store, clock: Clock) -> int:
+        if args.show:
+            message = await store.read(lambda tx: tx.message(args.show))
+            if message is None:
+                raise UsageError(f"no message {args.show!r}")
+            print(f"To: {message.to}\nFrom: {message.from_}\nSubject: {message.subject}", file=out)
+            for name, value in sorted(message.headers.items()):
+                print(f"{name}: {value}", file=out)
+            for label, body in (("text", message.text), ("html", message.html)):
+                if body is not None:
+                    print(f"\n--- {label} ---\n{body}", file=out)
+            return 0
+        messages = await store.read(lambda tx: outbox(tx, args.limit))
+        table = Table(title="Outbox (newest first)")
+        for column in ("message", "sent at (UTC)", "to", "automation", "subject"):
+            table.add_column(column)
+        for m in messages:
+            sent = m.sent_at.strftime("%Y-%m-%d %H:%M:%S")
+            table.add_row(m.id, sent, m.to, m.automation_id, m.subject)
+        _console(out).print(table)
+        return 0
+
+    return _with_store(args, work)
+
+
+def _render(args: argparse.Namespace, out: TextIO) -> int:
+    from runner.render import RenderError, render_email
+    from runner.store.records import Subscriber
+
+    root = repo_root(args.repo)
+    tree = check_working_tree(root, datetime.now(UTC))
+    version = tree.versions.get(args.id)
+    if version is None:
+        problems = [
+            f for f in tree.findings if f.automation == args.id or Path(f.path).stem == args.id
+        ]
+        detail = "".join(f"\n  {f.path}:{f.line}:{f.col}: {f.message}" for f in problems)
+        raise UsageError(f"no valid automation {args.id!r} in {root / AUTOMATIONS_DIR}{detail}")
+    person = _data_file(args.subscriber)
+    if not isinstance(person.get("email"), str):
+        raise UsageError(f"{args.subscriber}: needs an `email`")
+    subscriber = Subscriber(
+        id=None,
+        email=person["email"].strip().lower(),
+        fields=dict(person.get("fields") or {}),
+        groups=set(person.get("groups") or []),
+    )
+    event = _data_file(args.event) if args.event else _default_event(version.model)
+    event.setdefault("data", {})
+    url = f"{_settings(args).public_url}/u/preview-token"
+    try:
+        email = render_email(version.model, version.templates, subscriber, event, url)
+    except RenderError as error:
+        print(f"postwright: render error: {error}", file=sys.stderr)
+        return 1
+    print(f"Subject: {email.subject}", file=out)
+    for name, value in sorted(email.headers.items()):
+        print(f"{name}: {value}", file=out)
+    for label, body in (("text", email.text), ("html", email.html)):
+        if body is not None:
+            print(f"\n--- {label} ---\n{body}", file=out)
+    return 0
+
+
+def _data_file(path: Path) -> dict[str, Any]:
+    """A JSON or YAML mapping from a file."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{path}: expected a mapping")
+    return value
+
+
+def _default_event(model: Automation) -> dict[str, Any]:
+    trigger = model.trigger
+    name = getattr(trigger, "event", None) or trigger.type
+    return {"name": name, "data": {}}

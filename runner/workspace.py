@@ -1,0 +1,34 @@
+"""Where the repository is and what its files hold right now (the working tree)."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+from runner.errors import UsageError
+from runner.snapshot import DirectorySnapshot, walk_directory
+from runner.tree import AUTOMATIONS_DIR, CONFIG_PATH, Tree, TreeChecker
+
+
+def repo_root(given: Path | None) -> Path:
+    """The repository root: --repo, else the enclosing git work tree, else the current folder."""
+    if given is not None:
+        if not given.is_dir():
+            raise UsageError(f"--repo {given} is not a folder")
+        return given.resolve()
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return Path.cwd()
+    return Path(top)
+
+
+def check_working_tree(root: Path, now: datetime) -> Tree:
+    """The files on disk checked without history."""
+    paths = walk_directory(root, [AUTOMATIONS_DIR.rstrip("/")])
+    if (root / CONFIG_PATH).is_file():
+        paths.append(CONFIG_PATH)
+    return TreeChecker().check(DirectorySnapshot(root, paths), now)
