@@ -109,10 +109,13 @@ class RequestError(Exception):
         self.body = body
 
 
+# Built once: json.dumps with these options builds the same encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def body_hash(raw: Any) -> str:
     """SHA-256 of the canonical JSON of `raw` (key order and spacing do not matter)."""
-    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(raw).encode("utf-8")).hexdigest()
 
 
 def dotted(prefix: str, loc: tuple[int | str, ...]) -> str:

@@ -21,7 +21,6 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from runner.workspace import check_working_tree
 from runner.clock import FakeClock
 from runner.engine.apply import ApplyReport
 from runner.engine.worker import Worker
@@ -29,6 +28,7 @@ from runner.server import create_app, prepare
 from runner.settings import Settings, load_settings
 from runner.store import open_store
 from runner.store.base import ReadTx, Store, WriteTx
+from runner.workspace import check_working_tree
 
 T = TypeVar("T")
 TIMEOUT = 15.0

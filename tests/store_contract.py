@@ -7,6 +7,7 @@ on a fresh, empty store whose clock is the given FakeClock (see tests/test_store
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -270,6 +271,74 @@ async def check_write_rolls_back_when_work_raises(store: Store, clock: FakeClock
     assert await store.read(lambda tx: tx.meta("k")) == "w"
 
 
+async def check_savepoint_undoes_only_its_block(store: Store, clock: FakeClock) -> None:
+    def work(tx: WriteTx) -> None:
+        tx.set_meta("before", "1")
+        with tx.savepoint():
+            tx.set_meta("kept", "1")
+        with pytest.raises(RuntimeError, match="inner"):
+            with tx.savepoint():
+                tx.set_meta("outer", "1")
+                with tx.savepoint():
+                    tx.set_meta("inner-kept", "1")
+                with pytest.raises(ValueError):
+                    with tx.savepoint():
+                        tx.set_meta("undone", "1")
+                        raise ValueError("nested")
+                assert tx.meta("undone") is None and tx.meta("outer") == "1"
+                raise RuntimeError("inner")
+        tx.set_meta("after", "1")
+
+    await store.write(work)
+    names = ["before", "kept", "outer", "inner-kept", "undone", "after"]
+    found = await store.read(lambda tx: {name: tx.meta(name) for name in names})
+    assert {name for name, value in found.items() if value} == {"before", "kept", "after"}
+
+
+async def check_failed_events_are_marked_and_listed(store: Store, clock: FakeClock) -> None:
+    await store.ingest([event("e1"), event("e2"), event("e3")])
+
+    def work(tx: WriteTx) -> list[str | None]:
+        first, second, _ = tx.unprocessed_events(10)
+        tx.mark_failed(first.seq, "RuntimeError: boom")
+        tx.mark_failed(second.seq, "KeyError: 'x'")
+        return [e.id for e in tx.unprocessed_events(10)]
+
+    assert await store.write(work) == ["e3"]
+    failed = await store.read(lambda tx: tx.failed_events(10))
+    assert [(e.id, e.error) for e in failed] == [
+        ("e2", "KeyError: 'x'"),
+        ("e1", "RuntimeError: boom"),
+    ]
+    assert [e.id for e in await store.read(lambda tx: tx.failed_events(1))] == ["e2"]
+    found = await store.read(
+        lambda tx: tx.events_after("ann@example.com", ["signup"], START - timedelta(1))
+    )
+    assert [e.error for e in found] == ["RuntimeError: boom", "KeyError: 'x'", None]
+
+
+async def check_meta_is_set_and_deleted(store: Store, clock: FakeClock) -> None:
+    await store.write(lambda tx: tx.set_meta("a", "1"))
+    assert await store.write(lambda tx: tx.delete_meta("a")) is True
+    assert await store.write(lambda tx: tx.delete_meta("a")) is False
+    assert await store.read(lambda tx: tx.meta("a")) is None
+
+
+async def check_event_ids_are_purged_after_their_retention(store: Store, clock: FakeClock) -> None:
+    await store.ingest([event("old")])
+    clock.advance(timedelta(days=2))
+    await store.ingest([event("new")])
+    cutoff = START + timedelta(days=1)
+    assert await store.write(lambda tx: tx.purge_event_ids(cutoff)) == 1
+    assert await store.write(lambda tx: tx.purge_event_ids(cutoff)) == 0
+    # A forgotten id is a new event (even with another body); a kept one is still a duplicate.
+    assert await store.ingest([event("old", body="other"), event("new")]) == ["stored", "duplicate"]
+    with pytest.raises(EventConflict):
+        await store.ingest([event("new", body="other")])
+    stored = await store.write(lambda tx: tx.unprocessed_events(10))
+    assert [e.id for e in stored] == ["old", "new", "old"]
+
+
 async def check_claim_once(store: Store, clock: FakeClock) -> None:
     assert await store.write(lambda tx: tx.claim_once("cron:a:1", START)) is True
     assert await store.write(lambda tx: tx.claim_once("cron:a:1", START)) is False
@@ -503,6 +572,53 @@ async def check_retry_claim_and_reschedule(store: Store, clock: FakeClock) -> No
     assert cancel is False  # s1 is no longer claimed
 
 
+async def check_a_claim_ends_only_in_a_final_status(store: Store, clock: FakeClock) -> None:
+    (ann,) = await seed(store, "ann@example.com")
+    await store.write(lambda tx: tx.insert_pending(send("s1", ann)))
+    await store.write(lambda tx: tx.claim_due(START, 1, START + timedelta(minutes=1), "t"))
+
+    def finish_in(to: SendStatus) -> Callable[[WriteTx], bool]:
+        return lambda tx: tx.finish_claim("s1", "t", to, START)
+
+    for status in (SendStatus.PENDING, SendStatus.CLAIMED):
+        with pytest.raises(ValueError):
+            await store.write(finish_in(status))
+    found = await read_send(store, "s1")
+    assert found is not None and (found.status, found.lease_token) == (SendStatus.CLAIMED, "t")
+
+
+async def check_send_now_skips_the_window_of_pending_sends_only(
+    store: Store, clock: FakeClock
+) -> None:
+    (ann,) = await seed(store, "ann@example.com")
+    later = START + timedelta(days=1)
+    await insert(
+        store,
+        send("s1", ann, later),
+        send("s2", ann, START - timedelta(minutes=1)),
+        send("s3", ann, later, status=SendStatus.SENT),
+    )
+    assert await read_send(store, "s1") == send("s1", ann, later)  # skip_window defaults off
+    await store.write(lambda tx: tx.claim_due(START, 10, START + timedelta(minutes=1), "t"))
+    now = START + timedelta(seconds=30)
+    results = await store.write(lambda tx: [tx.send_now(i, now) for i in ("s1", "s2", "s3", "x")])
+    assert results == [True, False, False, False]
+    s1 = await read_send(store, "s1")
+    assert s1 is not None
+    assert (s1.status, s1.due_at, s1.updated_at, s1.skip_window) == (
+        SendStatus.PENDING,
+        now,
+        now,
+        True,
+    )
+    for other in ("s2", "s3"):
+        found = await read_send(store, other)
+        assert found is not None and found.skip_window is False
+    flagged = dataclasses.replace(send("s4", ann), skip_window=True)
+    await insert(store, flagged)
+    assert await read_send(store, "s4") == flagged
+
+
 # Messages and stats ----------------------------------------------------------------------
 
 
@@ -570,12 +686,19 @@ async def check_stats(store: Store, clock: FakeClock) -> None:
             ("s9", ann, cancelled, 1, "paused"),
         ]:
             tx.insert_pending(send(sid, sub, status=status, repeat_index=repeat, reason=reason))
+            if repeat == 0:  # `triggered` counts accepted triggers: the entries
+                tx.record_entry("welcome", sub, clock.now())
         tx.insert_pending(send("x1", ann, automation_id="other", status=sent))
+        tx.record_entry("other", ann, clock.now())
         tx.insert_message(message("m1", "s1", ann))
         tx.insert_message(message("m2", "s2", bob))
         tx.insert_message(message("m3", "s3", ann, provider_type="outbox"))
         tx.insert_message(message("m5", "s2", cat))
         tx.insert_message(message("x", "x1", bob, automation_id="other"))
+        # A failure before the outbox stored it: not delivered.
+        tx.insert_message(
+            dataclasses.replace(message("m7", "s7", cat, provider_type="outbox"), status="failed")
+        )
         for number, (message_id, kind, bounce) in enumerate(
             [
                 ("m1", "delivered", None),
@@ -624,6 +747,10 @@ CONTRACT: list[Check] = [
     check_derived_events_and_processing,
     check_events_after_is_strict_and_filters_types,
     check_write_rolls_back_when_work_raises,
+    check_savepoint_undoes_only_its_block,
+    check_failed_events_are_marked_and_listed,
+    check_meta_is_set_and_deleted,
+    check_event_ids_are_purged_after_their_retention,
     check_claim_once,
     check_subscribers,
     check_automations_and_history,
@@ -634,6 +761,8 @@ CONTRACT: list[Check] = [
     check_claim_due_order_and_limit,
     check_expired_leases_are_resumed_and_fenced,
     check_retry_claim_and_reschedule,
+    check_a_claim_ends_only_in_a_final_status,
+    check_send_now_skips_the_window_of_pending_sends_only,
     check_messages,
     check_stats,
 ]

@@ -4,6 +4,7 @@ conditions, group and email triggers, exit_on, deletion and suppression."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +14,12 @@ import pytest
 import yaml
 
 from runner.clock import FakeClock
+from runner.engine import events as events_module
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.events import process_pending
 from runner.store import open_store
-from runner.store.base import ReadTx, WriteTx
+from runner.store.base import ReadTx, TransactionAborted, WriteTx
 from runner.store.records import (
     AppliedAutomation,
     HistoryEntry,
@@ -666,3 +668,50 @@ def test_an_event_received_with_the_trigger_does_not_exit_it(h: Harness) -> None
     [send] = h.sends("upd")
     assert send.status is SendStatus.PENDING
     assert send.trigger_at == T0 + HOUR
+
+
+# --- isolation of failures ---------------------------------------------------------------
+
+
+def test_an_event_whose_processing_raises_is_skipped_with_its_error(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runner.engine.entering import enter as real_enter
+
+    def enter(tx: WriteTx, *args: Any, **kwargs: Any) -> Any:
+        subscriber = args[2]
+        if subscriber.email == "bad@example.com":
+            raise RuntimeError("boom")
+        return real_enter(tx, *args, **kwargs)
+
+    monkeypatch.setattr(events_module, "enter", enter)
+    h.apply("welcome", {"type": "event", "event": "signup"})
+    h.post("signup", "ann@example.com")
+    h.post("signup", "bad@example.com", fields={"name": "Bad"})
+    h.post("signup", "bob@example.com")
+    with caplog.at_level(logging.ERROR, logger="runner.engine.events"):
+        assert h.process() == 3
+    assert sorted(s.email for s in h.sends("welcome")) == ["ann@example.com", "bob@example.com"]
+    assert h.subscriber("bad@example.com") is None, "its writes were rolled back"
+    assert h.events("bad@example.com", ["subscriber.added"]) == []
+    [failed] = h.read(lambda tx: tx.failed_events(10))
+    assert (failed.email, failed.type) == ("bad@example.com", "signup")
+    assert failed.error is not None and "RuntimeError: boom" in failed.error
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged == [f"event {failed.seq} (signup) failed and is skipped"]
+    assert h.process() == 0, "the failed event is not retried forever"
+
+
+def test_a_lost_transaction_is_not_taken_for_one_bad_event(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def enter(*args: Any, **kwargs: Any) -> Any:
+        raise TransactionAborted("disk full")
+
+    monkeypatch.setattr(events_module, "enter", enter)
+    h.apply("welcome", {"type": "event", "event": "signup"})
+    h.post("signup")
+    with pytest.raises(TransactionAborted):
+        h.process()
+    assert h.read(lambda tx: tx.failed_events(10)) == []
+    assert h.subscriber() is None, "the whole round was rolled back, to be retried"

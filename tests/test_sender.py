@@ -429,7 +429,38 @@ def test_send_now_outside_the_window_goes_out(db: str) -> None:
     async def body(w: World) -> None:
         await w.automation("welcome", source("welcome", WINDOW))
         ann = await w.subscriber()
-        await w.pending("welcome", ann, T0)  # Monday 08:00: set by "send now"
+        await w.pending("welcome", ann, T0 + 2 * HOUR)  # Monday 10:00, inside
+        assert await w.write(lambda tx: tx.send_now("send-001", T0)) is True  # 08:00
+        await w.run(T0)
+        assert (await w.send("send-001")).status == SendStatus.SENT
+
+    scenario(db, body)
+
+
+def test_a_first_send_due_outside_its_window_waits_unless_sent_now(db: str) -> None:
+    # The window was narrowed after the send was scheduled: only "send now" skips it.
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome", WINDOW))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)  # Monday 08:00, outside, never attempted
+        await w.pending("welcome", ann, T0, skip_window=True)
+        assert await w.run(T0) == 2
+        waiting, sent_now = await w.send("send-001"), await w.send("send-002")
+        assert (waiting.status, waiting.due_at, waiting.attempts) == (
+            SendStatus.PENDING,
+            T0 + HOUR,
+            0,
+        )
+        assert sent_now.status == SendStatus.SENT
+
+    scenario(db, body)
+
+
+def test_a_retry_of_a_send_sent_now_also_skips_the_window(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome", WINDOW))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0, skip_window=True, attempts=1)
         await w.run(T0)
         assert (await w.send("send-001")).status == SendStatus.SENT
 

@@ -6,21 +6,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from runner.clock import FakeClock
+from runner.engine.context import EngineContext
+from runner.engine.worker import Worker
 from runner.store import open_store
-from runner.store.base import ReadTx, Store, StoreError, WriteTx
-from runner.store.sqlite import SqliteStore, connect, migrate
+from runner.store.base import ReadTx, Store, StoreError, TransactionAborted, WriteTx
+from runner.store.sqlite import MIGRATIONS, SqliteStore, connect, migrate
 from runner.store.sqlite_read import SqliteReadTx
+from runner.store.sqlite_write import SqliteWriteTx
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
 
 T = TypeVar("T")
@@ -68,7 +73,7 @@ def test_open_store_creates_folders_and_reopens(tmp_path: Path) -> None:
     async def main() -> list[str]:
         clock = FakeClock(START)
         first = open_store(f"sqlite:///{path}", clock)
-        assert isinstance(first, SqliteStore) and first.migrated == [1]
+        assert isinstance(first, SqliteStore) and first.migrated == [1, 2]
         await first.ingest([event("e1")])
         await first.close()
         second = open_store(f"sqlite:///{path}", clock)
@@ -81,7 +86,8 @@ def test_open_store_creates_folders_and_reopens(tmp_path: Path) -> None:
     assert asyncio.run(main()) == ["duplicate"]
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version, name FROM schema_migrations").fetchall() == [
-            (1, "0001_initial")
+            (1, "0001_initial"),
+            (2, "0002_hardening"),
         ]
 
 
@@ -272,3 +278,68 @@ def test_migrations_apply_in_order_and_a_failed_one_leaves_nothing(tmp_path: Pat
         migrate(db, FakeClock(START), folder)
     assert [row[0] for row in db.execute("SELECT version FROM schema_migrations")] == [1, 2]
     db.close()
+
+
+def test_a_first_schema_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    shutil.copy(MIGRATIONS / "0001_initial.sql", first)
+    path = tmp_path / "old.db"
+    db = connect(path)
+    assert migrate(db, FakeClock(START), first) == [1]
+    db.executescript(
+        "INSERT INTO events (type, email, data, received_at) VALUES ('signup', 'a@x.io', '{}',"
+        " '2026-03-02T09:00:00.000000Z');"
+        "INSERT INTO subscribers (email, fields, groups) VALUES ('a@x.io', '{}', '[]');"
+        "INSERT INTO automations VALUES ('welcome', 1, 'running', '', '{}', 'p', NULL,"
+        " '2026-03-02T09:00:00.000000Z', NULL, NULL);"
+        "INSERT INTO pending_sends VALUES ('s1', 'welcome', 1, 'a@x.io',"
+        " '2026-03-02T09:00:00.000000Z', 'pending', '2026-03-02T09:00:00.000000Z', '{}',"
+        " '2026-03-02T09:00:00.000000Z', 's1', 0, '{}', NULL, 0, NULL, NULL, NULL, NULL);"
+    )
+    db.close()
+
+    async def body(store: SqliteStore, clock: FakeClock) -> None:
+        assert store.migrated == [2]
+        old = await store.read(lambda tx: tx.pending_send("s1"))
+        assert old is not None and old.skip_window is False
+        [stored] = await store.write(lambda tx: tx.unprocessed_events(10))
+        assert stored.error is None
+
+    run(path, body)
+
+
+def test_a_transaction_lost_inside_a_savepoint_is_reported(tmp_path: Path) -> None:
+    async def body(store: SqliteStore, clock: FakeClock) -> None:
+        def work(tx: WriteTx) -> None:
+            assert isinstance(tx, SqliteWriteTx)
+            tx.set_meta("k", "v")
+            with tx.savepoint():
+                tx.db.execute("ROLLBACK")  # what SQLite does itself on a full disk
+                raise RuntimeError("disk full")
+
+        with pytest.raises(TransactionAborted, match="disk full"):
+            await store.write(work)
+        assert await store.read(lambda tx: tx.meta("k")) is None
+        await store.write(lambda tx: tx.set_meta("k", "w"))  # the writer goes on
+        assert await store.read(lambda tx: tx.meta("k")) == "w"
+
+    run(tmp_path / "lost.db", body)
+
+
+def test_the_worker_forgets_event_ids_past_their_retention_at_most_hourly(
+    tmp_path: Path,
+) -> None:
+    async def body(store: SqliteStore, clock: FakeClock) -> None:
+        ctx = EngineContext("UTC", "https://pw.example", b"k" * 32)
+        worker = Worker(store, ctx, clock, {}, event_id_retention=timedelta(minutes=10))
+        await store.ingest([event("a")])
+        await worker.run_once()  # the first round purges (nothing is old enough yet)
+        clock.advance(timedelta(minutes=30))
+        await worker.run_once()  # within the hour: no purge
+        assert await store.ingest([event("a")]) == ["duplicate"]
+        clock.advance(timedelta(minutes=31))
+        await worker.run_once()
+        assert await store.ingest([event("a")]) == ["stored"]
+
+    run(tmp_path / "purge.db", body)

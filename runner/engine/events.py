@@ -7,6 +7,8 @@ derived event, and store reads only when an automation actually listens.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +18,7 @@ from runner.engine.context import EngineContext
 from runner.engine.entering import enter
 from runner.engine.subscribers import DELETED, SELF_DERIVED, apply_event, normalise_email
 from runner.model import EmailAction, EmailTrigger, EventTrigger
-from runner.store.base import WriteTx
+from runner.store.base import TransactionAborted, WriteTx
 from runner.store.records import CancelReason, SendStatus, StoredEvent, Subscriber
 
 EMAIL_EVENTS = frozenset(
@@ -27,15 +29,24 @@ _OPEN_OR_CLICK = ("email.opened", "email.clicked")
 # between the sender's `sent_at` and the store's commit time.
 _SENT_MARGIN = timedelta(seconds=5)
 
+log = logging.getLogger(__name__)
+
 
 def process_pending(tx: WriteTx, catalog: Catalog, ctx: EngineContext, limit: int = 500) -> int:
     """Process up to `limit` unprocessed events in seq order; returns how many."""
     events = tx.unprocessed_events(limit)
     for event in events:
-        if event.id is None and event.type in EMAIL_EVENTS:
-            _internal(tx, catalog, ctx, event)
-        else:
-            _received(tx, catalog, ctx, event)
+        try:
+            with tx.savepoint():  # one event's failure undoes its own work only
+                if event.id is None and event.type in EMAIL_EVENTS:
+                    _internal(tx, catalog, ctx, event)
+                else:
+                    _received(tx, catalog, ctx, event)
+        except TransactionAborted:
+            raise
+        except Exception as error:  # a bad event must not block the queue forever
+            log.exception("event %d (%s) failed and is skipped", event.seq, event.type)
+            tx.mark_failed(event.seq, f"{type(error).__name__}: {error}")
     if events:
         tx.mark_processed([event.seq for event in events])
     return len(events)
@@ -51,13 +62,14 @@ def _received(tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEv
         return  # nothing to erase: deleting an unknown email creates nobody
     update = apply_event(existing, event)
     subscriber = tx.save_subscriber(update.subscriber)
+    made: set[str] = set()  # sends triggered by this event's derived events: never its exits
     for name, data in update.derived:
         derived = tx.add_event(
             name, email, data, event.received_at, derived_from=event.seq, processed=True
         )
-        _handle(tx, catalog, ctx, derived, subscriber)
+        made |= _handle(tx, catalog, ctx, derived, subscriber, made)
     if event.type not in SELF_DERIVED:
-        _handle(tx, catalog, ctx, event, subscriber)
+        _handle(tx, catalog, ctx, event, subscriber, made)
 
 
 def _internal(tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent) -> None:
@@ -84,21 +96,31 @@ def _context(event: StoredEvent, subscriber: Subscriber) -> dict[str, Any]:
 
 
 def _handle(
-    tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent, subscriber: Subscriber
-) -> None:
+    tx: WriteTx,
+    catalog: Catalog,
+    ctx: EngineContext,
+    event: StoredEvent,
+    subscriber: Subscriber,
+    own: AbstractSet[str] = frozenset(),
+) -> set[str]:
+    """Exits, then triggers, of one event; returns the ids of the sends its triggers made.
+
+    `own`: sends made by events derived from the same received event, which its exits spare.
+    """
+    made: set[str] = set()
     context: dict[str, Any] | None = None
     exits = catalog.by_exit_event.get(event.type)
     if exits:
         context = _context(event, subscriber)
-        _exit_on(tx, exits, event, subscriber, context)
+        _exit_on(tx, exits, event, subscriber, context, own)
     if event.type == DELETED:
         _cancel_all(tx, subscriber, event.received_at, CancelReason.DELETED_SUBSCRIBER)
-        return
+        return made
     if subscriber.deleted_at is not None:
-        return
+        return made
     if event.type in EMAIL_EVENTS and event.id is None:
         _email_triggers(tx, catalog, ctx, event, subscriber)
-        return
+        return made
     for live in catalog.by_event.get(event.type, ()):
         trigger = live.model.trigger
         if not isinstance(trigger, EventTrigger):
@@ -110,7 +132,10 @@ def _handle(
         context = context or _context(event, subscriber)
         if trigger.where is not None and not evaluate(trigger.where, context):
             continue
-        enter(tx, ctx, live, subscriber, event.received_at, dict(context["event"]))
+        result = enter(tx, ctx, live, subscriber, event.received_at, dict(context["event"]))
+        if result.send_id is not None:
+            made.add(result.send_id)
+    return made
 
 
 def _exit_on(
@@ -119,6 +144,7 @@ def _exit_on(
     event: StoredEvent,
     subscriber: Subscriber,
     context: dict[str, Any],
+    own: AbstractSet[str],
 ) -> None:
     """Cancel this subscriber's pending sends whose automation exits on `event` (SPEC 3.3)."""
     if subscriber.id is None:
@@ -128,7 +154,10 @@ def _exit_on(
     cancel: list[str] = []
     for send in tx.active_sends(subscriber.id):
         live = listening.get(send.automation_id)
-        if live is None or send.trigger_at >= event.received_at:
+        # Exits run before this event's own triggers, so a send triggered at the same instant
+        # came from an earlier event of the same commit (a batch) and is exited, unless one
+        # derived from this very event triggered it.
+        if live is None or send.trigger_at > event.received_at or send.id in own:
             continue
         if live.id not in matches:
             matches[live.id] = any(

@@ -187,15 +187,13 @@ def _check(
         return None
     assert subscriber is not None  # _cancel_reason refuses a missing subscriber
     window = live.model.send_window
-    if window is not None:
+    if window is not None and not current.skip_window:  # "send now" skips the window
         zone = _zone(live.model, subscriber, ctx)
-        sent_now = current.attempts == 0 and not timing.in_window(current.due_at, window, zone)
-        if not sent_now and not timing.in_window(now, window, zone):
-            # A late send waits for the next opening; "send now" put its due time outside
-            # the window on purpose (every other due time is computed inside it).
+        if not timing.in_window(now, window, zone):
+            # A late send waits for the next opening, without counting an attempt.
             opening = timing.next_opening(now, window, zone)
-            if tx.finish_claim(current.id, token, SendStatus.PENDING, now):
-                tx.reschedule(current.id, opening, now)
+            if not tx.reschedule(current.id, opening, now, token=token):
+                log.warning("send %s: lease lost before its window wait was recorded", send.id)
             return None
     return _Ready(current, live, subscriber)
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from runner.clock import Clock
 from runner.engine import events, scheduler, sender
@@ -24,6 +25,12 @@ log = logging.getLogger("postwright.worker")
 
 REVISION_META = "catalog_revision"
 _SEEN_MESSAGES = 4096
+EVENT_ID_RETENTION = timedelta(days=30)  # Config.event_id_retention's default
+_PURGE_EVERY = timedelta(hours=1)
+# Events processed per write transaction: small enough that an ingest never waits long
+# for the single writer, large enough to amortise the transaction.
+PROCESS_BATCH = 200
+COALESCE_SECONDS = 0.01
 
 
 class Worker:
@@ -36,6 +43,8 @@ class Worker:
         clock: Clock,
         providers: Mapping[str, Provider],
         metrics: Metrics | None = None,
+        *,
+        event_id_retention: timedelta = EVENT_ID_RETENTION,
     ) -> None:
         self.store = store
         self.ctx = ctx
@@ -47,6 +56,8 @@ class Worker:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
+        self.event_id_retention = event_id_retention
+        self._purged_at: datetime | None = None
 
     def wake(self) -> None:
         """Start the next round now (called after an ingest or a trigger)."""
@@ -70,7 +81,7 @@ class Worker:
             if ticked:
                 catalog = await self.catalog()
             processed = await self.store.write(
-                lambda tx: events.process_pending(tx, catalog, self.ctx)
+                lambda tx: events.process_pending(tx, catalog, self.ctx, limit=PROCESS_BATCH)
             )
             if processed:
                 catalog = await self.catalog()
@@ -79,7 +90,18 @@ class Worker:
             )
             if sent and self.metrics is not None:
                 await self._observe_latency(sent)
+            await self._purge(now)  # housekeeping: not work that calls for another round
             return bool(ticked or processed or sent)
+
+    async def _purge(self, now: datetime) -> None:
+        """Forget event ids past their retention, at most once an hour."""
+        if self._purged_at is not None and now - self._purged_at < _PURGE_EVERY:
+            return
+        self._purged_at = now
+        before = now - self.event_id_retention
+        purged = await self.store.write(lambda tx: tx.purge_event_ids(before))
+        if purged:
+            log.info("forgot %d event ids received before %s", purged, before.isoformat())
 
     async def drain(self, max_rounds: int = 100) -> int:
         """Run rounds until one does nothing; returns the rounds that did work."""
@@ -99,6 +121,9 @@ class Worker:
                 log.exception("engine round failed; retrying")
                 busy = False
             if busy:
+                # Let events arriving meanwhile join the next round: bigger rounds cost
+                # less per event and leave the single writer to the ingests in between.
+                await asyncio.sleep(COALESCE_SECONDS)
                 continue
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             try:

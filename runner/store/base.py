@@ -10,6 +10,7 @@ store, and the SQL stays in the store module of each dialect.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -41,6 +42,11 @@ class EventConflict(StoreError):
     def __init__(self, event_id: str) -> None:
         super().__init__(f"event id {event_id!r} was already received with a different body")
         self.event_id = event_id
+
+
+class TransactionAborted(StoreError):
+    """The database ended the whole transaction (a savepoint could not be rolled back to):
+    nothing more can run in it, so the caller must not go on as if only its block failed."""
 
 
 @dataclass
@@ -145,9 +151,19 @@ class ReadTx(Protocol):
     def meta(self, key: str) -> str | None:
         """A runner-wide value (unsubscribe key, last scheduler tick, ...)."""
 
+    def failed_events(self, limit: int) -> list[StoredEvent]:
+        """Events whose processing failed (`error` set), newest first."""
+
 
 class WriteTx(ReadTx, Protocol):
     """Writes inside one transaction (SQLite: BEGIN IMMEDIATE)."""
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested scope: when its block raises, the block's writes are undone and the
+        exception goes on (SAVEPOINT / ROLLBACK TO / RELEASE); otherwise they are kept.
+
+        Raises TransactionAborted instead when the database lost the whole transaction.
+        """
 
     def unprocessed_events(self, limit: int) -> list[StoredEvent]:
         """Received events the engine has not processed, by seq."""
@@ -166,6 +182,9 @@ class WriteTx(ReadTx, Protocol):
 
     def mark_processed(self, seqs: Sequence[int]) -> None:
         """Mark received events as processed."""
+
+    def mark_failed(self, seq: int, error: str) -> None:
+        """Mark a received event processed, recording why its processing failed."""
 
     def save_subscriber(self, subscriber: Subscriber) -> Subscriber:
         """Insert (id None) or update a subscriber; returns it with its id."""
@@ -202,6 +221,9 @@ class WriteTx(ReadTx, Protocol):
         PENDING at `due_at` without counting an attempt (a claimed send outside its window).
         """
 
+    def send_now(self, send_id: str, now: datetime) -> bool:
+        """Make a PENDING send due at `now` and skip its send window; False when not PENDING."""
+
     def claim_due(
         self, now: datetime, limit: int, lease_until: datetime, token: str
     ) -> list[PendingSend]:
@@ -217,7 +239,11 @@ class WriteTx(ReadTx, Protocol):
         reason: str | None = None,
         last_error: str | None = None,
     ) -> bool:
-        """End a claim; refused (False) when the lease token no longer matches (fencing)."""
+        """End a claim; refused (False) when the lease token no longer matches (fencing).
+
+        `to` is a final status: a claim goes back to PENDING only through `reschedule`
+        (with its token) or `retry_claim` (ValueError otherwise).
+        """
 
     def retry_claim(
         self, send_id: str, token: str, due_at: datetime, now: datetime, last_error: str
@@ -238,6 +264,13 @@ class WriteTx(ReadTx, Protocol):
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a runner-wide value."""
+
+    def delete_meta(self, key: str) -> bool:
+        """Remove a runner-wide value; False when there was none."""
+
+    def purge_event_ids(self, before: datetime) -> int:
+        """Forget client event ids received before `before` (their retention ended): an id
+        sent again after that is a new event. Returns how many were forgotten."""
 
 
 class Store(Protocol):

@@ -85,6 +85,7 @@ class StoredEvent:
     occurred_at: datetime | None
     received_at: datetime  # the trigger time (SPEC 3.0)
     derived_from: int | None = None
+    error: str | None = None  # why processing it failed (it was then skipped)
 
 
 @dataclass
@@ -152,6 +153,7 @@ class PendingSend:
     lease_until: datetime | None = None
     updated_at: datetime | None = None
     last_error: str | None = None
+    skip_window: bool = False  # set by "send now": the send window is not checked
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,7 +124,8 @@ def _transaction(db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iter
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite may have ended it already (disk full, I/O error)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
@@ -237,7 +237,12 @@ class SqliteStore:
                 item.done.set_exception(StoreError("the store is closed"))
 
     def _handle(self, batch: list[object]) -> bool:
-        """Run a batch in order, consecutive ingests as one group commit; True on stop."""
+        """Run a batch, its ingests first as one group commit; True on stop.
+
+        Items waiting together have no order between them, so the ingests go
+        first: a request waiting for its 202 never waits behind engine work.
+        """
+        batch.sort(key=lambda item: not isinstance(item, _Ingest))
         group: list[_Ingest] = []
         for item in batch:
             if isinstance(item, _Ingest):
@@ -268,13 +273,11 @@ class SqliteStore:
         calls = [item for item in group if item.done.set_running_or_notify_cancel()]
         if not calls:
             return
-        outcomes: list[list[str] | BaseException] = []
         try:
             with _transaction(self._writer):
-                tx = SqliteWriteTx(self._writer)
                 received_at = self.clock.now()  # one trigger time per commit (SPEC 3.0)
-                for item in calls:
-                    outcomes.append(self._ingest_call(tx, item.events, received_at))
+                tx = SqliteWriteTx(self._writer)
+                outcomes = tx.ingest_group([item.events for item in calls], received_at)
         except BaseException as error:
             for item in calls:
                 item.done.set_exception(error)
@@ -285,17 +288,3 @@ class SqliteStore:
                 item.done.set_exception(outcome)
             else:
                 item.done.set_result(outcome)
-
-    def _ingest_call(
-        self, tx: SqliteWriteTx, events: Sequence[IncomingEvent], received_at: datetime
-    ) -> list[str] | BaseException:
-        # A savepoint per call: one call's conflict leaves the others of the group intact.
-        self._writer.execute("SAVEPOINT ingest_call")
-        try:
-            results = [tx.ingest_one(event, received_at) for event in events]
-        except Exception as error:
-            self._writer.execute("ROLLBACK TO ingest_call")
-            self._writer.execute("RELEASE ingest_call")
-            return error
-        self._writer.execute("RELEASE ingest_call")
-        return results

@@ -24,12 +24,13 @@ from runner.store.records import (
 ACTIVE = (SendStatus.PENDING.value, SendStatus.CLAIMED.value)
 
 # One pass over the automation's messages and their provider events (SPEC 3.5): a message
-# counts once per kind however many events of that kind it received.
+# counts once per kind however many events of that kind it received. The outbox delivers
+# every message it stored, but not one that failed before reaching it.
 _MESSAGE_STATS = """
 WITH per_message AS (
     SELECT m.subscriber_id AS subscriber_id,
-        m.provider_type = 'outbox' OR IFNULL(MAX(e.type IN ('delivered', 'opened', 'clicked')), 0)
-            AS delivered,
+        (m.provider_type = 'outbox' AND m.status <> 'failed')
+            OR IFNULL(MAX(e.type IN ('delivered', 'opened', 'clicked')), 0) AS delivered,
         IFNULL(MAX(e.type IN ('opened', 'clicked')), 0) AS opened,
         IFNULL(MAX(e.type = 'clicked'), 0) AS clicked,
         IFNULL(MAX(e.type = 'bounced' AND IFNULL(e.bounce, 'hard') = 'hard'), 0) AS hard,
@@ -54,10 +55,13 @@ FROM per_message
 """
 
 _SEND_STATS = """
-SELECT status, reason, COUNT(*) AS sends, SUM(repeat_index = 0) AS firsts
+SELECT status, reason, COUNT(*) AS sends
 FROM pending_sends WHERE automation_id = ?
 GROUP BY status, reason
 """
+
+# Every accepted trigger is an entry (a re-anchoring one creates no first email).
+_TRIGGERED = "SELECT IFNULL(SUM(count), 0) AS triggered FROM entries WHERE automation_id = ?"
 
 
 def marks(count: int) -> str:
@@ -229,9 +233,10 @@ class SqliteReadTx:
     def stats(self, automation_id: str) -> Stats:
         """Counts of one automation (SPEC 3.5), computed in SQL."""
         stats = Stats()
+        triggered = self._one(_TRIGGERED, automation_id)
+        stats.triggered = triggered["triggered"] if triggered is not None else 0
         for row in self._all(_SEND_STATS, automation_id):
             status, reason, sends = row["status"], row["reason"], row["sends"]
-            stats.triggered += row["firsts"]
             if status in ACTIVE:
                 stats.pending += sends
             elif status == SendStatus.SENT:
@@ -258,3 +263,10 @@ class SqliteReadTx:
         """A runner-wide value."""
         row = self._one("SELECT value FROM meta WHERE key = ?", key)
         return None if row is None else str(row["value"])
+
+    def failed_events(self, limit: int) -> list[StoredEvent]:
+        """Events whose processing failed, newest first."""
+        found = self._all(
+            "SELECT * FROM events WHERE error IS NOT NULL ORDER BY seq DESC LIMIT ?", limit
+        )
+        return [rows.event_of(r) for r in found]

@@ -85,6 +85,7 @@ def event_of(row: sqlite3.Row) -> StoredEvent:
         occurred_at=opt_time(row["occurred_at"]),
         received_at=parse_time(row["received_at"]),
         derived_from=row["derived_from"],
+        error=row["error"],
     )
 
 
@@ -163,6 +164,7 @@ def send_of(row: sqlite3.Row) -> PendingSend:
         lease_until=opt_time(row["lease_until"]),
         updated_at=opt_time(row["updated_at"]),
         last_error=row["last_error"],
+        skip_window=bool(row["skip_window"]),
     )
 
 
@@ -187,6 +189,7 @@ def send_values(send: PendingSend) -> tuple[object, ...]:
         opt_time_text(send.lease_until),
         opt_time_text(send.updated_at),
         send.last_error,
+        int(send.skip_window),
     )
 
 

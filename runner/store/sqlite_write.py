@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from runner.store import sqlite_rows as rows
-from runner.store.base import EventConflict, StoreError
+from runner.store.base import EventConflict, StoreError, TransactionAborted
 from runner.store.records import (
     AppliedAutomation,
     Entry,
@@ -47,38 +49,93 @@ RETURNING *
 
 # A provider attempt was made when a claim ends in one of these states.
 _ATTEMPTED = frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.OUTCOME_UNKNOWN})
+# Savepoint names: unique within the process, so nested scopes never share one.
+_SAVEPOINTS = itertools.count(1)
 
 
 class SqliteWriteTx(SqliteReadTx):
     """Reads and writes inside one `BEGIN IMMEDIATE` transaction of the writer thread."""
 
-    def ingest_one(self, event: IncomingEvent, received_at: datetime) -> str:
-        """Store one client event: "stored", "duplicate", or EventConflict."""
-        seen = self._one("SELECT body_hash FROM event_ids WHERE id = ?", event.id)
-        if seen is not None:
-            if seen["body_hash"] == event.body_hash:
-                return "duplicate"
-            raise EventConflict(event.id)
-        when = rows.time_text(received_at)
+    def ingest_group(
+        self, calls: Sequence[Sequence[IncomingEvent]], received_at: datetime
+    ) -> list[list[str] | EventConflict]:
+        """Store the events of several ingest calls at once, each call atomic on its own.
+
+        Every id is looked up in one query and the new events are inserted with
+        `executemany`: the group commit's cost per event stays a few microseconds.
+        A call with a conflicting id gets its EventConflict and stores nothing.
+        """
+        known = self._known_ids({event.id for call in calls for event in call})
+        outcomes: list[list[str] | EventConflict] = []
+        accepted: list[IncomingEvent] = []
+        for call in calls:
+            mine: dict[str, str] = {}
+            results: list[str] = []
+            conflict: EventConflict | None = None
+            for event in call:
+                seen = known.get(event.id, mine.get(event.id))
+                if seen is None:
+                    mine[event.id] = event.body_hash
+                    results.append("stored")
+                elif seen == event.body_hash:
+                    results.append("duplicate")
+                else:
+                    conflict = EventConflict(event.id)
+                    break
+            if conflict is not None:
+                outcomes.append(conflict)
+                continue
+            known.update(mine)
+            accepted.extend(e for e, r in zip(call, results, strict=True) if r == "stored")
+            outcomes.append(results)
+        self._insert_events(accepted, received_at)
+        return outcomes
+
+    def _known_ids(self, ids: set[str]) -> dict[str, str]:
+        known: dict[str, str] = {}
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), 500):  # SQLite's host-parameter limit
+            chunk = ordered[start : start + 500]
+            found = self._all(
+                f"SELECT id, body_hash FROM event_ids WHERE id IN ({', '.join('?' * len(chunk))})",
+                *chunk,
+            )
+            known.update((row["id"], row["body_hash"]) for row in found)
+        return known
+
+    def _insert_events(self, events: Sequence[IncomingEvent], received_at: datetime) -> None:
+        if not events:
+            return
+        # The writer holds the database (BEGIN IMMEDIATE), so the next sequence numbers
+        # are ours to assign; AUTOINCREMENT keeps them above any ever used.
         row = self._one(
-            _INSERT_EVENT,
-            event.id,
-            event.type,
-            normalise_email(event.email),
-            rows.opt_dumps(event.fields),
-            rows.opt_dumps(event.groups),
-            rows.dumps(event.data),
-            rows.opt_time_text(event.occurred_at),
-            when,
-            None,
-            0,
+            "SELECT MAX(IFNULL((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+            " IFNULL((SELECT MAX(seq) FROM events), 0)) AS last"
         )
-        assert row is not None  # RETURNING of an INSERT
-        self.db.execute(
+        first = (row["last"] if row is not None else 0) + 1
+        when = rows.time_text(received_at)
+        self.db.executemany(
+            "INSERT INTO events (seq, client_id, type, email, fields, groups, data, occurred_at,"
+            " received_at, derived_from, processed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0)",
+            [
+                (
+                    first + n,
+                    e.id,
+                    e.type,
+                    normalise_email(e.email),
+                    rows.opt_dumps(e.fields),
+                    rows.opt_dumps(e.groups),
+                    rows.dumps(e.data),
+                    rows.opt_time_text(e.occurred_at),
+                    when,
+                )
+                for n, e in enumerate(events)
+            ],
+        )
+        self.db.executemany(
             "INSERT INTO event_ids (id, body_hash, seq, received_at) VALUES (?, ?, ?, ?)",
-            (event.id, event.body_hash, row["seq"], when),
+            [(e.id, e.body_hash, first + n, when) for n, e in enumerate(events)],
         )
-        return "stored"
 
     def unprocessed_events(self, limit: int) -> list[StoredEvent]:
         """Received events the engine has not processed, by seq."""
@@ -111,6 +168,30 @@ class SqliteWriteTx(SqliteReadTx):
         )
         assert row is not None
         return rows.event_of(row)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo the block's writes when it raises (the exception goes on); keep them otherwise."""
+        name = f"pw_savepoint_{next(_SAVEPOINTS)}"
+        self.db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException as error:
+            # Some errors (disk full, I/O) make SQLite end the whole transaction; statements
+            # run after that would autocommit one by one, so the caller must stop.
+            if not self.db.in_transaction:
+                raise TransactionAborted(f"the transaction was lost: {error}") from error
+            try:
+                self.db.execute(f"ROLLBACK TO {name}")
+                self.db.execute(f"RELEASE {name}")
+            except sqlite3.Error as failed:
+                raise TransactionAborted(f"cannot roll back to a savepoint: {failed}") from error
+            raise
+        self.db.execute(f"RELEASE {name}")
+
+    def mark_failed(self, seq: int, error: str) -> None:
+        """Mark a received event processed, recording why its processing failed."""
+        self.db.execute("UPDATE events SET processed = 1, error = ? WHERE seq = ?", (error, seq))
 
     def mark_processed(self, seqs: Sequence[int]) -> None:
         """Mark received events as processed."""
@@ -259,6 +340,18 @@ class SqliteWriteTx(SqliteReadTx):
             args = (rows.time_text(due_at), rows.time_text(now), send_id, token)
         return self.db.execute(sql, args).rowcount == 1
 
+    def send_now(self, send_id: str, now: datetime) -> bool:
+        """Make a PENDING send due at `now`, skipping its send window."""
+        when = rows.time_text(now)
+        return (
+            self.db.execute(
+                "UPDATE pending_sends SET due_at = ?, updated_at = ?, skip_window = 1"
+                " WHERE id = ? AND status = 'pending'",
+                (when, when, send_id),
+            ).rowcount
+            == 1
+        )
+
     def claim_due(
         self, now: datetime, limit: int, lease_until: datetime, token: str
     ) -> list[PendingSend]:
@@ -288,9 +381,11 @@ class SqliteWriteTx(SqliteReadTx):
         reason: str | None = None,
         last_error: str | None = None,
     ) -> bool:
-        """End a claim; False when the lease token no longer matches (fencing)."""
-        if to is SendStatus.CLAIMED:
-            raise ValueError("a claim ends in another status")
+        """End a claim in a final status; False when the lease token no longer matches."""
+        if to in (SendStatus.CLAIMED, SendStatus.PENDING):
+            raise ValueError(
+                f"a claim does not end in {to.value}: use reschedule(token=...) or retry_claim"
+            )
         return (
             self.db.execute(
                 "UPDATE pending_sends SET status = ?, reason = ?, updated_at = ?,"
@@ -375,3 +470,13 @@ class SqliteWriteTx(SqliteReadTx):
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    def delete_meta(self, key: str) -> bool:
+        """Remove a runner-wide value; False when there was none."""
+        return self.db.execute("DELETE FROM meta WHERE key = ?", (key,)).rowcount == 1
+
+    def purge_event_ids(self, before: datetime) -> int:
+        """Forget client event ids received before `before` (uses event_ids_by_time)."""
+        return self.db.execute(
+            "DELETE FROM event_ids WHERE received_at < ?", (rows.time_text(before),)
+        ).rowcount
