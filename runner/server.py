@@ -15,7 +15,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -185,7 +185,9 @@ async def prepare(
     ctx = EngineContext(settings.timezone, settings.public_url, key)
     providers = build_providers(settings.config)
     report = await apply_repository(store, tree, clock.now(), commit)
-    return Worker(store, ctx, clock, providers, Metrics()), report
+    retention = timedelta(seconds=settings.event_id_retention)
+    worker = Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
+    return worker, report
 
 
 def _reload_error(change: Change, now: datetime) -> dict[str, Any]:
@@ -529,15 +531,25 @@ class Api:
         found = read_token(self.worker.ctx.unsubscribe_key, token)
         if found is None:
             return HTMLResponse(_page("This link is not valid."), status_code=404)
-        subscriber_id, automation_id = found
+        subscriber_id, message_id = found
         now = self._now()
+        catalog = await self.worker.catalog()
 
         def work(tx: WriteTx) -> bool:
-            subscriber = tx.subscriber_by_id(subscriber_id)
-            if subscriber is None or subscriber.deleted_at is not None:
+            message = tx.message(message_id)
+            if message is None or message.subscriber_id != subscriber_id:
                 return False
-            data: dict[str, object] = {"automation": automation_id, "source": "unsubscribe_link"}
-            tx.add_event("subscriber.unsubscribed", subscriber.email, data, now, processed=False)
+            # A provider-style `unsubscribed` event of that message: it suppresses the
+            # subscriber and counts in the automation's stats; repeats are duplicates.
+            event = MessageEvent(
+                provider=message.provider,
+                provider_event_id=f"unsubscribe-link:{message_id}",
+                message_id=message_id,
+                type="unsubscribed",
+                occurred_at=now,
+                received_at=now,
+            )
+            feedback.record_provider_event(tx, catalog, message.provider, event)
             return True
 
         if not await self.store.write(work):

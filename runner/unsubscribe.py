@@ -1,7 +1,8 @@
 """Signed, opaque unsubscribe tokens and the links that carry them (SPEC 5.2, RFC 8058).
 
-A token is base64url (no padding) of: a version byte, the subscriber id (8 bytes), the
-automation id, and the first 16 bytes of an HMAC-SHA256 over all of that. Only a holder
+A token is base64url (no padding) of: a version byte, the subscriber id (8 bytes), the id
+of the message that carried it, and the first 16 bytes of an HMAC-SHA256 over all of that.
+The message id lets a one-click unsubscribe count in that automation's stats. Only a holder
 of the runner's unsubscribe key can make one; reading checks the MAC in constant time.
 """
 
@@ -13,28 +14,28 @@ import hashlib
 import hmac
 import re
 
-_VERSION = b"\x01"
+_VERSION = b"\x02"
 _ID_BYTES = 8
 _MAC_BYTES = 16
 _DOMAIN = b"postwright-unsubscribe\x00"  # keeps these MACs apart from any other use of the key
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
-_MAX_TOKEN = 200  # longer than any token we make (automation ids are at most 63 characters)
+_MAX_TOKEN = 200  # longer than any token we make (message ids are 28 characters)
 
 
 def _mac(key: bytes, body: bytes) -> bytes:
     return hmac.new(key, _DOMAIN + body, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
-def make_token(key: bytes, subscriber_id: int, automation_id: str) -> str:
-    """The token naming one subscriber and the automation whose email carried it."""
+def make_token(key: bytes, subscriber_id: int, message_id: str) -> str:
+    """The token naming one subscriber and the message that carried it."""
     if not key:
         raise ValueError("the unsubscribe key is empty")
-    body = _VERSION + subscriber_id.to_bytes(_ID_BYTES, "big") + automation_id.encode("utf-8")
+    body = _VERSION + subscriber_id.to_bytes(_ID_BYTES, "big") + message_id.encode("utf-8")
     return base64.urlsafe_b64encode(body + _mac(key, body)).rstrip(b"=").decode("ascii")
 
 
 def read_token(key: bytes, token: str) -> tuple[int, str] | None:
-    """(subscriber id, automation id) of a token made with `key`; None for anything else."""
+    """(subscriber id, message id) of a token made with `key`; None for anything else."""
     if not key or len(token) > _MAX_TOKEN or _ALPHABET.fullmatch(token) is None:
         return None
     try:
@@ -47,10 +48,10 @@ def read_token(key: bytes, token: str) -> tuple[int, str] | None:
     if not hmac.compare_digest(mac, _mac(key, body)):
         return None
     try:
-        automation_id = body[1 + _ID_BYTES :].decode("utf-8")
+        message_id = body[1 + _ID_BYTES :].decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return int.from_bytes(body[1 : 1 + _ID_BYTES], "big"), automation_id
+    return int.from_bytes(body[1 : 1 + _ID_BYTES], "big"), message_id
 
 
 def unsubscribe_url(public_url: str, token: str) -> str:

@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 from runner.store.records import PendingSend, SendStatus
 from tests.harness import START, Harness, write_repo
@@ -580,12 +579,6 @@ def test_exit_on_event_later_in_the_same_batch(tmp_path: Path) -> None:
         assert cancelled(h, "basket") == [("cart@shop.test", "exit_on")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.Api.unsubscribe (POST /u/{token}) only adds a subscriber.unsubscribed event; "
-    "no `unsubscribed` message event is recorded for the email whose link was used, so the "
-    "automation's stats never count one-click unsubscribes (SPEC 3.5 `unsubscribed`)",
-)
 def test_link_unsubscribe_counts_in_the_automation_stats(tmp_path: Path) -> None:
     with Harness(write_repo(tmp_path, {"welcome": WELCOME})) as h:
         post(h, "signup", "gone@shop.test")

@@ -197,7 +197,7 @@ def test_due_send_goes_out_through_the_outbox(db: str) -> None:
         assert message.provider_message_id == message.id
         assert (message.revision, message.sent_at, message.status) == (4, T0, "sent")
         token = message.headers["List-Unsubscribe"].removeprefix("<https://mail.shop.test/u/")
-        assert read_token(KEY, token.rstrip(">")) == (ann.id, "welcome")
+        assert read_token(KEY, token.rstrip(">")) == (ann.id, message.id)
         assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         first = await w.send("send-001")
         assert (first.status, first.attempts) == (SendStatus.SENT, 1)

@@ -123,15 +123,15 @@ async def _send_one(
     ready = await store.write(lambda tx: _check(tx, catalog, ctx, send, token, now))
     if ready is None:
         return
+    message_id = new_id(now)  # before rendering: the unsubscribe link names the message
     try:
-        rendered = _render(ready, ctx)
+        rendered = _render(ready, ctx, message_id)
     except RenderError as error:
         reason = str(error)
         await store.write(lambda tx: _render_failed(tx, ctx, ready, token, now, reason))
         return
     model = ready.live.model
     provider = providers.get(model.provider)
-    message_id = new_id(now)
     outgoing = OutgoingMessage(
         send_id=send.id,
         message_id=message_id,
@@ -270,9 +270,9 @@ def _zone(model: Automation, subscriber: Subscriber, ctx: EngineContext) -> Zone
 # --- rendering and results -----------------------------------------------------------
 
 
-def _render(ready: _Ready, ctx: EngineContext) -> RenderedEmail:
+def _render(ready: _Ready, ctx: EngineContext, message_id: str) -> RenderedEmail:
     send, live = ready.send, ready.live
-    token = make_token(ctx.unsubscribe_key, send.subscriber_id, send.automation_id)
+    token = make_token(ctx.unsubscribe_key, send.subscriber_id, message_id)
     return render_email(
         live.model,
         live.row.templates,
