@@ -12,7 +12,7 @@ from typing import TextIO
 
 from runner import report
 from runner.cli_runner import add_runner_commands
-from runner.errors import PostwrightError
+from runner.errors import PostwrightError, UsageError
 from runner.findings import Severity
 from runner.workspace import check_working_tree, repo_root
 
@@ -68,6 +68,23 @@ def _add_common(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--repo", metavar="DIR", type=Path, default=None, help="repository root (default: here)"
     )
+    command.add_argument(
+        "--against",
+        metavar="URL",
+        help="compare the working tree with what the runner at URL has applied "
+        "(API key from $POSTWRIGHT_API_KEY)",
+    )
+
+
+def _against(args: argparse.Namespace) -> tuple[str, str | None] | None:
+    """The runner URL and API key of --against, or None; --base cannot be combined with it."""
+    if not args.against:
+        return None
+    if args.base:
+        raise UsageError("--against compares the working tree with a runner: drop --base")
+    from runner.against import API_KEY_ENV
+
+    return args.against, os.environ.get(API_KEY_ENV) or None
 
 
 def _instant(text: str) -> datetime:
@@ -83,7 +100,15 @@ def _instant(text: str) -> datetime:
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
     root = repo_root(args.repo)
     now = args.now or datetime.now(UTC)
-    if args.base:
+    against = _against(args)
+    if against is not None:
+        from runner.against import RunnerClient, check_against, fetch_deployed
+
+        with RunnerClient(*against) as client:
+            deployed = fetch_deployed(client)
+        result = check_against(root, deployed, now)
+        found, tree = result.findings, result.tree
+    elif args.base:
         from runner.walk import walk_history
 
         history = walk_history(root, args.base, now)
@@ -114,11 +139,16 @@ def _relative(root: Path, given: str) -> str:
 
 
 def _plan(args: argparse.Namespace, out: TextIO) -> int:
-    from runner.plan import run_plan
+    from runner.plan import run_plan, run_plan_against
 
     root = repo_root(args.repo)
     now = args.now or datetime.now(UTC)
-    code: int = run_plan(root, args.base, now, args.format, out)
+    against = _against(args)
+    if against is not None:
+        url, key = against
+        code: int = run_plan_against(root, url, key, now, args.format, out)
+        return code
+    code = run_plan(root, args.base, now, args.format, out)
     return code
 
 

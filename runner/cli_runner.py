@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -37,6 +36,16 @@ def add_runner_commands(commands: Any, add_repo: Callable[[argparse.ArgumentPars
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
         "--access-log", action="store_true", help="log every HTTP request (off: it costs ~20%%)"
+    )
+    serve.add_argument(
+        "--poll",
+        action="store_true",
+        help="poll the files for changes (network mounts, volumes without notifications)",
+    )
+    serve.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="apply a reload that deletes more than half of the automations at once",
     )
     add_repo(serve)
     serve.set_defaults(run=_serve)
@@ -74,63 +83,35 @@ def _settings(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 808
     return load_settings(repo_root(args.repo), os.environ, host, port)
 
 
-def _head_commit(root: Path) -> str | None:
-    """HEAD when the checkout has no tracked changes (else the files are not that commit)."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--verify", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return None if dirty else head
-
-
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     settings = _settings(args, args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    serving = _serve_async(settings, args.access_log, args.poll, args.allow_mass_delete)
     try:  # uvloop when installed (uvicorn's standard extra): a faster event loop
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn installed without its extra
-        return asyncio.run(_serve_async(settings, args.access_log))
-    return uvloop.run(_serve_async(settings, args.access_log))
+        return asyncio.run(serving)
+    return uvloop.run(serving)
 
 
-async def _serve_async(settings: Settings, access_log: bool) -> int:
+async def _serve_async(
+    settings: Settings, access_log: bool, poll: bool, allow_mass_delete: bool
+) -> int:
     import uvicorn
 
     from runner.clock import clock_from_env
-    from runner.server import create_app, prepare
+    from runner.reload import Reloader
+    from runner.server import build_worker, create_app
     from runner.store import open_store
 
-    log = logging.getLogger("postwright")
     clock = clock_from_env(os.environ)
     store = open_store(settings.database_url, clock)
     try:
-        tree = check_working_tree(settings.repo, clock.now())
-        worker, report = await prepare(settings, store, clock, tree, _head_commit(settings.repo))
-        for ident, what in report.applied:
-            log.info("applied %s: %s", ident, what)
-        for change in report.refused:
-            for finding in change.findings:
-                log.error(
-                    "refused change of %s (the applied version stays live): %s:%d:%d: %s [%s]",
-                    change.id,
-                    finding.path,
-                    finding.line,
-                    finding.col,
-                    finding.message,
-                    finding.rule,
-                )
-        app = create_app(settings, store, worker, clock)
+        worker = await build_worker(settings, store, clock)
+        reloader = Reloader(settings, store, worker, clock, allow_mass_delete=allow_mass_delete)
+        # Start-up applies the files like any reload (SPEC 6); the reloader logs each change.
+        await reloader.reload(None, reason="startup")
+        app = create_app(settings, store, worker, clock, reloader=reloader, poll=poll)
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -175,8 +156,8 @@ def _rate(value: float | None) -> str:
 def _stats(args: argparse.Namespace, out: TextIO) -> int:
     from rich.table import Table
 
+    from runner.api.operations import started
     from runner.engine.catalog import Catalog
-    from runner.server import started
 
     async def work(store: Store, clock: Clock) -> int:
         def read(tx: ReadTx) -> list[tuple[str, str, Stats | None]]:
@@ -241,8 +222,8 @@ def _stats(args: argparse.Namespace, out: TextIO) -> int:
 def _pending(args: argparse.Namespace, out: TextIO) -> int:
     from rich.table import Table
 
+    from runner.api.operations import ACTIVE, remove_pending, send_now
     from runner.api_models import RequestError
-    from runner.server import ACTIVE, remove_pending, send_now
 
     async def work(store: Store, clock: Clock) -> int:
         applied = await store.read(lambda tx: tx.automation(args.id))
@@ -277,7 +258,7 @@ def _pending(args: argparse.Namespace, out: TextIO) -> int:
 def _outbox(args: argparse.Namespace, out: TextIO) -> int:
     from rich.table import Table
 
-    from runner.server import outbox
+    from runner.api.operations import outbox
 
     if not 1 <= args.limit <= 1000:
         raise UsageError("--limit must be from 1 to 1000")

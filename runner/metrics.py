@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "AutomationInfo", "Metrics"]
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600)
 
@@ -37,34 +38,94 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.provider_paused = Gauge(
+            "postwright_provider_paused",
+            "1 while a provider's queue is paused after a 401/403 (an alert: check its key)",
+            ["provider"],
+            registry=self.registry,
+        )
         self.reload_errors = Gauge(
             "postwright_reload_errors",
             "Automations whose latest file change was refused",
             registry=self.registry,
         )
+        self.reload_successful = Gauge(
+            "postwright_config_last_reload_successful",
+            "1 when the last reload applied every change it saw, 0 when it refused any",
+            registry=self.registry,
+        )
+        self.reload_success_time = Gauge(
+            "postwright_config_last_reload_success_timestamp_seconds",
+            "When the last fully successful reload finished (Unix time)",
+            registry=self.registry,
+        )
+        self.reloads = _Totals("postwright_reloads", "Reloads by result", "result")
+        self.registry.register(self.reloads)
+        self.automations = _AutomationInfo()
+        self.registry.register(self.automations)
 
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
 
 
-class _SendTotals(Collector):
-    """`postwright_sends_total{outcome}` from the store's counts, so restarts keep the totals."""
+class _Totals(Collector):
+    """A counter by one label, read from the store just before a scrape (restarts keep it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
         self.totals: dict[str, int] = {}
 
     def update(self, totals: Mapping[str, int]) -> None:
-        """Replace the totals (read from the store just before a scrape)."""
+        """Replace the totals."""
         self.totals = dict(totals)
 
     def collect(self) -> Iterator[Metric]:
-        """One sample per outcome."""
-        family = CounterMetricFamily(
-            "postwright_sends",
-            "Sends by outcome (sent, failed, cancelled, ...)",
-            labels=["outcome"],
+        """One sample per label value."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, count in sorted(self.totals.items()):
+            family.add_metric([value], count)
+        yield family
+
+
+class _SendTotals(_Totals):
+    """`postwright_sends_total{outcome}` from the store's counts, so restarts keep the totals."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "postwright_sends", "Sends by outcome (sent, failed, cancelled, ...)", "outcome"
         )
-        for outcome, count in sorted(self.totals.items()):
-            family.add_metric([outcome], count)
+
+
+@dataclass(frozen=True)
+class AutomationInfo:
+    """The labels of one `postwright_automation_info` sample."""
+
+    id: str
+    status: str  # effective, as the runner runs it
+    desired_status: str  # as the file says
+    revision: str  # the applied revision
+
+
+class _AutomationInfo(Collector):
+    """`postwright_automation_info{id, status, desired_status, revision} 1` per automation."""
+
+    def __init__(self) -> None:
+        self.rows: list[AutomationInfo] = []
+
+    def update(self, rows: Iterable[AutomationInfo]) -> None:
+        """Replace the automations (read just before a scrape)."""
+        self.rows = sorted(rows, key=lambda row: row.id)
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample per automation."""
+        family = GaugeMetricFamily(
+            "postwright_automation_info",
+            "Applied automations: effective and desired status, applied revision",
+            labels=["id", "status", "desired_status", "revision"],
+        )
+        for row in self.rows:
+            family.add_metric([row.id, row.status, row.desired_status, row.revision], 1)
         yield family

@@ -1,14 +1,15 @@
 """`postwright plan`: what a change does to each automation, as text, JSON or Markdown.
 
 `build_plan` turns a history walk's changes into plan entries (pure);
-`render_plan` only renders them; `run_plan` wires the two to the git walk.
+`render_plan` only renders them; `run_plan` wires the two to the git walk, and
+`run_plan_against` to a running Postwright's applied state with runtime impact.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -60,6 +61,30 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Impact:
+    """What applying one change does at once to an automation's pending sends."""
+
+    kind: str  # "cancels_now" (a stop or delete) | "due_within_24h" (a pause)
+    count: int
+    truncated: bool = False  # the runner listed its page limit: the count is a lower bound
+
+    def as_json(self) -> dict[str, Any]:
+        """`{"cancels_now": n}` or `{"due_within_24h": n}` (+ `"truncated": true`)."""
+        payload: dict[str, Any] = {self.kind: self.count}
+        if self.truncated:
+            payload["truncated"] = True
+        return payload
+
+    def describe(self) -> str:
+        """One line for the text and Markdown plans."""
+        count = f"{self.count}+" if self.truncated else str(self.count)
+        noun = "send" if self.count == 1 and not self.truncated else "sends"
+        if self.kind == "cancels_now":
+            return f"cancels {count} pending {noun} now"
+        return f"{count} pending {noun} due within 24 h (cancelled if still paused then)"
+
+
+@dataclass(frozen=True)
 class Entry:
     """One automation's net change and what blocks it."""
 
@@ -73,6 +98,7 @@ class Entry:
     metadata: tuple[str, ...] = ()
     blocked: tuple[Note, ...] = ()
     warnings: tuple[Note, ...] = ()
+    impact: Impact | None = None  # with --against: what applying it does to pending sends
 
     @property
     def path(self) -> str:
@@ -91,6 +117,7 @@ class Plan:
     entries: tuple[Entry, ...] = ()
     unchanged: int = 0
     other_errors: int = 0  # errors of `validate` outside the change rules (invalid files)
+    against: str | None = None  # the runner URL the working tree was compared with
 
     @property
     def blocked(self) -> bool:
@@ -198,6 +225,38 @@ def run_plan(root: Path, base: str | None, now: datetime, fmt: str, out: TextIO)
     return 1 if plan.blocked else 0
 
 
+def run_plan_against(
+    root: Path, url: str, api_key: str | None, now: datetime, fmt: str, out: TextIO
+) -> int:
+    """The working tree against what the runner at `url` has applied, with runtime impact.
+
+    Returns 1 when any change is blocked, else 0.
+    """
+    from runner.against import RunnerClient, check_against, fetch_deployed, impact_of
+
+    with RunnerClient(url, api_key) as client:
+        deployed = fetch_deployed(client)
+        result = check_against(root, deployed, now)
+        plan = build_plan(
+            result.changes,
+            [],
+            base=None,
+            head=None,
+            findings=result.findings,
+            known_ids=deployed.versions.keys() | result.children.keys(),
+        )
+        changes = {change.id: change for change in result.changes}
+        entries = tuple(
+            replace(entry, impact=impact_of(changes[entry.id], client, now))
+            if entry.id in changes
+            else entry
+            for entry in plan.entries
+        )
+    plan = replace(plan, entries=entries, against=client.url)
+    render_plan(plan, fmt, out)
+    return 1 if plan.blocked else 0
+
+
 def render_plan(plan: Plan, fmt: str, out: TextIO) -> None:
     """Write `plan` to `out` as text, json or markdown."""
     renderer = _RENDERERS.get(fmt)
@@ -222,7 +281,7 @@ def _note(note: Note) -> str:
 
 
 def _heading(plan: Plan) -> str:
-    base = short(plan.base) or "HEAD"
+    base = plan.against or short(plan.base) or "HEAD"
     head = short(plan.head) or "working tree"
     return f"plan {base} -> {head}"
 
@@ -250,6 +309,7 @@ def _details(entry: Entry) -> list[tuple[str, str]]:
         ("edited", ", ".join(entry.edited)),
         ("lifecycle", ", ".join(entry.lifecycle)),
         ("metadata", ", ".join(entry.metadata)),
+        ("impact", entry.impact.describe() if entry.impact else ""),
     ]
     for label, notes in (("blocked", entry.blocked), ("warning", entry.warnings)):
         for note in notes:
@@ -309,28 +369,30 @@ def as_json(plan: Plan) -> dict[str, Any]:
             for n in items
         ]
 
-    return {
-        "version": JSON_VERSION,
-        "base": plan.base,
-        "head": plan.head,
-        "automations": [
-            {
-                "id": e.id,
-                "change": e.change,
-                "old_path": e.old_path,
-                "new_path": e.new_path,
-                "status": None if e.status is None else {"from": e.status[0], "to": e.status[1]},
-                "edited": list(e.edited),
-                "lifecycle": list(e.lifecycle),
-                "metadata": list(e.metadata),
-                "blocked": notes(e.blocked),
-                "warnings": notes(e.warnings),
-            }
-            for e in plan.entries
-        ],
-        "unchanged": plan.unchanged,
-        "other_errors": plan.other_errors,
-    }
+    def entry(e: Entry) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "id": e.id,
+            "change": e.change,
+            "old_path": e.old_path,
+            "new_path": e.new_path,
+            "status": None if e.status is None else {"from": e.status[0], "to": e.status[1]},
+            "edited": list(e.edited),
+            "lifecycle": list(e.lifecycle),
+            "metadata": list(e.metadata),
+            "blocked": notes(e.blocked),
+            "warnings": notes(e.warnings),
+        }
+        if plan.against is not None:  # the keys exist only with --against
+            item["impact"] = e.impact.as_json() if e.impact else None
+        return item
+
+    document: dict[str, Any] = {"version": JSON_VERSION, "base": plan.base, "head": plan.head}
+    if plan.against is not None:
+        document["against"] = plan.against
+    document["automations"] = [entry(e) for e in plan.entries]
+    document["unchanged"] = plan.unchanged
+    document["other_errors"] = plan.other_errors
+    return document
 
 
 def _json(plan: Plan, out: TextIO) -> None:
@@ -350,13 +412,14 @@ def _code(items: Iterable[str]) -> str:
 
 def _markdown(plan: Plan, out: TextIO) -> None:
     base = f"`{short(plan.base)}`" if plan.base else "`HEAD`"
+    if plan.against:
+        base = f"the runner at `{_cell(plan.against)}`"
     head = f"`{short(plan.head)}`" if plan.head else "the working tree"
     lines = ["## Postwright plan", "", f"From {base} to {head}.", ""]
     if plan.entries:
-        lines += [
-            "| automation | change | path | status | edited | lifecycle | metadata | blocked |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
+        columns = ["automation", "change", "path", "status", "edited", "lifecycle", "metadata"]
+        columns += ["blocked"] + (["impact"] if plan.against else [])
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for e in plan.entries:
             blocked = _code(dict.fromkeys(n.rule for n in e.blocked))
             cells = [
@@ -369,6 +432,8 @@ def _markdown(plan: Plan, out: TextIO) -> None:
                 _code(e.metadata),
                 f"**{blocked}**" if blocked else "",
             ]
+            if plan.against:
+                cells.append(_cell(e.impact.describe()) if e.impact else "")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += [line[0].upper() + line[1:] + "." for line in _footer(plan)]

@@ -74,6 +74,24 @@ class TreeChecker:
         self._file_checks: dict[_FileKey, tuple[Version | None, tuple[Finding, ...]]] = {}
         self._configs: dict[str, Loaded[Config]] = {}
 
+    def retain(self, *trees: Tree | None) -> None:
+        """Forget the per-file results of versions that none of `trees` holds.
+
+        A long-running reloader sees a new version at every save; without this its
+        caches would keep every version it ever checked.
+        """
+        keep: set[tuple[str, str | None]] = set()
+        configs: set[str | None] = set()
+        for tree in trees:
+            if tree is not None:
+                keep.update((path, tree.snapshot.blob_id(path)) for path in tree.files)
+                configs.add(tree.snapshot.blob_id(CONFIG_PATH))
+        self._automations = {key: v for key, v in self._automations.items() if key in keep}
+        self._file_checks = {
+            key: v for key, v in self._file_checks.items() if (key[0], key[1]) in keep
+        }
+        self._configs = {key: v for key, v in self._configs.items() if key in configs}
+
     def check(
         self,
         snapshot: Snapshot,

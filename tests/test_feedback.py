@@ -222,3 +222,19 @@ def test_first_suppression_reason_stays(tmp_path: Path) -> None:
         assert (await f.subscriber()).suppressed == "unsubscribed"
 
     scenario(tmp_path, body)
+
+
+def test_an_event_reconciles_a_send_whose_outcome_was_unknown(tmp_path: Path) -> None:
+    async def body(f: Feedback) -> None:
+        def unknown(tx: WriteTx) -> None:
+            tx.set_status(["s1"], SendStatus.OUTCOME_UNKNOWN, T0, from_statuses={SendStatus.SENT})
+            tx.set_message_status("m1", "outcome_unknown")
+
+        await f.store.write(unknown)
+        assert await f.post(event("e1", "delivered", "m1")) == ["stored"]
+        send = await f.store.read(lambda tx: tx.pending_send("s1"))
+        assert send is not None and send.status == SendStatus.SENT
+        assert (await f.message()).status == "sent"
+        assert [e.type for e in await f.internal()] == ["email.sent", "email.delivered"]
+
+    scenario(tmp_path, body)

@@ -54,6 +54,8 @@ class Scripted:
     """A provider answering from a script: a SendResult id, a ProviderError, or a callable."""
 
     type = "scripted"
+    idempotent = False
+    max_batch = 1
 
     def __init__(self, *answers: Any, reports_delivery: bool = True) -> None:
         self.name = "default"
@@ -69,6 +71,9 @@ class Scripted:
         if isinstance(answer, ProviderError):
             raise answer
         return SendResult(f"p-{message.message_id}")
+
+    async def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        raise AssertionError("max_batch is 1: never called")
 
 
 class World:
@@ -153,10 +158,15 @@ class World:
         return await self.write(lambda tx: tx.unprocessed_events(100))
 
     async def run(
-        self, now: datetime, provider: Provider | None = None, rng: random.Random | None = None
+        self,
+        now: datetime,
+        provider: Provider | None = None,
+        rng: random.Random | None = None,
+        **shared: Any,
     ) -> int:
+        """One sender round; `shared` passes `gate` / `limiters` through to send_due."""
         providers = {"default": provider if provider is not None else OutboxProvider("default")}
-        return await send_due(self.store, self.catalog, CTX, providers, now, rng=rng)
+        return await send_due(self.store, self.catalog, CTX, providers, now, rng=rng, **shared)
 
 
 @pytest.fixture
@@ -226,7 +236,8 @@ def test_provider_receives_a_stable_idempotency_key(db: str) -> None:
         await w.run(T0 + DAY, provider)
         keys = [m.idempotency_key for m in provider.sent]
         assert keys == ["postwright-s1", "postwright-s1"]
-        assert provider.sent[0].message_id != provider.sent[1].message_id
+        # Every attempt carries the same body: the message is named by its send.
+        assert provider.sent[0].message_id == provider.sent[1].message_id == "s1"
         [message] = await w.messages()
         assert message.provider_message_id == f"p-{message.id}"
         assert [e.type for e in await w.internal_events()] == ["email.sent"]  # it reports delivery
@@ -648,7 +659,11 @@ def test_unknown_outcome_is_not_retried(db: str) -> None:
         send = await w.send("send-001")
         assert (send.status, send.last_error) == (SendStatus.OUTCOME_UNKNOWN, "read timeout")
         assert await w.run(T0 + DAY) == 0
-        assert await w.messages() == []
+        # The message is kept (status outcome_unknown) so provider events naming it can
+        # reconcile the send; no email.sent / email.failed is raised for it.
+        [message] = await w.messages()
+        assert (message.status, message.provider_message_id) == ("outcome_unknown", None)
+        assert await w.internal_events() == []
 
     scenario(db, body)
 
@@ -719,12 +734,296 @@ def test_outbox_accepts_every_message_under_our_id() -> None:
     assert asyncio.run(outbox.send(message)) == SendResult("m1")
 
 
-def test_unbuilt_provider_type_is_a_clear_error() -> None:
+def test_a_provider_needing_secrets_is_not_built_from_a_bare_config() -> None:
     from runner.config import Config
     from runner.providers import ProviderConfigError, build_providers
 
     config = Config.model_validate({"providers": {"bulk": {"type": "resend", "api_key_env": "K"}}})
-    with pytest.raises(
-        ProviderConfigError, match="provider 'bulk': type 'resend' is not supported"
-    ):
+    with pytest.raises(ProviderConfigError, match="provider 'bulk': its secrets are not resolved"):
         build_providers(config)
+
+
+def test_build_providers_from_settings_shares_one_client_secrets_and_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from runner import providers as registry
+    from runner.config import Config
+    from runner.settings import Settings
+
+    built: list[tuple[str, Any, Any, httpx.AsyncClient]] = []
+
+    def fake(name: str, config: Any, secrets: Any, client: httpx.AsyncClient) -> Provider:
+        built.append((name, config, dict(secrets), client))
+        return Scripted()
+
+    monkeypatch.setitem(registry.PROVIDER_TYPES, "postmark", fake)
+    config = Config.model_validate(
+        {
+            "providers": {
+                "default": {"type": "outbox"},
+                "tx": {"type": "postmark", "server_token_env": "PM", "rate_limit": "5/s"},
+                "bulk": {"type": "postmark", "server_token_env": "PM2"},
+            }
+        }
+    )
+    settings = Settings(
+        repo=tmp_path,
+        config=config,
+        providers=dict(config.providers),
+        provider_secrets={
+            "default": {},
+            "tx": {"server_token": "a"},
+            "bulk": {"server_token": "b"},
+        },
+    )
+    providers = registry.build_providers(settings)
+    assert sorted(providers) == ["bulk", "default", "tx"]
+    assert [(n, s) for n, _, s, _ in built] == [
+        ("tx", {"server_token": "a"}),
+        ("bulk", {"server_token": "b"}),
+    ]
+    assert built[0][3] is built[1][3] is providers.client  # one pooled client
+    assert list(providers.limiters) == ["tx"] and providers.limiters["tx"].capacity == 5
+    assert registry.paused_providers(providers) == {}
+    asyncio.run(providers.aclose())
+    assert providers.client is not None and providers.client.is_closed
+    # Only the outbox: no HTTP client is made at all.
+    assert registry.build_providers(Config()).client is None
+
+
+# --- retry policy in the loop: auth pause, suppression, batches, the rate limit ----------
+
+
+def test_auth_error_pauses_the_provider_puts_sends_back_and_probes_after_5_minutes(
+    db: str,
+) -> None:
+    from runner.providers import ProviderGate
+
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        for _ in range(3):
+            await w.pending("welcome", ann, T0)
+        gate = ProviderGate()
+        denied = ProviderError("mail: HTTP 401: bad token", retryable=False, auth=True, status=401)
+        provider = Scripted(denied, denied, denied, denied)
+        assert await w.run(T0, provider, gate=gate, concurrency=1) == 3
+        probe_at = T0 + timedelta(minutes=5)
+        assert gate.paused() == {"default": probe_at}
+        sends = await w.sends("welcome")
+        # Nothing burned: back to PENDING unattempted, due when the provider is probed.
+        assert {(s.status, s.attempts, s.due_at) for s in sends} == {
+            (SendStatus.PENDING, 0, probe_at)
+        }
+        assert await w.messages() == [] and await w.internal_events() == []
+        assert len(provider.sent) == 1  # the later requests of the round were not made
+        tried = len(provider.sent)
+        assert await w.run(T0 + timedelta(minutes=4), provider, gate=gate) == 0
+        # The probe: one send goes through and is refused again; the others wait unsent.
+        assert await w.run(probe_at, provider, gate=gate) == 3
+        assert len(provider.sent) == tried + 1
+        again = probe_at + timedelta(minutes=5)
+        assert gate.paused() == {"default": again}
+        assert {(s.status, s.attempts) for s in await w.sends("welcome")} == {
+            (SendStatus.PENDING, 0)
+        }
+        # Credentials fixed: the next probe succeeds and the provider resumes.
+        provider.answers = []
+        await w.run(again, provider, gate=gate)
+        assert gate.paused() == {}
+        await w.run(again + timedelta(minutes=5), provider, gate=gate)
+        assert [s.status for s in await w.sends("welcome")] == [SendStatus.SENT] * 3
+
+    scenario(db, body)
+
+
+def test_a_probe_that_never_reached_the_provider_is_replaced(db: str) -> None:
+    from runner.providers import ProviderGate
+
+    gate = ProviderGate()
+    gate.pause_provider("default", T0)
+    later = T0 + timedelta(minutes=5)
+    assert gate.held_until("default", later) is None  # the probe
+    assert gate.held_until("default", later) == later + timedelta(minutes=5)
+    assert gate.probing("default")
+    # Its send was cancelled before any request: after another pause a new probe goes.
+    assert gate.held_until("default", later + timedelta(minutes=5)) is None
+
+
+def test_a_refused_recipient_is_suppressed_and_the_send_fails(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        inactive = ProviderError(
+            "postmark: HTTP 422: [ErrorCode 406] inactive recipient",
+            retryable=False,
+            suppress="bounced",
+            status=422,
+        )
+        await w.run(T0, Scripted(inactive))
+        send = await w.send("send-001")
+        assert (send.status, send.reason, send.last_error) == (
+            SendStatus.FAILED,
+            "suppressed",
+            inactive.message,
+        )
+        person = await w.store.read(lambda tx: tx.subscriber("ann@shop.test"))
+        assert person is not None
+        assert (person.suppressed, person.suppressed_at) == ("bounced", T0)
+        [message] = await w.messages()
+        assert message.status == "failed"
+        assert [e.type for e in await w.internal_events()] == ["email.failed"]
+
+    scenario(db, body)
+
+
+class Batching(Scripted):
+    """A provider with a batch endpoint; `items` maps a send id to its per-item outcome."""
+
+    type = "batching"
+
+    def __init__(self, max_batch: int, items: dict[str, ProviderError] | None = None) -> None:
+        super().__init__()
+        self.max_batch = max_batch
+        self.items = items or {}
+        self.batches: list[list[str]] = []
+        self.whole: ProviderError | None = None
+
+    async def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        self.batches.append([m.send_id for m in messages])
+        if self.whole is not None:
+            raise self.whole
+        return [self.items.get(m.send_id) or SendResult(f"p-{m.message_id}") for m in messages]
+
+
+def test_batches_go_in_chunks_and_each_item_gets_its_own_outcome(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        for _ in range(5):
+            await w.pending("welcome", ann, T0)
+        provider = Batching(
+            3,
+            {
+                "send-002": ProviderError("HTTP 429", retryable=True, retry_after=600.0),
+                "send-003": ProviderError("HTTP 422: bad address", retryable=False),
+                "send-004": ProviderError("timeout", retryable=False, outcome_unknown=True),
+            },
+        )
+        assert await w.run(T0, provider, random.Random(3)) == 5
+        assert provider.batches == [
+            ["send-001", "send-002", "send-003"],
+            ["send-004", "send-005"],
+        ]
+        assert provider.sent == []  # never one by one
+        got = {s.id: (s.status, s.attempts) for s in await w.sends("welcome")}
+        assert got == {
+            "send-001": (SendStatus.SENT, 1),
+            "send-002": (SendStatus.PENDING, 1),
+            "send-003": (SendStatus.FAILED, 1),
+            "send-004": (SendStatus.OUTCOME_UNKNOWN, 1),
+            "send-005": (SendStatus.SENT, 1),
+        }
+        assert (await w.send("send-002")).due_at >= T0 + timedelta(seconds=600)
+        assert (await w.send("send-003")).last_error == "HTTP 422: bad address"
+        kinds = sorted(e.type for e in await w.internal_events())
+        assert kinds == ["email.failed", "email.sent", "email.sent"]
+
+    scenario(db, body)
+
+
+def test_a_failed_batch_request_is_every_items_outcome(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        for _ in range(3):
+            await w.pending("welcome", ann, T0)
+        provider = Batching(500)
+        provider.whole = ProviderError("HTTP 503", retryable=True)
+        await w.run(T0, provider, random.Random(1))
+        assert provider.batches == [["send-001", "send-002", "send-003"]]
+        sends = await w.sends("welcome")
+        assert {(s.status, s.attempts, s.last_error) for s in sends} == {
+            (SendStatus.PENDING, 1, "HTTP 503")
+        }
+
+    scenario(db, body)
+
+
+def test_a_single_due_send_of_a_batching_provider_uses_send(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        provider = Batching(100)
+        await w.run(T0, provider)
+        assert (provider.batches, len(provider.sent)) == ([], 1)
+        assert (await w.send("send-001")).status == SendStatus.SENT
+
+    scenario(db, body)
+
+
+class FakeTime:
+    """Monotonic time that moves only when the limiter sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_the_rate_limit_spaces_provider_requests(db: str) -> None:
+    from runner.providers.ratelimit import RateLimiter
+
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        for _ in range(6):
+            await w.pending("welcome", ann, T0)
+        fake = FakeTime()
+        limiter = RateLimiter("2/s", monotonic=fake.monotonic, sleep=fake.sleep)
+        stamps: list[float] = []
+
+        async def stamp(message: OutgoingMessage) -> None:
+            stamps.append(fake.now)
+
+        provider = Scripted(*[stamp] * 6)
+        assert await w.run(T0, provider, limiters={"default": limiter}) == 6
+        assert sorted(stamps) == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.5, 2.0])
+        assert sum(fake.slept) == pytest.approx(2.0)
+        assert {s.status for s in await w.sends("welcome")} == {SendStatus.SENT}
+
+    scenario(db, body)
+
+
+def test_a_rate_limit_wait_longer_than_the_lease_allows_puts_sends_back(db: str) -> None:
+    from runner.providers.ratelimit import RateLimiter
+
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        for _ in range(3):
+            await w.pending("welcome", ann, T0)
+        fake = FakeTime()
+        limiter = RateLimiter("1/h", monotonic=fake.monotonic, sleep=fake.sleep)
+        provider = Scripted()
+        await w.run(T0, provider, limiters={"default": limiter}, concurrency=1)
+        assert len(provider.sent) == 1 and fake.slept == []
+        later = T0 + timedelta(seconds=CTX.lease_seconds / 2)
+        got = sorted((s.status, s.attempts, s.due_at) for s in await w.sends("welcome"))
+        assert got == [
+            (SendStatus.PENDING, 0, later),
+            (SendStatus.PENDING, 0, later),
+            (SendStatus.SENT, 1, T0),
+        ]
+
+    scenario(db, body)

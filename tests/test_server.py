@@ -342,3 +342,38 @@ def test_history_kept_after_clock_moves(app: Harness) -> None:
     app.drain()
     sends = app.read(lambda tx: tx.pending_sends("reminder", [SendStatus.SENT], 10))
     assert [s.email for s in sends] == ["h@shop.test"]
+
+
+def test_reload_state_fields_and_metrics(app: Harness) -> None:
+    detail = app.http.get("/v1/automations/welcome").json()
+    applied = detail["applied"]
+    assert applied["source"] == detail["source"] == WELCOME
+    assert (applied["path"], applied["templates"]) == ("automations/welcome.yaml", {})
+    assert applied["revision"] == detail["applied_revision"] == detail["attempted_revision"]
+    assert (detail["desired_status"], detail["effective_status"]) == ("running", "running")
+    assert (detail["last_error"], detail["deletion_blocked"]) == (None, False)
+    listed = {a["id"]: a for a in app.http.get("/v1/automations").json()["automations"]}
+    assert "source" not in listed["welcome"]
+    assert listed["welcome"]["applied_revision"] == detail["applied_revision"]
+    text = app.http.get("/metrics").text
+    revision = detail["applied_revision"]
+    info = (
+        'postwright_automation_info{desired_status="draft",id="later",'
+        'revision="{rev}",status="draft"} 1.0'
+    )
+    later = app.http.get("/v1/automations/later").json()["applied_revision"]
+    assert info.replace("{rev}", later) in text
+    assert f'id="welcome",revision="{revision}",status="running"}} 1.0' in text
+    assert "postwright_config_last_reload_successful 1.0" in text
+    assert 'postwright_reloads_total{result="refused_mass_delete"} 0.0' in text
+    assert "postwright_reload_errors 0.0" in text
+
+
+def test_reload_endpoint_needs_a_reloader_and_a_key(tmp_path: Path) -> None:
+    write_repo(tmp_path, {"welcome": WELCOME})
+    with Harness(tmp_path, environ=KEYS) as h:
+        assert h.http.post("/v1/reload").status_code == 401
+        answer = h.http.post("/v1/reload", headers=AUTH)
+        assert (answer.status_code, answer.json()["error"]) == (503, "reload_unavailable")
+        paths = h.http.get("/openapi.json", headers=AUTH).json()["paths"]
+        assert "post" in paths["/v1/reload"]

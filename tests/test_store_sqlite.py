@@ -159,15 +159,43 @@ def test_concurrent_ingests_are_group_committed(tmp_path: Path) -> None:
     assert 1 <= transactions < 50
 
 
-def test_writes_run_in_order_and_count(tmp_path: Path) -> None:
+def test_writes_run_in_order_and_are_committed_together(tmp_path: Path) -> None:
     def setter(value: str) -> Callable[[WriteTx], None]:
         return lambda tx: tx.set_meta("k", value)
 
     async def body(store: SqliteStore, clock: FakeClock) -> tuple[int, str | None]:
-        await asyncio.gather(*(store.write(setter(str(i))) for i in range(5)))
+        await asyncio.gather(*(store.write(setter(str(i))) for i in range(50)))
         return store.transactions, await store.read(lambda tx: tx.meta("k"))
 
-    assert run(tmp_path / "s.db", body) == (5, "4")
+    transactions, last = run(tmp_path / "s.db", body)
+    assert last == "49"
+    assert 1 <= transactions < 50  # writes waiting together share one commit
+
+
+def test_a_failing_write_of_a_group_undoes_only_its_own_work(tmp_path: Path) -> None:
+    def work(n: int) -> Callable[[WriteTx], int]:
+        def run_it(tx: WriteTx) -> int:
+            tx.set_meta(f"k{n}", "set")
+            if n % 3 == 1:
+                raise ValueError(f"write {n} fails")
+            return n
+
+        return run_it
+
+    async def body(store: SqliteStore, clock: FakeClock) -> list[object]:
+        results = await asyncio.gather(
+            *(store.write(work(n)) for n in range(30)), return_exceptions=True
+        )
+        kept = await store.read(lambda tx: [tx.meta(f"k{n}") for n in range(30)])
+        return [*results, *kept]
+
+    values = run(tmp_path / "s.db", body)
+    results, kept = values[:30], values[30:]
+    for n in range(30):
+        if n % 3 == 1:
+            assert isinstance(results[n], ValueError) and kept[n] is None
+        else:
+            assert results[n] == n and kept[n] == "set"
 
 
 def test_a_closed_store_refuses_work(tmp_path: Path) -> None:

@@ -51,3 +51,17 @@ def test_an_incremental_check_equals_a_full_check(change: dict[str, bytes | None
     assert incremental.findings == full.findings
     assert incremental.versions.keys() == full.versions.keys()
     assert incremental.template_users == full.template_users
+
+
+def test_retain_forgets_versions_no_tree_holds() -> None:
+    checker = TreeChecker()
+    before = checker.check(MemorySnapshot(BASE), NOW)
+    edited = {**BASE, "automations/a.yaml": automation("a", subject="Edited")}
+    after = checker.check(
+        MemorySnapshot(edited), NOW, previous=before, changed=["automations/a.yaml"]
+    )
+    assert len(checker._automations) == 4  # a (twice), b, c
+    checker.retain(after)
+    assert len(checker._automations) == 3
+    again = checker.check(MemorySnapshot(edited), NOW)
+    assert again.findings == after.findings

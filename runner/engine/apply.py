@@ -3,21 +3,23 @@ status history (scheduled starts, `stop_at` stops): each file version is compare
 with the applied one by the lifecycle rules; legal changes are applied, the others refused.
 
 Refused or invalid files leave the last applied version live; every applied change is recorded
-in the history with its commit and previous value.
+in the history with its commit and previous value. `AppliedVersions` keeps the parsed applied
+versions between applies, and `only` limits a step to the ids whose files changed, so a reload
+of one file costs one file (SPEC 6: automations whose files did not change are not touched).
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from runner.engine.catalog import DELETED, Catalog, Live, version_of
+from runner.engine.catalog import DELETED, Catalog, version_of
 from runner.findings import Finding, Severity
 from runner.lifecycle import Change, check_step
-from runner.model import Status
+from runner.model import EmailTrigger, Status
 from runner.store.base import ReadTx, WriteTx
 from runner.store.records import AppliedAutomation, CancelReason, HistoryEntry, SendStatus
 from runner.tree import Tree
@@ -27,14 +29,80 @@ REVISION_META = "catalog_revision"
 _CANCEL_PAGE = 500
 _ACTIVE = (SendStatus.PENDING, SendStatus.CLAIMED)
 _RUNNING, _PAUSED, _STOPPED = (Status.RUNNING.value, Status.PAUSED.value, Status.STOPPED.value)
+_STARTING = (Status.SCHEDULED, Status.RUNNING)
+_STOPPING = (Status.SCHEDULED, Status.RUNNING, Status.PAUSED)
 
 
 @dataclass
 class ApplyReport:
-    """What one apply did: (id, what) per applied change, and the refused changes."""
+    """What one apply did: (id, what) per applied change, the refused changes, and the checked
+    ids whose file version is now the live one (applied, or equal to the applied one)."""
 
     applied: list[tuple[str, str]] = field(default_factory=list)
     refused: list[Change] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+
+
+class AppliedVersions:
+    """The applied versions by id, parsed once and reused while their row is unchanged."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[AppliedAutomation, Version]] = {}
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> AppliedVersions:
+        """Seeded with a catalog's versions (the worker's cached ones)."""
+        versions = cls()
+        for ident, live in catalog.by_id.items():
+            versions._known[ident] = (live.row, live.version)
+        return versions
+
+    def parents(self, rows: Iterable[AppliedAutomation]) -> dict[str, Version]:
+        """The version of every applied, non-deleted row."""
+        found: dict[str, Version] = {}
+        for row in rows:
+            if row.status == DELETED:
+                continue
+            known = self._known.get(row.id)
+            if known is None or not _same_version(known[0], row):
+                known = (row, version_of(row))
+                self._known[row.id] = known
+            found[row.id] = known[1]
+        return found
+
+    def remember(self, row: AppliedAutomation, version: Version) -> None:
+        """`version` is what `row` holds (saved by this apply)."""
+        self._known[row.id] = (row, version)
+
+
+def _same_version(known: AppliedAutomation, row: AppliedAutomation) -> bool:
+    return (known.revision, known.path, known.source, known.templates) == (
+        row.revision,
+        row.path,
+        row.source,
+        row.templates,
+    )
+
+
+@dataclass
+class ApplyPlan:
+    """The changes of one step, judged but not yet applied."""
+
+    tree: Tree
+    changes: list[Change]
+    children: dict[str, Version]
+    invalid: dict[str, tuple[Finding, ...]]
+    rows: dict[str, AppliedAutomation]
+
+    @property
+    def deletes(self) -> list[str]:
+        """Ids this step would unload (legal or not)."""
+        return [c.id for c in self.changes if c.kind == "deleted" and c.id not in self.invalid]
+
+    @property
+    def live_count(self) -> int:
+        """Applied automations not deleted before this step."""
+        return sum(row.status != DELETED for row in self.rows.values())
 
 
 @dataclass(frozen=True)
@@ -45,35 +113,134 @@ class _Step:
     commit: str | None
 
 
-def apply_files(tx: WriteTx, tree: Tree, now: datetime, commit: str | None) -> ApplyReport:
-    """Apply the checked files of `tree` at `now` (a whole state: missing files are deletes)."""
-    catalog = Catalog.build(tx.automations(), tx.status_changes())
-    if advance_lifecycle(tx, catalog, now):  # judge changes against the moments already due
-        catalog = Catalog.build(tx.automations(), tx.status_changes())
-    lives = catalog.by_id
-    parents = {ident: live.version for ident, live in lives.items() if live.row.status != DELETED}
-    retired = {ident for ident, live in lives.items() if live.row.status == DELETED}
+def apply_files(
+    tx: WriteTx,
+    tree: Tree,
+    now: datetime,
+    commit: str | None,
+    *,
+    versions: AppliedVersions | None = None,
+    only: Collection[str] | None = None,
+) -> ApplyReport:
+    """Apply the checked files of `tree` at `now` (a whole state: missing files are deletes).
+
+    With `only`, just those ids are compared and applied (the others are not read, judged or
+    written); `versions` reuses parsed applied versions across calls.
+    """
+    versions = versions if versions is not None else AppliedVersions()
+    plan = plan_files(tx, tree, now, versions=versions, only=only)
+    return execute(tx, plan, now, commit, versions)
+
+
+def plan_files(
+    tx: WriteTx,
+    tree: Tree,
+    now: datetime,
+    *,
+    versions: AppliedVersions,
+    only: Collection[str] | None = None,
+) -> ApplyPlan:
+    """Judge the files of `tree` against the applied state (records lifecycle moments now due
+    for the judged ids first, so a passed `start_at` counts)."""
+    rows = {row.id: row for row in tx.automations()}
+    parents = versions.parents(rows.values())
     invalid = invalid_files(tree)
+    judged = set(parents) | set(tree.versions) | set(invalid) if only is None else set(only)
+    advanced = [
+        i for i in sorted(judged & parents.keys()) if _advance_due(tx, rows[i], parents[i], now)
+    ]
+    if advanced:
+        bump_revision(tx)
+        for ident in advanced:
+            rows[ident] = tx.automation(ident) or rows[ident]
+    retired = {ident for ident, row in rows.items() if row.status == DELETED}
     children = {ident: v for ident, v in tree.versions.items() if ident not in invalid}
     for ident in invalid.keys() & parents.keys():
         children[ident] = parents[ident]  # an invalid file keeps the applied version live
+    if only is not None:
+        parents, children = _restrict(parents, children, judged)
+    changes = [
+        change
+        for change in check_step(parents, children, now, retired_ids=retired)
+        if change.id in judged
+    ]
+    invalid = {ident: found for ident, found in invalid.items() if ident in judged}
+    for ident in sorted(invalid.keys() - children.keys()):  # never applied: still reported
+        changes.append(Change(ident, "created", None, None, None, None, False))
+    return ApplyPlan(tree, changes, children, invalid, rows)
+
+
+def _restrict(
+    parents: Mapping[str, Version], children: Mapping[str, Version], judged: set[str]
+) -> tuple[dict[str, Version], dict[str, Version]]:
+    """The judged ids, plus the email-trigger sources they name as context (unchanged)."""
+    some_parents = {i: parents[i] for i in judged if i in parents}
+    some_children = {i: children[i] for i in judged if i in children}
+    for version in list(some_children.values()):
+        trigger = version.model.trigger
+        source = trigger.automation if isinstance(trigger, EmailTrigger) else None
+        if source is None or source in judged:
+            continue
+        if source in parents:  # judged as applied: its own file change is not this step's
+            some_parents[source] = some_children[source] = parents[source]
+        elif source in children:
+            some_children[source] = children[source]
+    return some_parents, some_children
+
+
+def execute(
+    tx: WriteTx,
+    plan: ApplyPlan,
+    now: datetime,
+    commit: str | None,
+    versions: AppliedVersions | None = None,
+) -> ApplyReport:
+    """Apply the legal changes of `plan`; report them and the refused ones."""
     report = ApplyReport()
-    step = _Step(tx, tree, now, commit)
-    for change in check_step(parents, children, now, retired_ids=retired):
-        if change.id in invalid:
-            report.refused.append(_invalid_change(change, lives.get(change.id), invalid))
-        elif change.blocked:
+    step = _Step(tx, plan.tree, now, commit)
+    rows, children = plan.rows, plan.children
+    for change in plan.changes:
+        saved: AppliedAutomation | None = None
+        if change.id in plan.invalid:
+            report.refused.append(_invalid_change(change, rows.get(change.id), plan.invalid))
+            continue
+        if change.blocked:
             report.refused.append(change)
-        elif change.kind == "created":
-            report.applied.append((change.id, _create(step, children[change.id])))
+            continue
+        if change.kind == "created":
+            what, saved = _create(step, children[change.id])
         elif change.kind == "deleted":
-            report.applied.append((change.id, _delete(step, lives[change.id])))
-        elif change.kind != "unchanged":
-            what = _update(step, lives[change.id], children[change.id], change)
-            report.applied.append((change.id, what))
+            what, saved = _delete(step, rows[change.id])
+        elif change.kind == "unchanged":
+            report.accepted.append(change.id)
+            continue
+        else:
+            what, saved = _update(step, rows[change.id], children[change.id], change)
+        report.applied.append((change.id, what))
+        report.accepted.append(change.id)
+        if versions is not None and saved.status != DELETED:
+            versions.remember(saved, children[change.id])
     if report.applied:
         bump_revision(tx)
     return report
+
+
+def _advance_due(tx: WriteTx, row: AppliedAutomation, version: Version, now: datetime) -> bool:
+    """Record the start or stop of one automation when its moment has come."""
+    model = version.model
+    start_due = (
+        row.started_at is None
+        and model.status in _STARTING
+        and model.start_at is not None
+        and model.start_at <= now
+    )
+    stop_due = (
+        row.stopped_at is None
+        and model.status in _STOPPING
+        and model.stop_at is not None
+        and model.stop_at <= now
+    )
+    return (start_due or stop_due) and _advance_one(tx, row.id, now)
 
 
 def invalid_files(tree: Tree) -> dict[str, tuple[Finding, ...]]:
@@ -93,12 +260,12 @@ def invalid_files(tree: Tree) -> dict[str, tuple[Finding, ...]]:
 
 
 def _invalid_change(
-    change: Change, live: Live | None, invalid: Mapping[str, tuple[Finding, ...]]
+    change: Change, row: AppliedAutomation | None, invalid: Mapping[str, tuple[Finding, ...]]
 ) -> Change:
-    old_path = live.row.path if live is not None else None
+    old_path = row.path if row is not None and row.status != DELETED else None
     return replace(
         change,
-        kind="modified" if live is not None else "created",
+        kind="modified" if old_path is not None else "created",
         old_path=old_path,
         new_path=invalid[change.id][0].path if invalid[change.id] else old_path,
         findings=invalid[change.id],
@@ -124,7 +291,7 @@ def definition(row: AppliedAutomation) -> dict[str, Any]:
     }
 
 
-def _create(step: _Step, version: Version) -> str:
+def _create(step: _Step, version: Version) -> tuple[str, AppliedAutomation]:
     status = version.model.status
     row = AppliedAutomation(
         id=version.id,
@@ -141,11 +308,10 @@ def _create(step: _Step, version: Version) -> str:
     step.tx.save_automation(row)
     _history(step, row.id, "definition", None, definition(row), "created")
     _history(step, row.id, "status", None, status.value)
-    return f"created as {status.value}"
+    return f"created as {status.value}", row
 
 
-def _delete(step: _Step, live: Live) -> str:
-    row = live.row
+def _delete(step: _Step, row: AppliedAutomation) -> tuple[str, AppliedAutomation]:
     previous = recorded_status(step.tx, row.id)
     deleted = replace(
         row,
@@ -158,11 +324,12 @@ def _delete(step: _Step, live: Live) -> str:
     step.tx.save_automation(deleted)
     _history(step, row.id, "status", previous, DELETED)
     cancel_active(step.tx, row.id, CancelReason.DELETED, step.now)
-    return "deleted"
+    return "deleted", deleted
 
 
-def _update(step: _Step, live: Live, version: Version, change: Change) -> str:
-    old = live.row
+def _update(
+    step: _Step, old: AppliedAutomation, version: Version, change: Change
+) -> tuple[str, AppliedAutomation]:
     status = version.model.status
     started_at, stopped_at = old.started_at, old.stopped_at
     if change.transition and status is Status.RUNNING and started_at is None:
@@ -196,7 +363,7 @@ def _update(step: _Step, live: Live, version: Version, change: Change) -> str:
         what.append("metadata")
     if old.path != row.path:
         what.append("moved")
-    return ", ".join(what) or "updated"
+    return ", ".join(what) or "updated", row
 
 
 def _history(

@@ -72,8 +72,17 @@ class Catalog:
     by_exit_event: dict[str, list[Live]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, rows: Iterable[AppliedAutomation], changes: Iterable[HistoryEntry]) -> Catalog:
-        """Index `rows` with the status moments in `changes` (kind "status")."""
+    def build(
+        cls,
+        rows: Iterable[AppliedAutomation],
+        changes: Iterable[HistoryEntry],
+        previous: Catalog | None = None,
+    ) -> Catalog:
+        """Index `rows` with the status moments in `changes` (kind "status").
+
+        Versions of `previous` whose source and templates did not change are reused:
+        parsing a thousand stored sources on every reload would dominate it.
+        """
         moments: dict[str, list[tuple[datetime, str]]] = {}
         for entry in changes:
             if entry.kind == "status":
@@ -81,9 +90,12 @@ class Catalog:
         catalog = cls()
         for row in rows:
             ordered = sorted(moments.get(row.id, []), key=lambda pair: pair[0])
+            known = previous.by_id.get(row.id) if previous is not None else None
             live = Live(
                 row,
-                version_of(row),
+                known.version
+                if known is not None and _same_source(known.row, row)
+                else version_of(row),
                 tuple(at for at, _ in ordered),
                 tuple(status for _, status in ordered),
             )
@@ -106,3 +118,7 @@ class Catalog:
         return sorted(
             live.id for live in self.by_source.get(source_id, []) if live.running_at(instant)
         )
+
+
+def _same_source(old: AppliedAutomation, new: AppliedAutomation) -> bool:
+    return (old.source, old.templates, old.path) == (new.source, new.templates, new.path)

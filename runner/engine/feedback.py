@@ -15,7 +15,7 @@ from datetime import datetime
 
 from runner.engine.catalog import Catalog
 from runner.store.base import WriteTx
-from runner.store.records import Message, MessageEvent
+from runner.store.records import Message, MessageEvent, SendStatus
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,8 @@ DUPLICATE = "duplicate"
 UNKNOWN_MESSAGE = "unknown_message"
 _SUPPRESSING = {"complained": "complained", "unsubscribed": "unsubscribed"}
 _ENGAGEMENT = frozenset({"delivered", "opened", "clicked"})
+
+OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: MessageEvent) -> str:
@@ -44,8 +46,22 @@ def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: M
     stored = dataclasses.replace(event, provider=provider, message_id=message.id)
     if not tx.insert_message_event(stored):
         return DUPLICATE
+    if message.status == OUTCOME_UNKNOWN:
+        _reconcile(tx, message, stored)
     _apply(tx, message, stored, earlier)
     return STORED
+
+
+def _reconcile(tx: WriteTx, message: Message, event: MessageEvent) -> None:
+    """A send whose request timed out reached the provider after all (SPEC 7): it was sent."""
+    tx.set_status(
+        [message.pending_send_id],
+        SendStatus.SENT,
+        event.received_at,
+        from_statuses={SendStatus.OUTCOME_UNKNOWN},
+    )
+    tx.set_message_status(message.id, "sent")
+    _internal(tx, "email.sent", message, event)
 
 
 def is_hard_bounce(event: MessageEvent) -> bool:

@@ -1,9 +1,11 @@
 """The send loop: claim due sends, re-check them (SPEC 3.3), render, hand them to a provider.
 
-Every step that writes runs in its own short write transaction; rendering and the provider
-call run outside any transaction. The claim's lease token fences every later write, so a
-sender whose lease expired (another took the send over) cannot finish it: its late result
-is dropped and logged. A failure of one send never stops the loop (SPEC 7).
+Writes run in short transactions (the claim; the checks of every claimed send; the outcomes
+of each provider request); rendering and provider calls run outside any transaction, through
+`delivery` (batching, rate limits) and the retry policy of `providers.retry`. The claim's
+lease token fences every later write, so a sender whose lease expired (another took the
+send over) cannot finish it: its late result is dropped and logged. A failure of one send
+never stops the loop (SPEC 7).
 """
 
 from __future__ import annotations
@@ -11,23 +13,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
-from runner import conditions, timing
-from runner.engine.catalog import Catalog, Live
+from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext, new_id
-from runner.model import Automation
+from runner.engine.delivery import Outcome, Request, call, plan_requests
+from runner.engine.outcomes import (
+    PROVIDER_ERROR,
+    UNKNOWN,
+    Ready,
+    failed,
+    finish,
+    next_repeat,
+    record_message,
+    render_failed,
+    sent,
+)
+from runner.engine.presend import check
+from runner.providers import Providers, retry
 from runner.providers.base import OutgoingMessage, Provider, ProviderError, SendResult
+from runner.providers.gate import ProviderGate
+from runner.providers.ratelimit import RateLimiter
 from runner.render import RenderedEmail, RenderError, render_email
-from runner.store.base import Store, WriteTx
+from runner.store.base import Store, TransactionAborted, WriteTx
 from runner.store.records import (
-    SERIES_ENDING,
     CancelReason,
-    Message,
     PendingSend,
     SendStatus,
     Subscriber,
@@ -36,19 +48,10 @@ from runner.unsubscribe import make_token, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE = 30.0  # seconds before the first retry, at most (full jitter)
-BACKOFF_CAP = 3600.0  # no retry waits longer, unless the provider asks for it
-CONCURRENCY = 8  # provider calls in flight at once per batch
-RETRIES_EXHAUSTED = "retries_exhausted"
-PROVIDER_ERROR = "provider_error"
-RENDER_ERROR = CancelReason.RENDER_ERROR.value
-# Effective statuses in which a send that was already attempted may still be retried.
-_RETRY_STATUSES = frozenset({"running", "paused"})
-_STATUS_REASONS = {
-    "paused": CancelReason.PAUSED,
-    "stopped": CancelReason.STOPPED,
-    "deleted": CancelReason.DELETED,
-}
+CONCURRENCY = 8  # provider requests in flight at once per round
+RETRIES_EXHAUSTED = retry.RETRIES_EXHAUSTED
+BACKOFF_BASE = retry.BACKOFF_BASE
+SUPPRESSED = CancelReason.SUPPRESSED.value
 
 
 def backoff_delay(
@@ -56,25 +59,54 @@ def backoff_delay(
     rng: random.Random,
     retry_after: float | None = None,
     *,
-    base: float = BACKOFF_BASE,
-    cap: float = BACKOFF_CAP,
+    base: float = retry.BACKOFF_BASE,
+    cap: float = retry.BACKOFF_CAP,
 ) -> float:
     """Seconds before the next try of a send tried `attempts` times before the failed try.
 
     Full jitter (uniform in [0, min(cap, base * 2**attempts)]), or longer when the
     provider asked for `retry_after` seconds.
     """
-    delay = rng.uniform(0.0, min(cap, base * 2.0**attempts))
+    delay = retry.backoff(attempts, rng, base=base, cap=cap)
     return max(delay, retry_after) if retry_after is not None else delay
 
 
 @dataclass(frozen=True)
-class _Ready:
-    """A send that passed its checks, with what rendering needs (read in the claim tx)."""
+class _Job:
+    """A rendered send on its way to a provider."""
 
-    send: PendingSend
-    live: Live
-    subscriber: Subscriber
+    ready: Ready
+    outgoing: OutgoingMessage
+
+
+@dataclass
+class _Round:
+    """What one `send_due` call shares between its steps."""
+
+    store: Store
+    catalog: Catalog
+    ctx: EngineContext
+    now: datetime
+    token: str
+    rng: random.Random
+    gate: ProviderGate
+    limiters: Mapping[str, RateLimiter]
+
+    async def write_each(self, works: list[Callable[[WriteTx], object]]) -> None:
+        """Apply `works` in one transaction; one that raises is undone and logged alone."""
+        if works:
+            await self.store.write(lambda tx: _each(tx, works))
+
+
+def _each(tx: WriteTx, works: list[Callable[[WriteTx], object]]) -> None:
+    for work in works:
+        try:
+            with tx.savepoint():
+                work(tx)
+        except TransactionAborted:
+            raise
+        except Exception:  # one broken send must not stop the others
+            log.exception("recording a send failed unexpectedly")
 
 
 async def send_due(
@@ -87,190 +119,224 @@ async def send_due(
     *,
     rng: random.Random | None = None,
     concurrency: int = CONCURRENCY,
+    gate: ProviderGate | None = None,
+    limiters: Mapping[str, RateLimiter] | None = None,
 ) -> int:
     """Claim up to `limit` due sends and take each to its end; returns how many were claimed.
 
-    Up to `concurrency` sends are in flight at once, so a slow provider call does not hold
-    up the rest of the batch. `rng` draws the retry jitter (tests pass a seeded one).
+    Sends of a provider paused after 401/403 go back unattempted until it is probed again.
+    The rest are checked (SPEC 3.3) and rendered, then handed to their provider: through
+    `send_batch` in chunks when it batches, one by one otherwise, each request after the
+    provider's rate limiter allows it, up to `concurrency` requests in flight. `gate` and
+    `limiters` default to those of a `Providers` built by `build_providers`. `rng` draws the
+    retry jitter (tests pass a seeded one).
     """
+    if isinstance(providers, Providers):
+        gate = gate if gate is not None else providers.gate
+        limiters = limiters if limiters is not None else providers.limiters
     token = new_id(now)
     lease_until = now + timedelta(seconds=ctx.lease_seconds)
     claimed = await store.write(lambda tx: tx.claim_due(now, limit, lease_until, token))
-    jitter = rng if rng is not None else random.Random()
-    gate = asyncio.Semaphore(max(1, concurrency))
-
-    async def one(send: PendingSend) -> None:
-        async with gate:
-            try:
-                await _send_one(store, catalog, ctx, providers, now, token, send, jitter)
-            except Exception:  # one broken send must not stop the others
-                log.exception("send %s of %s failed unexpectedly", send.id, send.automation_id)
-
-    await asyncio.gather(*(one(send) for send in claimed))
+    if not claimed:
+        return 0
+    run = _Round(
+        store,
+        catalog,
+        ctx,
+        now,
+        token,
+        rng if rng is not None else random.Random(),
+        gate if gate is not None else ProviderGate(),
+        limiters or {},
+    )
+    held, free = _hold_paused(run, claimed)
+    await run.write_each(held)
+    ready = await store.write(lambda tx: _check_all(tx, run, free)) if free else []
+    jobs, records = _prepare(run, providers, ready)
+    await run.write_each(records)
+    await _deliver(run, providers, jobs, max(1, concurrency))
     return len(claimed)
 
 
-async def _send_one(
-    store: Store,
-    catalog: Catalog,
-    ctx: EngineContext,
-    providers: Mapping[str, Provider],
-    now: datetime,
-    token: str,
-    send: PendingSend,
-    rng: random.Random,
-) -> None:
-    ready = await store.write(lambda tx: _check(tx, catalog, ctx, send, token, now))
-    if ready is None:
-        return
-    message_id = new_id(now)  # before rendering: the unsubscribe link names the message
-    try:
-        rendered = _render(ready, ctx, message_id)
-    except RenderError as error:
-        reason = str(error)
-        await store.write(lambda tx: _render_failed(tx, ctx, ready, token, now, reason))
-        return
-    model = ready.live.model
-    provider = providers.get(model.provider)
-    outgoing = OutgoingMessage(
-        send_id=send.id,
-        message_id=message_id,
-        to=ready.subscriber.email,
-        from_=model.email.from_,
-        reply_to=model.email.reply_to,
-        subject=rendered.subject,
-        html=rendered.html,
-        text=rendered.text,
-        headers=dict(rendered.headers),
-        tags=list(model.email.tags),
-    )
-    if provider is None:
-        absent = ProviderError(f"provider {model.provider!r} is not configured", retryable=False)
-        missing = (model.provider, "")
-        await store.write(
-            lambda tx: _failed(tx, catalog, ctx, ready, token, now, outgoing, missing, absent)
+def _hold_paused(
+    run: _Round, claimed: list[PendingSend]
+) -> tuple[list[Callable[[WriteTx], object]], list[PendingSend]]:
+    """Put back (unattempted) the sends of providers paused after 401/403."""
+    held: list[Callable[[WriteTx], object]] = []
+    free: list[PendingSend] = []
+    for send in claimed:
+        live = run.catalog.by_id.get(send.automation_id)
+        until = None if live is None else run.gate.held_until(live.model.provider, run.now)
+        if until is None:
+            free.append(send)
+        else:
+            held.append(_putter(run, send, until))
+    return held, free
+
+
+def _putter(run: _Round, send: PendingSend, due: datetime) -> Callable[[WriteTx], object]:
+    def put_back(tx: WriteTx) -> None:
+        if not tx.reschedule(send.id, due, run.now, token=run.token):
+            log.warning("send %s: lease lost before it was put back", send.id)
+
+    return put_back
+
+
+def _check_all(tx: WriteTx, run: _Round, sends: list[PendingSend]) -> list[Ready]:
+    ready: list[Ready] = []
+    for send in sends:
+        try:
+            with tx.savepoint():
+                checked = check(tx, run.catalog, run.ctx, send, run.token, run.now)
+        except TransactionAborted:
+            raise
+        except Exception:  # one broken send must not stop the others
+            log.exception("send %s of %s failed unexpectedly", send.id, send.automation_id)
+            continue
+        if checked is not None:
+            ready.append(checked)
+    return ready
+
+
+def _prepare(
+    run: _Round, providers: Mapping[str, Provider], ready: list[Ready]
+) -> tuple[list[_Job], list[Callable[[WriteTx], object]]]:
+    """Render each ready send; render errors and unknown providers become records."""
+    jobs: list[_Job] = []
+    records: list[Callable[[WriteTx], object]] = []
+    for item in ready:
+        # One message per send, named by it: every attempt renders the same body, as an
+        # idempotency key demands (Resend answers 409 to a key reused with another body),
+        # and the unsubscribe link can name the message before it is stored.
+        message_id = item.send.id
+        try:
+            rendered = _render(item, run.ctx, message_id)
+        except RenderError as error:
+            records.append(_render_recorder(run, item, str(error)))
+            continue
+        except Exception:
+            log.exception("send %s: rendering failed unexpectedly", item.send.id)
+            continue
+        model = item.live.model
+        outgoing = OutgoingMessage(
+            send_id=item.send.id,
+            message_id=message_id,
+            to=item.subscriber.email,
+            from_=model.email.from_,
+            reply_to=model.email.reply_to,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            headers=dict(rendered.headers),
+            tags=list(model.email.tags),
         )
-        return
-    try:
-        result = await provider.send(outgoing)
-    except ProviderError as error:
-        failure = error
-        await store.write(
-            lambda tx: _provider_failed(
-                tx, catalog, ctx, ready, token, now, outgoing, provider, failure, rng
+        if model.provider not in providers:
+            absent = ProviderError(
+                f"provider {model.provider!r} is not configured", retryable=False
             )
-        )
-        return
-    await store.write(
-        lambda tx: _sent(tx, catalog, ctx, ready, token, now, outgoing, provider, result)
+            records.append(
+                _failure_recorder(run, _Job(item, outgoing), (model.provider, ""), absent)
+            )
+            continue
+        jobs.append(_Job(item, outgoing))
+    return jobs, records
+
+
+def _render_recorder(run: _Round, ready: Ready, error: str) -> Callable[[WriteTx], object]:
+    return lambda tx: render_failed(tx, run.ctx, ready, run.token, run.now, error)
+
+
+def _failure_recorder(
+    run: _Round, job: _Job, names: tuple[str, str], error: ProviderError
+) -> Callable[[WriteTx], object]:
+    return lambda tx: failed(
+        tx, run.catalog, run.ctx, job.ready, run.token, run.now, job.outgoing, names, error
     )
 
 
-# --- checks just before sending (SPEC 3.3) -------------------------------------------
+async def _deliver(
+    run: _Round, providers: Mapping[str, Provider], jobs: list[_Job], concurrency: int
+) -> None:
+    by_provider: dict[str, list[_Job]] = {}
+    for job in jobs:
+        by_provider.setdefault(job.ready.live.model.provider, []).append(job)
+    requests: list[Request[_Job]] = []
+    for name, group in by_provider.items():
+        requests += plan_requests(providers[name], group, [job.outgoing for job in group])
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(request: Request[_Job]) -> None:
+        async with slots:
+            try:
+                await _request(run, request)
+            except Exception:  # an adapter bug: these sends resume after their lease
+                sends = ", ".join(job.ready.send.id for job in request.jobs)
+                log.exception(
+                    "provider %s failed unexpectedly (sends %s)", request.provider.name, sends
+                )
+
+    await asyncio.gather(*(one(request) for request in requests))
 
 
-def _check(
-    tx: WriteTx, catalog: Catalog, ctx: EngineContext, send: PendingSend, token: str, now: datetime
-) -> _Ready | None:
-    """Cancel, reschedule, or hand back a send ready to render (None: nothing to send)."""
-    current = tx.pending_send(send.id)
-    if current is None or current.status != SendStatus.CLAIMED or current.lease_token != token:
-        return None  # taken over or cancelled since the claim
-    live = catalog.by_id.get(send.automation_id)
-    if live is None:
-        _cancel(tx, None, ctx, current, token, now, CancelReason.DELETED, None)
-        return None
-    subscriber = tx.subscriber_by_id(current.subscriber_id)
-    reason = _cancel_reason(tx, live, current, subscriber, now)
-    if reason is not None:
-        _cancel(tx, live, ctx, current, token, now, reason, subscriber)
-        return None
-    assert subscriber is not None  # _cancel_reason refuses a missing subscriber
-    window = live.model.send_window
-    if window is not None and not current.skip_window:  # "send now" skips the window
-        zone = _zone(live.model, subscriber, ctx)
-        if not timing.in_window(now, window, zone):
-            # A late send waits for the next opening, without counting an attempt.
-            opening = timing.next_opening(now, window, zone)
-            if not tx.reschedule(current.id, opening, now, token=token):
-                log.warning("send %s: lease lost before its window wait was recorded", send.id)
-            return None
-    return _Ready(current, live, subscriber)
+async def _request(run: _Round, request: Request[_Job]) -> None:
+    provider = request.provider
+    # Waiting longer than half the lease would let another sender take these sends over.
+    max_wait = run.ctx.lease_seconds / 2
+    paused_until = run.gate.paused().get(provider.name)
+    if paused_until is not None and run.now < paused_until:
+        # Another request of this round was just refused 401/403: do not burn this one.
+        await run.write_each([_putter(run, job.ready.send, paused_until) for job in request.jobs])
+        return
+    outcomes = await call(request, run.limiters.get(provider.name), max_wait)
+    if outcomes is None:
+        later = run.now + timedelta(seconds=max_wait)
+        await run.write_each([_putter(run, job.ready.send, later) for job in request.jobs])
+        return
+    auth = [o for o in outcomes if isinstance(o, ProviderError) and o.auth]
+    if auth:
+        until = run.gate.pause_provider(provider.name, run.now)
+        log.error(
+            "provider %s refused our credentials (%s); paused until %s",
+            provider.name,
+            auth[0].message,
+            until.isoformat(),
+        )
+    elif run.gate.probing(provider.name):
+        run.gate.resume(provider.name)
+        log.warning("provider %s accepts our credentials again; resumed", provider.name)
+    works = [
+        _outcome_recorder(run, provider, job, outcome)
+        for job, outcome in zip(request.jobs, outcomes, strict=True)
+    ]
+    await run.write_each(works)
 
 
-def _cancel_reason(
-    tx: WriteTx, live: Live, send: PendingSend, subscriber: Subscriber | None, now: datetime
-) -> CancelReason | None:
-    """The first 3.3 check `send` fails, in the SPEC's order; None when it passes all."""
-    if send.attempts > 0:
-        # A retry skips the pause check; a stop or delete still ends it.
-        for instant in (send.due_at, now):
-            status = live.status_at(instant)
-            if status not in _RETRY_STATUSES:
-                return _STATUS_REASONS.get(status or "", CancelReason.NOT_RUNNING)
-    else:
-        for instant in (send.due_at, now):
-            if not live.running_at(instant):
-                status = live.status_at(instant) or ""
-                return _STATUS_REASONS.get(status, CancelReason.NOT_RUNNING)
-    if subscriber is None or subscriber.deleted_at is not None:
-        return CancelReason.DELETED_SUBSCRIBER
-    if subscriber.suppressed is not None:
-        return CancelReason.SUPPRESSED
-    model = live.model
-    if model.audience is not None:
-        context = {
-            "subscriber": subscriber_context(subscriber, send.overrides),
-            "event": send.trigger_event,
-        }
-        if not conditions.evaluate(model.audience, context):
-            return CancelReason.AUDIENCE
-    if model.exit_on and _exited(tx, model, send, subscriber):
-        return CancelReason.EXIT_ON
-    return None
+def _outcome_recorder(
+    run: _Round, provider: Provider, job: _Job, outcome: Outcome
+) -> Callable[[WriteTx], object]:
+    def record(tx: WriteTx) -> None:
+        if isinstance(outcome, SendResult):
+            sent(
+                tx,
+                run.catalog,
+                run.ctx,
+                job.ready,
+                run.token,
+                run.now,
+                job.outgoing,
+                provider,
+                outcome,
+            )
+        else:
+            _provider_failed(tx, run, job, provider, outcome)
+
+    return record
 
 
-def _exited(tx: WriteTx, model: Automation, send: PendingSend, subscriber: Subscriber) -> bool:
-    names = {exit_on.event for exit_on in model.exit_on}
-    person = subscriber_context(subscriber, None)
-    for event in tx.events_after(subscriber.email, names, send.trigger_at):
-        context = {
-            "subscriber": person,
-            "event": {
-                "name": event.type,
-                "data": event.data,
-                "occurred_at": (event.occurred_at or event.received_at).isoformat(),
-            },
-        }
-        for exit_on in model.exit_on:
-            if exit_on.event == event.type and (
-                exit_on.where is None or conditions.evaluate(exit_on.where, context)
-            ):
-                return True
-    return False
+# --- rendering and the retry policy ---------------------------------------------------
 
 
-def subscriber_context(
-    subscriber: Subscriber, overrides: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The `subscriber` of a condition context, with api trigger data overlaid on fields."""
-    return {
-        "email": subscriber.email,
-        "fields": {**subscriber.fields, **(overrides or {})},
-        "groups": sorted(subscriber.groups),
-    }
-
-
-def _zone(model: Automation, subscriber: Subscriber, ctx: EngineContext) -> ZoneInfo:
-    window = model.send_window
-    name = window.timezone if window is not None else None
-    return timing.zone_for(name, subscriber.fields, ctx.default_timezone)
-
-
-# --- rendering and results -----------------------------------------------------------
-
-
-def _render(ready: _Ready, ctx: EngineContext, message_id: str) -> RenderedEmail:
+def _render(ready: Ready, ctx: EngineContext, message_id: str) -> RenderedEmail:
     send, live = ready.send, ready.live
     token = make_token(ctx.unsubscribe_key, send.subscriber_id, message_id)
     return render_email(
@@ -283,216 +349,49 @@ def _render(ready: _Ready, ctx: EngineContext, message_id: str) -> RenderedEmail
     )
 
 
-def _render_failed(
-    tx: WriteTx, ctx: EngineContext, ready: _Ready, token: str, now: datetime, error: str
-) -> None:
-    # Not an email failure (SPEC 3.4): no message, no `email.failed` event.
-    send = ready.send
-    if _finish(tx, send, token, SendStatus.FAILED, now, reason=RENDER_ERROR, last_error=error):
-        log.warning("send %s of %s: render error: %s", send.id, send.automation_id, error)
-        _next_repeat(tx, ready.live, ctx, send, ready.subscriber, now)
-
-
-def _sent(
-    tx: WriteTx,
-    catalog: Catalog,
-    ctx: EngineContext,
-    ready: _Ready,
-    token: str,
-    now: datetime,
-    outgoing: OutgoingMessage,
-    provider: Provider,
-    result: SendResult,
-) -> None:
-    send = ready.send
-    if not _finish(tx, send, token, SendStatus.SENT, now):
-        return
-    _record_message(tx, catalog, ready, now, outgoing, provider.name, provider.type, result)
-    _internal_event(tx, "email.sent", send, outgoing.message_id, now)
-    if not provider.reports_delivery:  # the outbox: sent counts as delivered (SPEC 3.5)
-        _internal_event(tx, "email.delivered", send, outgoing.message_id, now)
-    _next_repeat(tx, ready.live, ctx, send, ready.subscriber, now)
-
-
 def _provider_failed(
-    tx: WriteTx,
-    catalog: Catalog,
-    ctx: EngineContext,
-    ready: _Ready,
-    token: str,
-    now: datetime,
-    outgoing: OutgoingMessage,
-    provider: Provider,
-    error: ProviderError,
-    rng: random.Random,
+    tx: WriteTx, run: _Round, job: _Job, provider: Provider, error: ProviderError
 ) -> None:
+    """Apply the retry policy's decision (SPEC 7) to one failed message."""
+    ready, outgoing, now, token = job.ready, job.outgoing, run.now, run.token
     send = ready.send
-    if error.outcome_unknown:
-        # It may have gone out: never resent; provider events reconcile it (SPEC 7).
-        if _finish(tx, send, token, SendStatus.OUTCOME_UNKNOWN, now, last_error=error.message):
-            _next_repeat(tx, ready.live, ctx, send, ready.subscriber, now)
+    decision = retry.decide(error, send.attempts, run.rng, max_attempts=run.ctx.max_attempts)
+    names = (provider.name, provider.type)
+    if decision.action == "unknown":
+        # It may have gone out: never resent. The message is kept so that provider events
+        # naming it reconcile the send (SPEC 7).
+        if finish(tx, send, token, SendStatus.OUTCOME_UNKNOWN, now, last_error=error.message):
+            record_message(tx, run.catalog, ready, now, outgoing, *names, None, status=UNKNOWN)
+            next_repeat(tx, ready.live, run.ctx, send, ready.subscriber, now)
         return
-    attempts = send.attempts + 1
-    if error.retryable and attempts < ctx.max_attempts:
-        delay = backoff_delay(send.attempts, rng, error.retry_after)
-        due = now + timedelta(seconds=delay)
+    if decision.action == "pause_provider":
+        # Not the send's fault: back unattempted, due when the provider is probed again.
+        until = run.gate.paused().get(provider.name, now + timedelta(seconds=decision.delay or 0))
+        _putter(run, send, until)(tx)
+        return
+    if decision.action == "retry":
+        due = now + timedelta(seconds=decision.delay or 0.0)
         if not tx.retry_claim(send.id, token, due, now, error.message):
             log.warning("send %s: lease lost before its retry was recorded", send.id)
         return
-    if error.retryable:
+    if decision.action == "suppress":
+        _suppress(tx, ready.subscriber, decision.reason or "bounced", now)
+        reason = SUPPRESSED
+    else:
+        reason = decision.reason or PROVIDER_ERROR
+    if reason == RETRIES_EXHAUSTED:
+        attempts = send.attempts + 1
         error = ProviderError(
             f"retries exhausted after {attempts} attempts: {error.message}", retryable=False
         )
-        reason = RETRIES_EXHAUSTED
-    else:
-        reason = PROVIDER_ERROR
-    names = (provider.name, provider.type)
-    _failed(tx, catalog, ctx, ready, token, now, outgoing, names, error, reason=reason)
+    failed(tx, run.catalog, run.ctx, ready, token, now, outgoing, names, error, reason=reason)
 
 
-def _failed(
-    tx: WriteTx,
-    catalog: Catalog,
-    ctx: EngineContext,
-    ready: _Ready,
-    token: str,
-    now: datetime,
-    outgoing: OutgoingMessage,
-    provider: tuple[str, str],
-    error: ProviderError,
-    *,
-    reason: str = PROVIDER_ERROR,
-) -> None:
-    """A permanent failure: the message is kept as `failed` and `email.failed` is raised."""
-    send = ready.send
-    if not _finish(
-        tx, send, token, SendStatus.FAILED, now, reason=reason, last_error=error.message
-    ):
+def _suppress(tx: WriteTx, subscriber: Subscriber, reason: str, now: datetime) -> None:
+    """The provider refuses this recipient for good: suppress them (the first reason stays)."""
+    current = tx.subscriber_by_id(subscriber.id) if subscriber.id is not None else None
+    if current is None or current.deleted_at is not None or current.suppressed:
         return
-    name, kind = provider
-    _record_message(tx, catalog, ready, now, outgoing, name, kind, None, status="failed")
-    _internal_event(tx, "email.failed", send, outgoing.message_id, now)
-    _next_repeat(tx, ready.live, ctx, send, ready.subscriber, now)
-    log.warning("send %s of %s failed: %s", send.id, send.automation_id, error.message)
-
-
-def _finish(
-    tx: WriteTx,
-    send: PendingSend,
-    token: str,
-    to: SendStatus,
-    now: datetime,
-    *,
-    reason: str | None = None,
-    last_error: str | None = None,
-) -> bool:
-    done = tx.finish_claim(send.id, token, to, now, reason=reason, last_error=last_error)
-    if not done:
-        log.warning("send %s: lease lost, its %s result is dropped", send.id, to.value)
-    return done
-
-
-def _record_message(
-    tx: WriteTx,
-    catalog: Catalog,
-    ready: _Ready,
-    now: datetime,
-    outgoing: OutgoingMessage,
-    provider_name: str,
-    provider_type: str,
-    result: SendResult | None,
-    *,
-    status: str = "sent",
-) -> None:
-    send = ready.send
-    tx.insert_message(
-        Message(
-            id=outgoing.message_id,
-            pending_send_id=send.id,
-            automation_id=send.automation_id,
-            subscriber_id=send.subscriber_id,
-            to=outgoing.to,
-            from_=outgoing.from_,
-            subject=outgoing.subject,
-            html=outgoing.html,
-            text=outgoing.text,
-            headers=outgoing.headers,
-            provider=provider_name,
-            provider_type=provider_type,
-            provider_message_id=None if result is None else result.provider_message_id,
-            sent_at=now,
-            revision=ready.live.row.revision,
-            listeners=catalog.listeners_at(send.automation_id, now),
-            status=status,
-        )
-    )
-
-
-def _internal_event(
-    tx: WriteTx, name: str, send: PendingSend, message_id: str, now: datetime
-) -> None:
-    data: dict[str, object] = {
-        "automation": send.automation_id,
-        "message_id": message_id,
-        "sent_at": now.isoformat(),
-    }
-    tx.add_event(name, send.email, data, now, processed=False)
-
-
-# --- cancellation and the next repeat (SPEC 3.2) -------------------------------------
-
-
-def _cancel(
-    tx: WriteTx,
-    live: Live | None,
-    ctx: EngineContext,
-    send: PendingSend,
-    token: str,
-    now: datetime,
-    reason: CancelReason,
-    subscriber: Subscriber | None,
-) -> None:
-    if not _finish(tx, send, token, SendStatus.CANCELLED, now, reason=reason.value):
-        return
-    if live is not None and subscriber is not None and reason not in SERIES_ENDING:
-        _next_repeat(tx, live, ctx, send, subscriber, now)
-
-
-def _next_repeat(
-    tx: WriteTx,
-    live: Live,
-    ctx: EngineContext,
-    send: PendingSend,
-    subscriber: Subscriber,
-    now: datetime,
-) -> None:
-    """Create repeat k+1 of the series, anchored on the series' trigger time."""
-    model = live.model
-    repeat = model.repeat
-    if repeat is None or send.repeat_index >= repeat.times:
-        return
-    k = send.repeat_index + 1
-    due = timing.repeat_due(
-        send.trigger_at,
-        model.wait,
-        repeat.every,
-        k,
-        model.send_window,
-        _zone(model, subscriber, ctx),
-    )
-    tx.insert_pending(
-        PendingSend(
-            id=new_id(now),
-            automation_id=send.automation_id,
-            subscriber_id=send.subscriber_id,
-            email=send.email,
-            due_at=due,
-            status=SendStatus.PENDING,
-            trigger_at=send.trigger_at,
-            trigger_event=send.trigger_event,
-            created_at=now,
-            series_id=send.series_id,
-            repeat_index=k,
-            overrides=send.overrides,
-        )
-    )
+    current.suppressed = reason
+    current.suppressed_at = now
+    tx.save_subscriber(current)

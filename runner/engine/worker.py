@@ -67,7 +67,8 @@ class Worker:
         """The catalog of the applied automations, rebuilt when their revision changed."""
         revision = await self.store.read(lambda tx: tx.meta(REVISION_META))
         if self._catalog is None or revision != self._revision:
-            self._revision, catalog = await self.store.read(_build)
+            previous = self._catalog
+            self._revision, catalog = await self.store.read(lambda tx: _build(tx, previous))
             self._catalog = catalog
             return catalog
         return self._catalog
@@ -151,5 +152,6 @@ class Worker:
             self.metrics.send_latency.observe(delay)
 
 
-def _build(tx: ReadTx) -> tuple[str | None, Catalog]:
-    return tx.meta(REVISION_META), Catalog.build(tx.automations(), tx.status_changes())
+def _build(tx: ReadTx, previous: Catalog | None) -> tuple[str | None, Catalog]:
+    revision = tx.meta(REVISION_META)
+    return revision, Catalog.build(tx.automations(), tx.status_changes(), previous)

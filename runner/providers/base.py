@@ -56,12 +56,21 @@ class ProviderError(PostwrightError):
         retryable: bool,
         outcome_unknown: bool = False,
         retry_after: float | None = None,
+        auth: bool = False,
+        suppress: str | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.outcome_unknown = outcome_unknown
         self.retry_after = retry_after
+        # 401/403: the credentials are wrong; the provider's queue pauses (SPEC 7).
+        self.auth = auth
+        # The provider refuses this recipient for good (Postmark ErrorCode 406: inactive
+        # recipient): the subscriber is suppressed with this reason ("bounced", ...).
+        self.suppress = suppress
+        self.status = status  # the HTTP status, when there was a response
 
 
 class ProviderConfigError(PostwrightError):
@@ -74,7 +83,17 @@ class Provider(Protocol):
     name: str  # the name in postwright.yaml (`default`, ...)
     type: str  # outbox | postmark | sendgrid | mailgun | resend
     reports_delivery: bool  # False: a sent message counts as delivered (SPEC 3.5)
+    idempotent: bool  # True: requests carry an idempotency key (a timeout may be retried)
+    max_batch: int  # messages per request of send_batch (1: no batch endpoint)
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Hand `message` over; raises ProviderError when it is not accepted."""
+        ...
+
+    async def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        """Hand over up to `max_batch` messages; one outcome per message, in order.
+
+        Raises ProviderError when the whole request failed (then every message shares
+        that outcome).
+        """
         ...

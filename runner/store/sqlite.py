@@ -237,37 +237,60 @@ class SqliteStore:
                 item.done.set_exception(StoreError("the store is closed"))
 
     def _handle(self, batch: list[object]) -> bool:
-        """Run a batch, its ingests first as one group commit; True on stop.
+        """Run a batch as group commits: its ingests first, then its writes; True on stop.
 
-        Items waiting together have no order between them, so the ingests go
-        first: a request waiting for its 202 never waits behind engine work.
+        Items waiting together have no order between them, so the ingests go first (a
+        request waiting for its 202 never waits behind engine work), and the writes
+        share one transaction, each in a savepoint: one commit (one fsync) for many.
         """
         batch.sort(key=lambda item: not isinstance(item, _Ingest))
-        group: list[_Ingest] = []
+        self._commit_group([item for item in batch if isinstance(item, _Ingest)])
+        writes: list[_Write] = []
         for item in batch:
-            if isinstance(item, _Ingest):
-                group.append(item)
-                continue
-            self._commit_group(group)
-            group = []
             if isinstance(item, _Write):
-                self._run_write(item)
-            else:
+                writes.append(item)
+            elif not isinstance(item, _Ingest):  # the stop marker
+                self._run_writes(writes)
                 return True
-        self._commit_group(group)
+        self._run_writes(writes)
         return False
 
-    def _run_write(self, item: _Write) -> None:
-        if not item.done.set_running_or_notify_cancel():
+    def _run_writes(self, items: list[_Write]) -> None:
+        live = [item for item in items if item.done.set_running_or_notify_cancel()]
+        if not live:
             return
+        outcomes: list[tuple[bool, Any]] = []
         try:
             with _transaction(self._writer):
-                result = item.work(SqliteWriteTx(self._writer))
+                tx = SqliteWriteTx(self._writer)
+                if len(live) == 1:
+                    outcomes.append((True, live[0].work(tx)))
+                else:
+                    outcomes.extend(self._in_savepoint(tx, item) for item in live)
         except BaseException as error:
-            item.done.set_exception(error)
+            for item in live:
+                item.done.set_exception(error)
             return
         self.transactions += 1
-        item.done.set_result(result)
+        for item, (ok, value) in zip(live, outcomes, strict=True):
+            if ok:
+                item.done.set_result(value)
+            else:
+                item.done.set_exception(value)
+
+    def _in_savepoint(self, tx: SqliteWriteTx, item: _Write) -> tuple[bool, Any]:
+        """One write of a group: its failure undoes its own work only."""
+        self._writer.execute("SAVEPOINT group_item")
+        try:
+            result = item.work(tx)
+        except Exception as error:
+            if not self._writer.in_transaction:
+                raise  # SQLite ended the whole transaction: the group fails together
+            self._writer.execute("ROLLBACK TO group_item")
+            self._writer.execute("RELEASE group_item")
+            return False, error
+        self._writer.execute("RELEASE group_item")
+        return True, result
 
     def _commit_group(self, group: list[_Ingest]) -> None:
         calls = [item for item in group if item.done.set_running_or_notify_cancel()]
