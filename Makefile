@@ -17,8 +17,14 @@ run: $(STAMP)
 	$(BIN)/postwright validate
 	$(BIN)/postwright serve
 
+# Everything on SQLite, then the end-to-end scenarios again on a throwaway PostgreSQL
+# server (skipped, saying why, where its binaries are not installed).
+E2E := tests/test_scenarios_lifecycle.py tests/test_scenarios_delivery.py tests/test_server.py \
+	tests/test_providers_e2e.py tests/test_against.py
+
 test: $(STAMP)
 	$(BIN)/pytest
+	POSTWRIGHT_TEST_STORE=postgres $(BIN)/pytest $(E2E)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

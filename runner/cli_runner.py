@@ -97,15 +97,34 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
 async def _serve_async(
     settings: Settings, access_log: bool, poll: bool, allow_mass_delete: bool
 ) -> int:
-    import uvicorn
-
     from runner.clock import clock_from_env
-    from runner.reload import Reloader
-    from runner.server import build_worker, create_app
-    from runner.store import open_store
+    from runner.store import open_store, single_runner
 
     clock = clock_from_env(os.environ)
-    store = open_store(settings.database_url, clock)
+    with single_runner(settings.database_url):
+        return await _serve_store(
+            settings,
+            open_store(settings.database_url, clock),
+            clock,
+            access_log,
+            poll,
+            allow_mass_delete,
+        )
+
+
+async def _serve_store(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    access_log: bool,
+    poll: bool,
+    allow_mass_delete: bool,
+) -> int:
+    import uvicorn
+
+    from runner.reload import Reloader
+    from runner.server import build_worker, create_app
+
     try:
         worker = await build_worker(settings, store, clock)
         reloader = Reloader(settings, store, worker, clock, allow_mass_delete=allow_mass_delete)

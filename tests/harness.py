@@ -31,6 +31,9 @@ from runner.store.base import ReadTx, Store, WriteTx
 from runner.workspace import check_working_tree
 
 T = TypeVar("T")
+
+# Set by tests/conftest.py when POSTWRIGHT_TEST_STORE=postgres: repository -> database URL.
+STORE_DATABASES: Callable[[Path], str] | None = None
 TIMEOUT = 15.0
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -71,7 +74,12 @@ class Harness:
     ) -> None:
         self.repo = repo
         self.clock = FakeClock(start)
-        self.settings: Settings = load_settings(repo, dict(environ or {}))
+        variables = dict(environ or {})
+        if STORE_DATABASES is not None and "POSTWRIGHT_DATABASE_URL" not in variables:
+            # The scenarios on PostgreSQL: one database per repository, so a restart (a new
+            # Harness on the same repository) finds the state it left.
+            variables["POSTWRIGHT_DATABASE_URL"] = STORE_DATABASES(repo)
+        self.settings: Settings = load_settings(repo, variables)
         self.background = background
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -21,8 +21,6 @@ from runner.store.postgres_write import PgWriteTx
 from runner.store.records import SendStatus, Subscriber
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
 
-pytest_plugins = ["tests.pg"]
-
 T = TypeVar("T")
 
 
