@@ -41,6 +41,7 @@ class ApplyReport:
     applied: list[tuple[str, str]] = field(default_factory=list)
     refused: list[Change] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # left alone: the row changed since the plan
 
 
 class AppliedVersions:
@@ -142,6 +143,7 @@ def plan_files(
 ) -> ApplyPlan:
     """Judge the files of `tree` against the applied state (records lifecycle moments now due
     for the judged ids first, so a passed `start_at` counts)."""
+    tx.lock_lifecycle()  # replicas applying together: the later one plans on the first's result
     rows = {row.id: row for row in tx.automations()}
     parents = versions.parents(rows.values())
     invalid = invalid_files(tree)
@@ -207,6 +209,9 @@ def execute(
         if change.blocked:
             report.refused.append(change)
             continue
+        if change.kind != "unchanged" and not _still_planned(tx, plan, change.id):
+            report.moved.append(change.id)
+            continue
         if change.kind == "created":
             what, saved = _create(step, children[change.id])
         elif change.kind == "deleted":
@@ -223,6 +228,14 @@ def execute(
     if report.applied:
         bump_revision(tx)
     return report
+
+
+def _still_planned(tx: WriteTx, plan: ApplyPlan, ident: str) -> bool:
+    """Compare-and-set: the applied row is still the one the plan was made from (another
+    runner may have applied or advanced it since, when the plan was made in another
+    transaction); the row is read again under the lifecycle lock."""
+    tx.lock_lifecycle()
+    return tx.automation(ident) == plan.rows.get(ident)
 
 
 def _advance_due(tx: WriteTx, row: AppliedAutomation, version: Version, now: datetime) -> bool:
@@ -380,7 +393,8 @@ def advance_lifecycle(tx: WriteTx, catalog: Catalog, now: datetime) -> bool:
     """Record scheduled starts and `stop_at` stops that have come; True when any was recorded.
 
     The catalog only preselects; the row and history are read again inside the transaction, so
-    two runners never record the same moment twice.
+    two runners never record the same moment twice (the lifecycle lock and a claim_once key
+    per moment decide it in the database).
     """
     changed = False
     for ident in sorted(catalog.by_id):
@@ -403,6 +417,7 @@ def advance_lifecycle(tx: WriteTx, catalog: Catalog, now: datetime) -> bool:
 
 
 def _advance_one(tx: WriteTx, ident: str, now: datetime) -> bool:
+    tx.lock_lifecycle()  # another replica's tick may have recorded this moment: read it
     row = tx.automation(ident)
     if row is None or row.status == DELETED:
         return False
@@ -417,17 +432,26 @@ def _advance_one(tx: WriteTx, ident: str, now: datetime) -> bool:
         and model.status in (Status.SCHEDULED, Status.RUNNING)
     ):
         at = max(model.start_at, row.applied_at)
+        if not tx.claim_once(status_key(ident, _RUNNING, at), now):
+            return False
         tx.add_history(HistoryEntry(ident, at, "status", recorded, _RUNNING, row.commit))
         row = replace(row, started_at=at)
         tx.save_automation(row)
         recorded, changed = _RUNNING, True
     if recorded in (_RUNNING, _PAUSED) and model.stop_at is not None and model.stop_at <= now:
         at = max(model.stop_at, row.applied_at, row.started_at or model.stop_at)
+        if not tx.claim_once(status_key(ident, _STOPPED, at), now):
+            return changed
         tx.add_history(HistoryEntry(ident, at, "status", recorded, _STOPPED, row.commit))
         tx.save_automation(replace(row, stopped_at=at))
         cancel_active(tx, ident, CancelReason.STOPPED, now)
         changed = True
     return changed
+
+
+def status_key(automation_id: str, value: str, moment: datetime) -> str:
+    """The claim_once key of a status moment the scheduler records (once per cluster)."""
+    return f"status:{automation_id}:{value}:{moment.isoformat()}"
 
 
 def recorded_status(tx: ReadTx, automation_id: str) -> str | None:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 def process_pending(tx: WriteTx, catalog: Catalog, ctx: EngineContext, limit: int = 500) -> int:
     """Process up to `limit` unprocessed events in seq order; returns how many."""
+    tx.lock_engine()  # replicas on one database take turns: events stay in seq order
     events = tx.unprocessed_events(limit)
     for event in events:
         try:

@@ -46,6 +46,7 @@ def tick(
     budget: int = SUBSCRIBER_BUDGET,
 ) -> bool:
     """One round of time-driven work at `now`; True when status history changed."""
+    tx.lock_engine()  # one replica ticks at a time: sweep cursors are read and written whole
     changed = advance_lifecycle(tx, catalog, now)
     if changed:  # later steps ask "was it running then?": use the moments just recorded
         catalog = Catalog.build(tx.automations(), tx.status_changes())

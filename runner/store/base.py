@@ -262,6 +262,16 @@ class WriteTx(ReadTx, Protocol):
     def claim_once(self, key: str, at: datetime) -> bool:
         """True the first time `key` is claimed (a cron tick, a date firing, a negative check)."""
 
+    def lock_lifecycle(self) -> None:
+        """Serialise writers of applied automations and status history across replicas until
+        this transaction ends, and see what the previous holder committed (PostgreSQL: a
+        transaction advisory lock; SQLite's single writer is serialised already)."""
+
+    def lock_engine(self) -> None:
+        """Serialise the engine's ordered work (event processing, scheduler ticks) across
+        replicas until this transaction ends (PostgreSQL: a transaction advisory lock;
+        SQLite's single writer is serialised already). Sending stays parallel."""
+
     def set_meta(self, key: str, value: str) -> None:
         """Set a runner-wide value."""
 

@@ -39,6 +39,8 @@ from runner.store.records import (
 # same order across replicas, so the processor never sees a smaller seq appear later, and
 # concurrent ingests of one id cannot both insert it.
 EVENTS_LOCK = 0x7077_6576  # "pwev"
+LIFECYCLE_LOCK = 0x7077_6C63  # "pwlc": applying files, scheduled starts, stop_at stops
+ENGINE_LOCK = 0x7077_656E  # "pwen": event processing and scheduler ticks
 
 _INSERT_EVENT = """
 INSERT INTO events (client_id, type, email, fields, groups, data, occurred_at, received_at,
@@ -498,6 +500,16 @@ class PgWriteTx(PgReadTx):
             )
             == 1
         )
+
+    def lock_lifecycle(self) -> None:
+        """Wait for LIFECYCLE_LOCK, held until this transaction ends; READ COMMITTED makes every
+        later statement see what the previous holder committed."""
+        self._run("SELECT pg_advisory_xact_lock(%s)", (LIFECYCLE_LOCK,))
+
+    def lock_engine(self) -> None:
+        """Wait for ENGINE_LOCK, held until this transaction ends: one replica processes
+        events (in seq order) or ticks the scheduler at a time."""
+        self._run("SELECT pg_advisory_xact_lock(%s)", (ENGINE_LOCK,))
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a runner-wide value."""

@@ -463,6 +463,12 @@ class SqliteWriteTx(SqliteReadTx):
             == 1
         )
 
+    def lock_lifecycle(self) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already made this the only writer."""
+
+    def lock_engine(self) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already made this the only writer."""
+
     def set_meta(self, key: str, value: str) -> None:
         """Set a runner-wide value."""
         self.db.execute(

@@ -1,0 +1,338 @@
+"""Several `postwright serve` replicas on one PostgreSQL database (issue 6, SPEC 8).
+
+Every replica is a real process on its own port over one shared repository, one fresh
+database and one FileClock file the test moves. The issue asks for 10,000 events; 2,000
+keep the run near a minute on two cores (the same paths run, only fewer times). Every wait
+is bounded and every process is killed in `finally`; without PostgreSQL binaries the
+`postgres_url` fixture skips (or fails under POSTWRIGHT_REQUIRE_POSTGRES=1).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from runner.clock import FAKE_CLOCK_VARIABLE, FileClock
+from runner.store import open_store
+from runner.store.base import ReadTx
+from runner.store.records import Message, SendStatus
+from tests.harness import START, write_repo
+from tests.pg import free_port
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTWRIGHT = ROOT / ".venv" / "bin" / "postwright"
+START_WAIT = 30.0  # seconds for a replica to answer /healthz
+WORK_WAIT = 45.0  # seconds for the replicas to reach an expected state (~10 s needed)
+LEASE = timedelta(seconds=60)
+EVENTS = 2_000  # the issue says 10,000: see the module docstring
+BATCH = 100
+
+HELLO = """\
+id: hello
+status: running
+trigger: {type: event, event: signup}
+email:
+  from: "Shop <news@shop.test>"
+  subject: Hello
+  text: "Hello {{ subscriber.email }}"
+"""
+REMINDER = HELLO.replace("id: hello", "id: reminder").replace("email:", "wait: 1h\nemail:")
+# 10:00 UTC on START's day: one tick, one email per subscriber existing then.
+DIGEST = """\
+id: digest
+status: running
+trigger: {type: schedule, cron: "0 10 * * *", timezone: UTC}
+email:
+  from: "Shop <news@shop.test>"
+  subject: Digest
+  text: "News for {{ subscriber.email }}"
+"""
+SLOW = HELLO.replace("id: hello", "id: slow").replace("email:", "provider: slow\nemail:")
+SLOW_CONFIG = """\
+providers:
+  slow:
+    type: postmark
+    server_token_env: PW_TEST_PM_TOKEN
+    base_url: {base}
+"""
+
+
+@dataclass
+class Replica:
+    """One `postwright serve` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+class Cluster:
+    """Replicas over one repository, one database and one clock file."""
+
+    def __init__(
+        self, tmp: Path, database: str, repo: Path, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self.tmp = tmp
+        self.database = database
+        self.repo = repo
+        self.clock = tmp / "clock"
+        FileClock.write(self.clock, START)
+        self.extra = dict(environ or {})
+        self.replicas: list[Replica] = []
+        self.stack = ExitStack()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for replica in self.replicas:
+            if replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGCONT)  # a stopped process must die too
+                replica.process.kill()
+            replica.process.wait(START_WAIT)
+        self.stack.close()
+
+    def set_clock(self, instant: datetime) -> None:
+        """Move every replica's time (they read the file on each `now()`)."""
+        FileClock.write(self.clock, instant)
+
+    def start(self) -> Replica:
+        """A new replica on a free port, once it answers /healthz."""
+        port = free_port()
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("POSTWRIGHT_")}
+        environ |= self.extra
+        environ[FAKE_CLOCK_VARIABLE] = str(self.clock)
+        environ["POSTWRIGHT_DATABASE_URL"] = self.database
+        log = self.tmp / f"replica-{len(self.replicas)}.log"
+        command = [str(POSTWRIGHT), "serve", "--repo", str(self.repo), "--port", str(port)]
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, env=environ, stdout=output, stderr=output)
+        replica = Replica(process, f"http://127.0.0.1:{port}", log)
+        self.replicas.append(replica)
+        deadline = time.monotonic() + START_WAIT
+        while True:
+            assert process.poll() is None, log.read_text(encoding="utf-8")
+            try:
+                if httpx.get(f"{replica.url}/healthz", timeout=1.0).status_code == 200:
+                    return replica
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"replica did not start: {log.read_text()}"
+            time.sleep(0.05)  # waiting for another process, not for fake time
+
+    def read(self, work: Callable[[ReadTx], T]) -> T:
+        """Read the shared database directly (as any replica would)."""
+        import asyncio
+
+        async def run() -> T:
+            store = open_store(self.database, FileClock(self.clock))
+            try:
+                return await store.read(work)
+            finally:
+                await store.close()
+
+        return asyncio.run(run())
+
+    def messages(self, automation_id: str) -> list[Message]:
+        """Every outbox message of one automation."""
+        return self.read(lambda tx: tx.messages(100_000, automation_id))
+
+    def summary(self) -> str:
+        """Messages and distinct recipients per automation, failed events: for failures."""
+        found = self.read(lambda tx: tx.messages(100_000))
+        per = Counter(m.automation_id for m in found)
+        people = {a: len({m.to for m in found if m.automation_id == a}) for a in per}
+        failed = len(self.read(lambda tx: tx.failed_events(100_000)))
+        return f"messages {dict(per)}, recipients {people}, failed events {failed}"
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout: float = WORK_WAIT) -> None:
+        """Poll `ready` until true, failing after `timeout` seconds with the replicas' logs."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            for replica in self.replicas:
+                code = replica.process.poll()
+                assert code is None or code == -signal.SIGKILL, replica.log.read_text()
+            if time.monotonic() > deadline:
+                tails = "\n".join(r.log.read_text(errors="replace")[-1500:] for r in self.replicas)
+                raise AssertionError(f"timed out waiting for {what}: {self.summary()}\n{tails}")
+            time.sleep(0.1)  # other processes are working
+
+
+def post_round_robin(urls: list[str], people: list[str], prefix: str) -> None:
+    """Post one signup per person in batches of BATCH, each batch to the next replica."""
+    with httpx.Client(timeout=WORK_WAIT) as client:
+        for n, first in enumerate(range(0, len(people), BATCH)):
+            batch = [
+                {"id": f"{prefix}{i}", "type": "signup", "subscriber": {"email": person}}
+                for i, person in enumerate(people[first : first + BATCH], start=first)
+            ]
+            answer = client.post(f"{urls[n % len(urls)]}/v1/events", json={"events": batch})
+            assert answer.status_code == 202, answer.text
+            assert {r["status"] for r in answer.json()["results"]} == {"stored"}
+
+
+def once_each(messages: list[Message]) -> Counter[str]:
+    """Recipients counted; the caller compares with one per person."""
+    return Counter(m.to for m in messages)
+
+
+def test_three_replicas_send_every_email_exactly_once(tmp_path: Path, postgres_url: str) -> None:
+    repo = write_repo(tmp_path / "repo", {"hello": HELLO, "reminder": REMINDER, "digest": DIGEST})
+    people = [f"p{i}@shop.test" for i in range(EVENTS)]
+    with Cluster(tmp_path, postgres_url, repo) as cluster:
+        replicas = [cluster.start() for _ in range(3)]
+        post_round_robin([r.url for r in replicas], people, "e")
+
+        cluster.wait_for("hello", lambda: len(cluster.messages("hello")) >= EVENTS)
+        assert cluster.messages("reminder") == []  # due in 1 h
+        cluster.set_clock(START + timedelta(hours=1, minutes=1))  # past 10:00 and the wait
+        cluster.wait_for(
+            "reminder and digest",
+            lambda: (
+                len(cluster.messages("reminder")) >= EVENTS
+                and len(cluster.messages("digest")) >= EVENTS
+            ),
+        )
+        cluster.set_clock(START + timedelta(hours=1, minutes=2))  # rounds after the last send
+        cluster.wait_for("a quiet cluster", lambda: _quiet(cluster))
+
+        # Each event processed once, by one replica: none failed on a concurrent twin.
+        assert cluster.read(lambda tx: tx.failed_events(100)) == []
+        expected = Counter(dict.fromkeys(people, 1))
+        for automation in ("hello", "reminder", "digest"):
+            found = cluster.messages(automation)
+            assert once_each(found) == expected, automation
+            ids = [m.pending_send_id for m in found]
+            assert len(set(ids)) == len(ids), f"{automation}: a send was stored twice"
+        # One pending send per subscriber for the 10:00 tick: the tick fired once.
+        digest = cluster.read(lambda tx: tx.pending_sends("digest", list(SendStatus), 10_000))
+        assert Counter(s.email for s in digest) == expected
+        assert {s.status for s in digest} == {SendStatus.SENT}
+        for replica in replicas:  # no claim was ever taken from a live replica
+            assert "lease lost" not in replica.log.read_text(errors="replace")
+
+
+def _quiet(cluster: Cluster) -> bool:
+    active = [SendStatus.PENDING, SendStatus.CLAIMED]
+    due = cluster.read(
+        lambda tx: [tx.pending_sends(a, active) for a in ("hello", "reminder", "digest")]
+    )
+    unprocessed = cluster.read(lambda tx: tx.queue_depth())
+    return all(not sends for sends in due) and unprocessed == 0
+
+
+def test_replica_killed_mid_batch_loses_nothing(tmp_path: Path, postgres_url: str) -> None:
+    repo = write_repo(tmp_path / "repo", {"hello": HELLO, "reminder": REMINDER})
+    people = [f"k{i}@shop.test" for i in range(600)]
+    with Cluster(tmp_path, postgres_url, repo) as cluster:
+        victim, _second, _third = (cluster.start() for _ in range(3))
+        post_round_robin([victim.url], people, "k")  # all accepted by the victim
+        victim.process.send_signal(signal.SIGKILL)  # while it processes and sends them
+        assert victim.process.wait(START_WAIT) == -signal.SIGKILL
+        cluster.set_clock(START + LEASE + timedelta(seconds=1))  # its claims expire
+        cluster.wait_for("hello", lambda: len(cluster.messages("hello")) >= len(people))
+        cluster.set_clock(START + timedelta(hours=1, minutes=2))
+        cluster.wait_for("reminder", lambda: len(cluster.messages("reminder")) >= len(people))
+        cluster.wait_for("a quiet cluster", lambda: _quiet_of(cluster, ("hello", "reminder")))
+        expected = Counter(dict.fromkeys(people, 1))
+        assert once_each(cluster.messages("hello")) == expected
+        assert once_each(cluster.messages("reminder")) == expected
+
+
+def _quiet_of(cluster: Cluster, automations: tuple[str, ...]) -> bool:
+    active = [SendStatus.PENDING, SendStatus.CLAIMED]
+    due = cluster.read(lambda tx: [tx.pending_sends(a, active) for a in automations])
+    return all(not sends for sends in due) and cluster.read(lambda tx: tx.queue_depth()) == 0
+
+
+class HeldPostmark:
+    """A Postmark stand-in holding its first request until `release`; later ones pass."""
+
+    def __init__(self) -> None:
+        self.held = threading.Event()
+        self.released = threading.Event()
+        self.requests = 0
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with fake.lock:
+                    fake.requests += 1
+                    first = fake.requests == 1
+                if first:
+                    fake.held.set()
+                    fake.released.wait(WORK_WAIT)
+                body = b'{"ErrorCode": 0, "Message": "OK", "MessageID": "pm-%d"}' % fake.requests
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @contextmanager
+    def running(self) -> Iterator[HeldPostmark]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.released.set()
+            self.server.shutdown()
+            self.server.server_close()
+            thread.join(START_WAIT)
+
+
+def test_replica_stopped_past_its_lease_cannot_finalise(tmp_path: Path, postgres_url: str) -> None:
+    with HeldPostmark().running() as postmark:
+        config = SLOW_CONFIG.format(base=postmark.url)
+        repo = write_repo(tmp_path / "repo", {"slow": SLOW}, config)
+        environ = {"PW_TEST_PM_TOKEN": "pm-token"}
+        with Cluster(tmp_path, postgres_url, repo, environ) as cluster:
+            stopped = cluster.start()
+            post_round_robin([stopped.url], ["late@shop.test"], "s")
+            assert postmark.held.wait(WORK_WAIT), "the first replica never called the provider"
+            stopped.process.send_signal(signal.SIGSTOP)  # inside its provider call
+            [send] = cluster.read(lambda tx: tx.pending_sends("slow", [SendStatus.CLAIMED]))
+            old_token = send.lease_token
+
+            cluster.start()
+            cluster.set_clock(START + LEASE + timedelta(seconds=1))  # the lease expired
+            cluster.wait_for("the resend", lambda: len(cluster.messages("slow")) == 1)
+            postmark.released.set()  # the first call now answers 200 too...
+            stopped.process.send_signal(signal.SIGCONT)  # ...to a replica past its lease
+            cluster.wait_for(
+                "the late result",
+                lambda: "lease lost" in stopped.log.read_text(errors="replace"),
+                timeout=START_WAIT,
+            )
+            assert stopped.process.poll() is None
+            [message] = cluster.messages("slow")
+            assert message.pending_send_id == send.id  # stored once, by the new claim
+            final = cluster.read(lambda tx: tx.pending_send(send.id))
+            assert final is not None and final.status == SendStatus.SENT
+            assert final.lease_token != old_token
+            assert postmark.requests == 2  # handed over twice, recorded once
