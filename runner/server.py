@@ -36,8 +36,10 @@ from runner.engine.context import EngineContext
 from runner.engine.worker import Worker
 from runner.metrics import Metrics
 from runner.providers import Providers, build_providers
+from runner.providers.shared_rate import SharedRateLimiter
 from runner.reload import apply_repository
 from runner.settings import Settings, unsubscribe_key
+from runner.store import POSTGRES_PREFIX
 from runner.store.base import Store
 from runner.tree import Tree
 
@@ -68,6 +70,12 @@ async def build_worker(settings: Settings, store: Store, clock: Clock) -> Worker
     key = await unsubscribe_key(settings, store)
     ctx = EngineContext(settings.timezone, settings.public_url, key)
     providers = build_providers(settings)
+    if settings.database_url.startswith(POSTGRES_PREFIX):
+        # Replicas share one PostgreSQL: a provider's rate limit holds across all of them.
+        for name, config in settings.config.providers.items():
+            rate = getattr(config, "rate_limit", None)
+            if rate is not None and name in providers.limiters:
+                providers.limiters[name] = SharedRateLimiter(rate, name, store, clock)
     retention = timedelta(seconds=settings.event_id_retention)
     return Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
 

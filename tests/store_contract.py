@@ -324,6 +324,28 @@ async def check_meta_is_set_and_deleted(store: Store, clock: FakeClock) -> None:
     assert await store.read(lambda tx: tx.meta("a")) is None
 
 
+async def check_old_claims_of_a_prefix_are_purged(store: Store, clock: FakeClock) -> None:
+    old, recent = clock.now() - timedelta(hours=2), clock.now()
+
+    def claim(tx: WriteTx) -> None:
+        assert tx.claim_once("rate:mail:w1:0", old)
+        assert tx.claim_once("rate:mail:w2:0", recent)
+        assert tx.claim_once("cron:digest:t1", old)
+
+    await store.write(claim)
+    before = clock.now() - timedelta(hours=1)
+    assert await store.write(lambda tx: tx.purge_claims("rate:", before)) == 1
+
+    def again(tx: WriteTx) -> list[bool]:
+        return [
+            tx.claim_once("rate:mail:w1:0", recent),  # forgotten: claimable again
+            tx.claim_once("rate:mail:w2:0", recent),  # too recent to forget
+            tx.claim_once("cron:digest:t1", recent),  # another prefix is kept
+        ]
+
+    assert await store.write(again) == [True, False, False]
+
+
 async def check_event_ids_are_purged_after_their_retention(store: Store, clock: FakeClock) -> None:
     await store.ingest([event("old")])
     clock.advance(timedelta(days=2))
@@ -751,6 +773,7 @@ CONTRACT: list[Check] = [
     check_failed_events_are_marked_and_listed,
     check_meta_is_set_and_deleted,
     check_event_ids_are_purged_after_their_retention,
+    check_old_claims_of_a_prefix_are_purged,
     check_claim_once,
     check_subscribers,
     check_automations_and_history,

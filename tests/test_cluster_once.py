@@ -252,3 +252,29 @@ def test_a_shared_limiter_gives_up_within_max_wait(tmp_path: Path) -> None:
     first, refused, when = asyncio.run(main())
     assert (first, refused) == (True, False)
     assert when < T0 + timedelta(seconds=11)
+
+
+def test_replicas_on_postgresql_share_provider_rate_limits(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    from runner.server import build_worker
+    from runner.settings import load_settings
+
+    (tmp_path / "automations").mkdir()
+    (tmp_path / "postwright.yaml").write_text(
+        "providers:\n  mail:\n    type: resend\n    api_key_env: RESEND_KEY\n    rate_limit: 5/s\n"
+    )
+    environ = {"POSTWRIGHT_DATABASE_URL": postgres_url, "RESEND_KEY": "re_test"}
+    settings = load_settings(tmp_path, environ)
+
+    async def main() -> object:
+        store = open_store(settings.database_url, FakeClock(T0))
+        try:
+            worker = await build_worker(settings, store, FakeClock(T0))
+            limiter = worker.providers.limiters["mail"]  # type: ignore[attr-defined]
+            await worker.providers.aclose()  # type: ignore[attr-defined]
+            return limiter
+        finally:
+            await store.close()
+
+    assert isinstance(asyncio.run(main()), SharedRateLimiter)

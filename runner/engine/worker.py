@@ -101,6 +101,8 @@ class Worker:
         self._purged_at = now
         before = now - self.event_id_retention
         purged = await self.store.write(lambda tx: tx.purge_event_ids(before))
+        # Shared rate-limit slots are claims of a window long gone (runner.providers.shared_rate).
+        await self.store.write(lambda tx: tx.purge_claims("rate:", now - _PURGE_EVERY))
         if purged:
             log.info("forgot %d event ids received before %s", purged, before.isoformat())
 

@@ -278,6 +278,10 @@ class WriteTx(ReadTx, Protocol):
     def delete_meta(self, key: str) -> bool:
         """Remove a runner-wide value; False when there was none."""
 
+    def purge_claims(self, prefix: str, before: datetime) -> int:
+        """Forget `claim_once` keys starting with `prefix` claimed before `before` (rate-limit
+        slots: once their window passed nobody asks again). Returns how many."""
+
     def purge_event_ids(self, before: datetime) -> int:
         """Forget client event ids received before `before` (their retention ended): an id
         sent again after that is a new event. Returns how many were forgotten."""

@@ -501,6 +501,13 @@ class PgWriteTx(PgReadTx):
             == 1
         )
 
+    def purge_claims(self, prefix: str, before: datetime) -> int:
+        """Forget claims of `prefix` older than `before`."""
+        return self._run(
+            "DELETE FROM once WHERE starts_with(key, %s) AND at < %s",
+            (prefix, rows.instant(before)),
+        )
+
     def lock_lifecycle(self) -> None:
         """Wait for LIFECYCLE_LOCK, held until this transaction ends; READ COMMITTED makes every
         later statement see what the previous holder committed."""

@@ -463,6 +463,13 @@ class SqliteWriteTx(SqliteReadTx):
             == 1
         )
 
+    def purge_claims(self, prefix: str, before: datetime) -> int:
+        """Forget claims of `prefix` older than `before`."""
+        return self.db.execute(
+            "DELETE FROM once WHERE substr(key, 1, ?) = ? AND at < ?",
+            (len(prefix), prefix, rows.time_text(before)),
+        ).rowcount
+
     def lock_lifecycle(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this the only writer."""
 
