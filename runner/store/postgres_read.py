@@ -23,6 +23,7 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
+from runner.store.rows import stats_of
 
 ACTIVE = (SendStatus.PENDING.value, SendStatus.CLAIMED.value)
 
@@ -242,27 +243,14 @@ class PgReadTx:
 
     def stats(self, automation_id: str) -> Stats:
         """Counts of one automation (SPEC 3.5), computed in SQL."""
-        stats = Stats()
         triggered = self._one(_TRIGGERED, automation_id)
-        stats.triggered = int(triggered["triggered"]) if triggered is not None else 0
-        for row in self._all(_SEND_STATS, automation_id):
-            status, reason, sends = row["status"], row["reason"], int(row["sends"])
-            if status in ACTIVE:
-                stats.pending += sends
-            elif status == SendStatus.SENT:
-                stats.sent += sends
-            elif status == SendStatus.FAILED:
-                stats.failed += sends
-            elif status == SendStatus.OUTCOME_UNKNOWN:
-                stats.outcome_unknown += sends
-            else:
-                key = reason or "unknown"
-                stats.cancelled[key] = stats.cancelled.get(key, 0) + sends
+        sends = [
+            (row["status"], row["reason"], row["sends"])
+            for row in self._all(_SEND_STATS, automation_id)
+        ]
         counts = self._one(_MESSAGE_STATS, automation_id)
         assert counts is not None  # an aggregate always answers one row
-        for name, value in counts.items():
-            setattr(stats, name, int(value))
-        return stats
+        return stats_of(triggered["triggered"] if triggered is not None else 0, sends, counts)
 
     def queue_depth(self) -> int:
         """PENDING and CLAIMED sends, over every automation."""

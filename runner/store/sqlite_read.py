@@ -20,6 +20,7 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
+from runner.store.rows import stats_of
 
 ACTIVE = (SendStatus.PENDING.value, SendStatus.CLAIMED.value)
 
@@ -232,27 +233,18 @@ class SqliteReadTx:
 
     def stats(self, automation_id: str) -> Stats:
         """Counts of one automation (SPEC 3.5), computed in SQL."""
-        stats = Stats()
         triggered = self._one(_TRIGGERED, automation_id)
-        stats.triggered = triggered["triggered"] if triggered is not None else 0
-        for row in self._all(_SEND_STATS, automation_id):
-            status, reason, sends = row["status"], row["reason"], row["sends"]
-            if status in ACTIVE:
-                stats.pending += sends
-            elif status == SendStatus.SENT:
-                stats.sent += sends
-            elif status == SendStatus.FAILED:
-                stats.failed += sends
-            elif status == SendStatus.OUTCOME_UNKNOWN:
-                stats.outcome_unknown += sends
-            else:
-                key = reason or "unknown"
-                stats.cancelled[key] = stats.cancelled.get(key, 0) + sends
+        sends = [
+            (row["status"], row["reason"], row["sends"])
+            for row in self._all(_SEND_STATS, automation_id)
+        ]
         counts = self._one(_MESSAGE_STATS, automation_id)
         assert counts is not None  # an aggregate always answers one row
-        for name in counts.keys():
-            setattr(stats, name, counts[name])
-        return stats
+        return stats_of(
+            triggered["triggered"] if triggered is not None else 0,
+            sends,
+            dict(zip(counts.keys(), tuple(counts), strict=True)),
+        )
 
     def queue_depth(self) -> int:
         """PENDING and CLAIMED sends, over every automation."""
