@@ -5,6 +5,7 @@ Retry decisions read `ProviderError`'s flags, never its message (SPEC 7).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -97,3 +98,25 @@ class Provider(Protocol):
         that outcome).
         """
         ...
+
+
+def required_secret(secrets: Mapping[str, str], key: str, provider: str, what: str) -> str:
+    """The secret `key` of a provider, or a ProviderConfigError naming what is missing."""
+    value = secrets.get(key)
+    if not value:
+        raise ProviderConfigError(f"provider {provider!r}: the {what} is not set")
+    return value
+
+
+async def send_each(
+    send: Callable[[OutgoingMessage], Awaitable[SendResult]], messages: list[OutgoingMessage]
+) -> list[SendResult | ProviderError]:
+    """`send_batch` of a provider without a batch endpoint: one request per message, each
+    outcome in its place."""
+    outcomes: list[SendResult | ProviderError] = []
+    for message in messages:
+        try:
+            outcomes.append(await send(message))
+        except ProviderError as error:
+            outcomes.append(error)
+    return outcomes

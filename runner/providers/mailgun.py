@@ -19,7 +19,13 @@ from urllib.parse import quote
 import httpx
 
 from runner.config import MailgunProvider as MailgunSettings
-from runner.providers.base import OutgoingMessage, ProviderConfigError, ProviderError, SendResult
+from runner.providers.base import (
+    OutgoingMessage,
+    ProviderError,
+    SendResult,
+    required_secret,
+    send_each,
+)
 from runner.providers.http import classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
 from runner.store.records import MessageEvent
@@ -84,9 +90,7 @@ class MailgunProvider:
         secrets: Mapping[str, str],
         client: httpx.AsyncClient,
     ) -> None:
-        api_key = secrets.get("api_key")
-        if not api_key:
-            raise ProviderConfigError(f"provider {name!r}: the Mailgun API key is not set")
+        api_key = required_secret(secrets, "api_key", name, "Mailgun API key")
         self.name = name
         self.config = config
         self._auth = httpx.BasicAuth("api", api_key)
@@ -122,13 +126,7 @@ class MailgunProvider:
 
     async def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
         """One request per message (max_batch is 1); each outcome in order."""
-        results: list[SendResult | ProviderError] = []
-        for message in messages:
-            try:
-                results.append(await self.send(message))
-            except ProviderError as error:
-                results.append(error)
-        return results
+        return await send_each(self.send, messages)
 
 
 def _response_id(response: httpx.Response) -> str | None:

@@ -19,7 +19,12 @@ from typing import Any
 import httpx
 
 from runner.config import PostmarkProvider as PostmarkSettings
-from runner.providers.base import OutgoingMessage, ProviderConfigError, ProviderError, SendResult
+from runner.providers.base import (
+    OutgoingMessage,
+    ProviderError,
+    SendResult,
+    required_secret,
+)
 from runner.providers.http import classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
 from runner.store.records import MessageEvent
@@ -83,9 +88,7 @@ class PostmarkProvider:
         secrets: Mapping[str, str],
         client: httpx.AsyncClient,
     ) -> None:
-        token = secrets.get("server_token")
-        if not token:
-            raise ProviderConfigError(f"provider {name!r}: the Postmark server token is missing")
+        token = required_secret(secrets, "server_token", name, "Postmark server token")
         self.name = name
         self._client = client
         self._base = config.base_url.rstrip("/")

@@ -24,9 +24,9 @@ from runner.config import ResendProvider as ResendSettings
 from runner.providers.base import (
     IDEMPOTENCY_PREFIX,
     OutgoingMessage,
-    ProviderConfigError,
     ProviderError,
     SendResult,
+    required_secret,
 )
 from runner.providers.http import classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
@@ -99,9 +99,7 @@ class ResendProvider:
         secrets: Mapping[str, str],
         client: httpx.AsyncClient,
     ) -> None:
-        api_key = secrets.get("api_key")
-        if not api_key:
-            raise ProviderConfigError(f"provider {name!r}: the Resend API key is not set")
+        api_key = required_secret(secrets, "api_key", name, "Resend API key")
         self.name = name
         self.config = config
         self._client = client

@@ -21,7 +21,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from runner.config import SendgridProvider as SendgridSettings
-from runner.providers.base import OutgoingMessage, ProviderConfigError, ProviderError, SendResult
+from runner.providers.base import (
+    OutgoingMessage,
+    ProviderError,
+    SendResult,
+    required_secret,
+    send_each,
+)
 from runner.providers.http import classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
 from runner.store.records import MessageEvent
@@ -101,9 +107,7 @@ class SendgridProvider:
         secrets: Mapping[str, str],
         client: httpx.AsyncClient,
     ) -> None:
-        key = secrets.get("api_key")
-        if not key:
-            raise ProviderConfigError(f"provider {name!r}: the SendGrid API key is missing")
+        key = required_secret(secrets, "api_key", name, "SendGrid API key")
         self.name = name
         self._client = client
         self._url = config.base_url.rstrip("/") + SEND_PATH
@@ -131,13 +135,7 @@ class SendgridProvider:
         """One request per message (max_batch is 1); one outcome per message, in order."""
         if len(messages) == 1:
             return [await self.send(messages[0])]  # a whole-request failure raises
-        outcomes: list[SendResult | ProviderError] = []
-        for message in messages:
-            try:
-                outcomes.append(await self.send(message))
-            except ProviderError as error:
-                outcomes.append(error)
-        return outcomes
+        return await send_each(self.send, messages)
 
 
 def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
