@@ -14,8 +14,8 @@ from runner.store.records import IncomingEvent
 
 MAX_BATCH = 1000
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-# Produced by the runner itself: a client posting them would fake our own bookkeeping.
-RESERVED_TYPES = frozenset({"subscriber.added", "subscriber.updated"})
+# Email events come from the sender and provider feedback only: a client posting one would fake
+# a delivery, an open or a click (docs/events.md, "Reserved names").
 RESERVED_PREFIX = "email."
 GROUP_TYPES = frozenset({"group.joined", "group.left"})
 
@@ -52,8 +52,8 @@ class Event(_Body):
     @field_validator("type")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
-        if value in RESERVED_TYPES or value.startswith(RESERVED_PREFIX):
-            raise ValueError(f"{value!r} is produced by the runner and cannot be posted")
+        if value.startswith(RESERVED_PREFIX):
+            raise ValueError(f"{value!r}: email.* events come from the runner and cannot be posted")
         return value
 
     def incoming(self, raw: Any) -> IncomingEvent:

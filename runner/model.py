@@ -333,6 +333,16 @@ class EmailTrigger(_Strict):
     link_contains: Annotated[str, Field(min_length=1)] | None = None
     within: PositiveDuration | None = None
 
+    def matches_link(self, url: object) -> bool:
+        """Whether a clicked URL matches `link` / `link_contains` (any URL when neither)."""
+        if self.link is None and self.link_contains is None:
+            return True
+        if not isinstance(url, str):
+            return False
+        if self.link is not None:
+            return url == self.link
+        return self.link_contains is not None and self.link_contains in url
+
 
 class DateTrigger(_Strict):
     """Fires every year on the date held in a subscriber field."""

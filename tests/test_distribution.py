@@ -351,7 +351,13 @@ def test_readme_lists_every_example_and_links_existing_docs() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     examples = sorted(p.name for p in (ROOT / "automations").rglob("*.yaml"))
     assert [name for name in examples if f"(automations/{name})" not in readme] == []
-    for target in ("docs/rules.md", "docs/file-format.md", "docs/postwright.example.yaml"):
+    targets = (
+        "docs/rules.md",
+        "docs/file-format.md",
+        "docs/events.md",
+        "docs/postwright.example.yaml",
+    )
+    for target in targets:
         assert f"({target})" in readme
         assert (ROOT / target).is_file()
     assert "make run" in readme and "make test" in readme

@@ -586,20 +586,46 @@ def test_open_triggers_only_for_messages_listing_the_automation(mail: Harness) -
     assert send.trigger_at == T0 + HOUR
 
 
-def test_a_click_counts_as_an_open_only_when_none_came_before(mail: Harness) -> None:
+def test_every_open_and_every_click_fires_opened_listeners(mail: Harness) -> None:
     mail.apply(
         "opener", {"type": "email", "action": "opened", "automation": "intro"}, retrigger=True
     )
-    mail.internal("email.clicked", "ann@example.com", email_data("m1", link="https://a.example/x"))
+    x = email_data("m1", link="https://a.example/x")
+    for minutes, (kind, data) in enumerate(
+        [
+            ("email.clicked", x),  # a click counts as an open
+            ("email.opened", email_data("m1")),
+            ("email.opened", email_data("m1")),  # a second open is a new trigger
+            ("email.clicked", x),  # and so is a second click on the same link
+        ]
+    ):
+        mail.at(T0 + HOUR + timedelta(minutes=minutes))
+        mail.internal(kind, "ann@example.com", data)
     mail.process()
-    assert len(mail.sends("opener")) == 1
-    mail.finish(mail.sends("opener")[0])
-    mail.internal("email.clicked", "ann@example.com", email_data("m1", link="https://a.example/y"))
+    triggers = [s.trigger_event for s in mail.sends("opener")]
+    assert triggers == [
+        {"name": "email.opened", "data": x},
+        {"name": "email.opened", "data": email_data("m1")},
+        {"name": "email.opened", "data": email_data("m1")},
+        {"name": "email.opened", "data": x},
+    ]
+
+
+def test_retrigger_decides_about_repeated_opens(mail: Harness) -> None:
+    mail.apply("opener", {"type": "email", "action": "opened", "automation": "intro"})
+    mail.apply(
+        "clicker",
+        {"type": "email", "action": "clicked", "automation": "intro"},
+        retrigger={"cooldown": "1h"},
+    )
+    for minutes in (0, 30, 90):
+        mail.at(T0 + HOUR + timedelta(minutes=minutes))
+        mail.internal("email.opened", "ann@example.com", email_data("m1"))
+        mail.internal("email.clicked", "ann@example.com", email_data("m1", link="https://a.b/c"))
     mail.process()
-    assert len(mail.sends("opener")) == 1, "the first click already counted as the open"
-    mail.internal("email.opened", "ann@example.com", email_data("m1"))
-    mail.process()
-    assert len(mail.sends("opener")) == 2, "a real open still counts"
+    assert len(mail.sends("opener")) == 1, "retrigger: false enters once"
+    clicks = [s.trigger_at - T0 - HOUR for s in mail.sends("clicker")]
+    assert clicks == [timedelta(0), timedelta(minutes=90)], "the cooldown refused the second"
 
 
 def test_click_filters_on_link(mail: Harness) -> None:

@@ -145,8 +145,22 @@ def test_api_trigger_refuses_other_trigger_types(h: Harness) -> None:
         call(h, id="missing")
 
 
-def test_retrigger_while_first_email_pending_moves_it(h: Harness) -> None:
+def test_retrigger_without_repeat_leaves_the_earlier_send_alone(h: Harness) -> None:
     h.apply("api", API, retrigger=True, wait="2h")
+    known(h)
+    first = call(h)
+    h.at(T0 + HOUR)
+    second = call(h, data={"n": 2})
+    assert second.accepted and second.send_id not in (None, first.send_id)
+    sends = [(s.id, s.status, s.due_at, s.series_id, s.overrides) for s in h.sends("api")]
+    assert sends == [
+        (first.send_id, SendStatus.PENDING, T0 + 2 * HOUR, first.send_id, {}),
+        (second.send_id, SendStatus.PENDING, T0 + 3 * HOUR, second.send_id, {"n": 2}),
+    ]
+
+
+def test_retrigger_while_the_first_email_of_a_series_is_pending_moves_it(h: Harness) -> None:
+    h.apply("api", API, retrigger=True, wait="2h", repeat={"every": "1d", "times": 2})
     known(h)
     first = call(h)
     h.at(T0 + HOUR)
@@ -168,8 +182,8 @@ def test_retrigger_while_first_email_pending_moves_it(h: Harness) -> None:
     assert moved.overrides == {"n": 2}
 
 
-def test_claimed_send_is_left_alone_by_a_new_trigger(h: Harness) -> None:
-    h.apply("api", API, retrigger=True)
+def test_claimed_send_of_a_series_is_left_alone_by_a_new_trigger(h: Harness) -> None:
+    h.apply("api", API, retrigger=True, repeat={"every": "1d", "times": 1})
     known(h)
     first = call(h)
     claimed = h.write(lambda tx: tx.claim_due(T0, 10, T0 + HOUR, "tok"))

@@ -131,21 +131,25 @@ def test_event_names_message_by_our_id_or_the_providers(tmp_path: Path) -> None:
     scenario(tmp_path, body)
 
 
-def test_engagement_becomes_internal_events(tmp_path: Path) -> None:
+def test_every_engagement_event_becomes_an_internal_event(tmp_path: Path) -> None:
     async def body(f: Feedback) -> None:
         await f.post(
             event("e1", "delivered"),
-            event("e2", "delivered"),  # a second report of the same delivery
+            event("e2", "delivered"),  # a second report of the delivery: its own event id
             event("e3", "opened"),
-            event("e4", "opened"),  # a re-open does not open it again
+            event("e4", "opened"),  # a re-open is a new trigger
             event("e5", "clicked", url="https://shop.test/sale"),
-            event("e6", "clicked", url="https://shop.test/sale"),
+            event("e6", "clicked", url="https://shop.test/sale"),  # so is a second click
             event("e7", "clicked", url="https://shop.test/other"),
+            event("e6", "clicked", url="https://shop.test/sale"),  # a provider retry: dropped
         )
         internal = await f.internal()
         assert [(e.type, e.data.get("link")) for e in internal] == [
             ("email.delivered", None),
+            ("email.delivered", None),
             ("email.opened", None),
+            ("email.opened", None),
+            ("email.clicked", "https://shop.test/sale"),
             ("email.clicked", "https://shop.test/sale"),
             ("email.clicked", "https://shop.test/other"),
         ]
@@ -158,10 +162,12 @@ def test_engagement_becomes_internal_events(tmp_path: Path) -> None:
     scenario(tmp_path, body)
 
 
-def test_a_click_counts_as_an_open(tmp_path: Path) -> None:
+def test_a_click_is_one_internal_click_event(tmp_path: Path) -> None:
+    # The event processor lets every click fire `opened` listeners too (a click counts as an
+    # open); feedback records one internal event per provider event.
     async def body(f: Feedback) -> None:
         await f.post(event("e1", "clicked", url="https://shop.test/a"), event("e2", "opened"))
-        assert [e.type for e in await f.internal()] == ["email.opened", "email.clicked"]
+        assert [e.type for e in await f.internal()] == ["email.clicked", "email.opened"]
 
     scenario(tmp_path, body)
 
@@ -180,7 +186,7 @@ def test_hard_bounce_suppresses_and_fails_the_message(tmp_path: Path) -> None:
         ann = await f.subscriber()
         assert (ann.suppressed, ann.suppressed_at) == ("bounced", LATER)
         assert (await f.message()).status == "bounced"
-        assert [e.type for e in await f.internal()] == ["email.failed"]
+        assert [e.type for e in await f.internal()] == ["email.failed", "email.failed"]
 
     scenario(tmp_path, body)
 
@@ -193,12 +199,13 @@ def test_bounce_without_kind_is_hard(tmp_path: Path) -> None:
     scenario(tmp_path, body)
 
 
-def test_soft_bounce_is_only_recorded(tmp_path: Path) -> None:
+def test_soft_bounce_fails_without_suppressing(tmp_path: Path) -> None:
     async def body(f: Feedback) -> None:
         assert await f.post(event("e1", "bounced", bounce="soft")) == ["stored"]
         assert (await f.subscriber()).suppressed is None
         assert (await f.message()).status == "sent"
-        assert await f.internal() == []
+        [failed] = await f.internal()
+        assert (failed.type, failed.data["message_id"]) == ("email.failed", "m1")
         assert len(await f.stored()) == 1
 
     scenario(tmp_path, body)

@@ -437,4 +437,4 @@ def test_link_matches(
         link_contains=link_contains,
         within="1m",
     )
-    assert scheduler.link_matches(trigger, url) is expected
+    assert trigger.matches_link(url) is expected

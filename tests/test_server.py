@@ -136,7 +136,7 @@ def test_invalid_event_in_batch_stores_nothing(app: Harness) -> None:
         ({"id": "", "type": "signup", "subscriber": {"email": "a@b.co"}}, "id"),
         ({"id": "x" * 201, "type": "signup", "subscriber": {"email": "a@b.co"}}, "id"),
         ({"id": "e", "type": "Sign Up", "subscriber": {"email": "a@b.co"}}, "type"),
-        ({"id": "e", "type": "subscriber.added", "subscriber": {"email": "a@b.co"}}, "type"),
+        ({"id": "e", "type": "email.opened", "subscriber": {"email": "a@b.co"}}, "type"),
         ({"id": "e", "type": "signup"}, "subscriber"),
         ({"id": "e", "type": "group.joined", "subscriber": {"email": "a@b.co"}}, "data.group"),
         (

@@ -189,3 +189,79 @@ def test_event_after_delete_creates_a_new_subscriber() -> None:
     assert again.subscriber.fields == {"b": 2}
     assert again.subscriber.deleted_at is None
     assert again.derived == [("subscriber.added", {})]
+
+
+# --- client lifecycle events and whether the event itself fires ------------------------------
+
+
+def test_an_ordinary_event_fires_itself() -> None:
+    assert apply_event(None, event("purchase")).fires
+    assert apply_event(known(), event("purchase")).fires
+
+
+def test_client_subscriber_added_for_a_known_email_is_only_an_upsert() -> None:
+    data = {"source": "import"}
+    unchanged = apply_event(known(), event("subscriber.added", data=data))
+    assert (unchanged.derived, unchanged.created, unchanged.fires) == ([], False, False)
+    changed = apply_event(
+        known(fields={"plan": "free"}), event("subscriber.added", fields={"plan": "pro"}, data=data)
+    )
+    assert changed.derived == [
+        (
+            "subscriber.updated",
+            {"source": "import", "changed": ["plan"], "previous": {"plan": "free"}},
+        )
+    ]
+    assert not changed.fires
+
+
+def test_client_subscriber_added_for_a_new_email_fires_only_the_derived_added() -> None:
+    update = apply_event(None, event("subscriber.added", data={"source": "form"}))
+    assert update.created and not update.fires
+    assert update.derived == [("subscriber.added", {"source": "form"})]
+
+
+def test_client_subscriber_updated_for_a_new_email_is_an_addition() -> None:
+    update = apply_event(
+        None, event("subscriber.updated", fields={"plan": "pro"}, data={"source": "crm"})
+    )
+    assert update.created and not update.fires
+    assert update.derived == [("subscriber.added", {"source": "crm"})]
+
+
+def test_client_subscriber_updated_passes_its_data_under_the_runners_keys() -> None:
+    data = {"source": "crm", "changed": ["forged"], "previous": {}}
+    update = apply_event(
+        known(fields={"plan": "free"}),
+        event("subscriber.updated", fields={"plan": "pro"}, data=data),
+    )
+    assert update.derived == [
+        ("subscriber.updated", {"source": "crm", "changed": ["plan"], "previous": {"plan": "free"}})
+    ]
+    assert not update.fires
+    nothing = apply_event(known(fields={"plan": "pro"}), event("subscriber.updated", data=data))
+    assert (nothing.derived, nothing.fires) == ([], False)
+
+
+def test_derived_updated_of_an_ordinary_event_carries_no_client_data() -> None:
+    update = apply_event(known(), event("profile", fields={"a": 1}, data={"source": "x"}))
+    assert update.derived == [("subscriber.updated", {"changed": ["a"], "previous": {"a": None}})]
+
+
+@pytest.mark.parametrize("kind", ["group.joined", "group.left"])
+def test_explicit_group_event_creating_the_subscriber_does_not_fire(kind: str) -> None:
+    update = apply_event(None, event(kind, data={"group": "vip"}))
+    assert update.created and not update.fires
+    assert update.derived == [("subscriber.added", {})]
+    assert update.subscriber.groups == ({"vip"} if kind == "group.joined" else set())
+
+
+def test_explicit_group_event_of_a_known_subscriber_fires() -> None:
+    assert apply_event(known(), event("group.joined", data={"group": "vip"})).fires
+    assert apply_event(known(groups={"vip"}), event("group.left", data={"group": "vip"})).fires
+
+
+def test_explicit_join_after_a_delete_counts_as_creation() -> None:
+    gone = apply_event(known(), event("subscriber.deleted")).subscriber
+    again = apply_event(gone, event("group.joined", data={"group": "vip"}, at=T1))
+    assert again.created and not again.fires

@@ -1,8 +1,8 @@
-"""Entering a subscriber into an automation: retrigger, suppression, re-anchoring and the
-pending send (SPEC 3.2), plus the `api` trigger's answers (SPEC 5.2).
+"""Entering a subscriber into an automation: retrigger, suppression, re-anchoring of a repeat
+series and the pending send, plus the `api` trigger's answers (docs/events.md).
 
 Runs inside a write transaction; `audience` is not evaluated here for event, api and email
-triggers (SPEC 3.3: only at send time).
+triggers (only at send time).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def enter(
     *,
     audience_context: Mapping[str, Any] | None = None,
 ) -> EnterResult:
-    """Apply `retrigger`, then suppression, then re-anchor an active series or start one.
+    """Apply `retrigger`, then suppression, then re-anchor an active repeat series or start a
+    new pending send.
 
     `audience_context`, when given (date and schedule firings), is checked against the
     automation's `audience` first (reason "audience", nothing recorded).
@@ -65,18 +66,16 @@ def enter(
     tx.record_entry(live.id, subscriber.id, trigger_at)
 
     if subscriber.suppressed is not None:
-        send = _new_send(ctx, live, subscriber, trigger_at, event_var, overrides, 0, None)
+        send = _new_send(ctx, live, subscriber, trigger_at, event_var, overrides)
         send = _cancelled(send, CancelReason.SUPPRESSED)
         tx.insert_pending(send)
         return EnterResult(False, CancelReason.SUPPRESSED.value, send.id)
 
-    # Date and schedule firings are deduplicated by the scheduler (once per year or
-    # tick) and each firing is its own email: no retrigger memory, no re-anchoring.
-    fired = isinstance(model.trigger, DateTrigger | ScheduleTrigger)
-    active = [] if fired else tx.active_sends(subscriber.id, live.id)
-    if active:
-        return _reanchor(tx, ctx, live, subscriber, active, trigger_at, event_var, overrides)
-    send = _new_send(ctx, live, subscriber, trigger_at, event_var, overrides, 0, None)
+    if _in_series(model):
+        active = tx.active_sends(subscriber.id, live.id)
+        if active:
+            return _reanchor(tx, ctx, live, subscriber, active, trigger_at, event_var, overrides)
+    send = _new_send(ctx, live, subscriber, trigger_at, event_var, overrides)
     tx.insert_pending(send)
     return EnterResult(True, None, send.id)
 
@@ -108,6 +107,16 @@ def api_trigger(
         return EnterResult(False, "not_a_subscriber")
     event_var = {"name": "api", "data": dict(data)}
     return enter(tx, ctx, live, subscriber, now, event_var, dict(data))
+
+
+def _in_series(model: Automation) -> bool:
+    """Whether a new trigger re-anchors the subscriber's active sends instead of adding one.
+
+    Only a `repeat` series is re-anchored: without it every accepted trigger is its own email
+    (two orders an hour apart get two follow-ups). Date and schedule firings are deduplicated
+    by the scheduler (once per year or tick) and each firing is its own series.
+    """
+    return model.repeat is not None and not isinstance(model.trigger, DateTrigger | ScheduleTrigger)
 
 
 def _retrigger_refusal(
@@ -146,9 +155,7 @@ def _reanchor(
             reason=CancelReason.REANCHORED.value,
         )
         if cancelled:
-            again = _new_send(
-                ctx, live, subscriber, anchor, event_var, overrides, send.repeat_index, send
-            )
+            again = _new_send(ctx, live, subscriber, anchor, event_var, overrides, series_of=send)
             tx.insert_pending(again)
             moved = moved or again.id
     # A CLAIMED send is being handed to the provider right now: its series goes on from the
@@ -163,9 +170,11 @@ def _new_send(
     anchor: datetime,
     event_var: dict[str, Any],
     overrides: dict[str, Any] | None,
-    repeat_index: int,
-    series_of: PendingSend | None,
+    *,
+    series_of: PendingSend | None = None,
 ) -> PendingSend:
+    """A pending send from `anchor`: a new series, or the same place in `series_of`'s series."""
+    repeat_index = series_of.repeat_index if series_of is not None else 0
     model = live.model
     window = model.send_window
     zone = (

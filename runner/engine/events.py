@@ -1,4 +1,4 @@
-"""Processing received events in seq order (SPEC 3.0-3.4): subscriber upserts, derived
+"""Processing received events in seq order (docs/events.md): subscriber upserts, derived
 events, `exit_on` cancellation, and event and email trigger matching with gating.
 
 This is the hot path: each event costs one subscriber read and write, one index lookup per
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Set as AbstractSet
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from runner.conditions import evaluate
 from runner.engine.catalog import Catalog, Live
 from runner.engine.context import EngineContext
 from runner.engine.entering import enter
-from runner.engine.subscribers import DELETED, SELF_DERIVED, apply_event, normalise_email
+from runner.engine.subscribers import DELETED, apply_event, normalise_email
 from runner.model import EmailAction, EmailTrigger, EventTrigger
 from runner.store.base import TransactionAborted, WriteTx
 from runner.store.records import CancelReason, SendStatus, StoredEvent, Subscriber
@@ -24,10 +24,6 @@ from runner.store.records import CancelReason, SendStatus, StoredEvent, Subscrib
 EMAIL_EVENTS = frozenset(
     f"email.{action}" for action in ("sent", "delivered", "opened", "clicked", "failed")
 )
-_OPEN_OR_CLICK = ("email.opened", "email.clicked")
-# Provider events of a message arrive after it was sent; the margin only absorbs clock skew
-# between the sender's `sent_at` and the store's commit time.
-_SENT_MARGIN = timedelta(seconds=5)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +65,7 @@ def _received(tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEv
             name, email, data, event.received_at, derived_from=event.seq, processed=True
         )
         made |= _handle(tx, catalog, ctx, derived, subscriber, made)
-    if event.type not in SELF_DERIVED:
+    if update.fires:
         _handle(tx, catalog, ctx, event, subscriber, made)
 
 
@@ -147,7 +143,7 @@ def _exit_on(
     context: dict[str, Any],
     own: AbstractSet[str],
 ) -> None:
-    """Cancel this subscriber's pending sends whose automation exits on `event` (SPEC 3.3)."""
+    """Cancel this subscriber's pending sends whose automation exits on `event`."""
     if subscriber.id is None:
         return
     listening = {live.id: live for live in exits}
@@ -191,7 +187,12 @@ def _cancel_all(tx: WriteTx, subscriber: Subscriber, at: datetime, reason: Cance
 def _email_triggers(
     tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent, subscriber: Subscriber
 ) -> None:
-    """Match an internal `email.<action>` event against `email` triggers (SPEC 3.4)."""
+    """Match an internal `email.<action>` event against `email` triggers.
+
+    Every provider event is a trigger of its own (a second open, a second click on the same
+    link), and every click also fires `opened` listeners, since a click counts as an open; the
+    listener's `retrigger` decides whether it enters again (docs/events.md).
+    """
     source = event.data.get("automation")
     lives = catalog.by_source.get(source, ()) if isinstance(source, str) else ()
     if not lives:
@@ -201,19 +202,11 @@ def _email_triggers(
     message = tx.message(message_id) if isinstance(message_id, str) else None
     if message is None:
         return
-    first_open: bool | None = None  # computed once, only when an `opened` trigger asks
     for live in lives:
         trigger = live.model.trigger
         if not isinstance(trigger, EmailTrigger) or live.id not in message.listeners:
             continue
-        if trigger.action.value != action:
-            if not (trigger.action is EmailAction.OPENED and action == "clicked"):
-                continue
-            if first_open is None:
-                first_open = _first_open(tx, event, subscriber.email, message.sent_at)
-            if not first_open:
-                continue
-        elif not _link_matches(trigger, event.data.get("link")):
+        if not _fires(trigger, action, event.data.get("link")):
             continue
         if not live.running_at(event.received_at):
             continue
@@ -221,20 +214,8 @@ def _email_triggers(
         enter(tx, ctx, live, subscriber, event.received_at, event_var)
 
 
-def _link_matches(trigger: EmailTrigger, link: object) -> bool:
-    if trigger.link is None and trigger.link_contains is None:
-        return True
-    if not isinstance(link, str):
-        return False
-    if trigger.link is not None:
-        return link == trigger.link
-    return trigger.link_contains is not None and trigger.link_contains in link
-
-
-def _first_open(tx: WriteTx, event: StoredEvent, email: str, sent_at: datetime) -> bool:
-    """A click counts as an open when no open or click of that message came before it."""
-    message_id = event.data.get("message_id")
-    earlier = tx.events_after(email, _OPEN_OR_CLICK, sent_at - _SENT_MARGIN)
-    return not any(
-        other.seq < event.seq and other.data.get("message_id") == message_id for other in earlier
-    )
+def _fires(trigger: EmailTrigger, action: str, link: object) -> bool:
+    """Whether an email event of `action` (with the clicked `link`, if any) fires `trigger`."""
+    if trigger.action is EmailAction.OPENED:
+        return action in (EmailAction.OPENED.value, EmailAction.CLICKED.value)
+    return trigger.action.value == action and trigger.matches_link(link)

@@ -1,10 +1,11 @@
-"""Provider feedback about sent messages: stored once, then its effects (SPEC 3.0, 3.4, 3.5).
+"""Provider feedback about sent messages: stored once, then its effects (docs/events.md).
 
-A provider event is deduplicated by its provider event id. Its effects: hard bounces,
-complaints and unsubscribes suppress the subscriber; a hard bounce marks the message
-bounced; deliveries, opens, clicks and hard bounces become INTERNAL events
-(`email.delivered|opened|clicked|failed`) that the event processor matches against
-`email` triggers at their receipt time, like any other event.
+A provider event is deduplicated by its provider event id, and by nothing else. Its effects:
+hard bounces, complaints and unsubscribes suppress the subscriber; a hard bounce marks the
+message bounced; every delivery, open, click and bounce (hard or soft) becomes one INTERNAL
+event (`email.delivered|opened|clicked|failed`) that the event processor matches against
+`email` triggers at its receipt time, like any other event. Stats count messages, not these
+events, so a second open never counts twice.
 """
 
 from __future__ import annotations
@@ -42,18 +43,17 @@ def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: M
     if message is None:
         log.warning("provider %s: event %s for unknown message", provider, event.provider_event_id)
         return UNKNOWN_MESSAGE
-    earlier = tx.message_events(message.id)
     stored = dataclasses.replace(event, provider=provider, message_id=message.id)
     if not tx.insert_message_event(stored):
         return DUPLICATE
     if message.status == OUTCOME_UNKNOWN:
         _reconcile(tx, message, stored)
-    _apply(tx, message, stored, earlier)
+    _apply(tx, message, stored)
     return STORED
 
 
 def _reconcile(tx: WriteTx, message: Message, event: MessageEvent) -> None:
-    """A send whose request timed out reached the provider after all (SPEC 7): it was sent."""
+    """A send whose request timed out reached the provider after all: it was sent."""
     tx.set_status(
         [message.pending_send_id],
         SendStatus.SENT,
@@ -69,13 +69,13 @@ def is_hard_bounce(event: MessageEvent) -> bool:
     return event.type == "bounced" and (event.bounce or "hard") == "hard"
 
 
-def _apply(tx: WriteTx, message: Message, event: MessageEvent, earlier: list[MessageEvent]) -> None:
+def _apply(tx: WriteTx, message: Message, event: MessageEvent) -> None:
     if event.type == "bounced":
         if is_hard_bounce(event):
             _suppress(tx, message, "bounced", event.received_at)
             tx.set_message_status(message.id, "bounced")
-            if not any(is_hard_bounce(e) for e in earlier) and message.status != "failed":
-                _internal(tx, "email.failed", message, event)
+        # A soft bounce neither suppresses nor ends the message, but it is a failure to deliver.
+        _internal(tx, "email.failed", message, event)
         return
     if event.type in _SUPPRESSING:
         _suppress(tx, message, _SUPPRESSING[event.type], event.received_at)
@@ -83,22 +83,9 @@ def _apply(tx: WriteTx, message: Message, event: MessageEvent, earlier: list[Mes
     if event.type not in _ENGAGEMENT:
         log.info("provider event type %r of message %s has no effect", event.type, message.id)
         return
-    if event.type == "delivered":
-        # A provider without delivery reports had it counted delivered when it was sent.
-        if message.provider_type != "outbox" and not _seen(earlier, {"delivered"}):
-            _internal(tx, "email.delivered", message, event)
-        return
-    # A click counts as an open (SPEC 3.4): the first of either opens the message once.
-    if not _seen(earlier, {"opened", "clicked"}):
-        _internal(tx, "email.opened", message, event)
-    if event.type == "clicked" and not any(
-        e.type == "clicked" and e.url == event.url for e in earlier
-    ):
-        _internal(tx, "email.clicked", message, event)
-
-
-def _seen(earlier: list[MessageEvent], types: set[str]) -> bool:
-    return any(e.type in types for e in earlier)
+    if event.type == "delivered" and message.provider_type == "outbox":
+        return  # the outbox reports no deliveries: its messages counted delivered when sent
+    _internal(tx, f"email.{event.type}", message, event)
 
 
 def _suppress(tx: WriteTx, message: Message, reason: str, at: datetime) -> None:

@@ -373,15 +373,6 @@ def _answered(tx: ReadTx, trigger: EmailTrigger, message_id: str, deadline: date
             return True
         if trigger.action is EmailAction.NOT_OPENED and event.type in ("opened", "clicked"):
             return True
-        if event.type == "clicked" and link_matches(trigger, event.url):
+        if event.type == "clicked" and trigger.matches_link(event.url):
             return True
     return False
-
-
-def link_matches(trigger: EmailTrigger, url: str | None) -> bool:
-    """Whether a clicked URL matches the trigger's `link` / `link_contains` (any when neither)."""
-    if trigger.link is not None:
-        return url == trigger.link
-    if trigger.link_contains is not None:
-        return url is not None and trigger.link_contains in url
-    return True

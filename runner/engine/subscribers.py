@@ -1,7 +1,8 @@
-"""Applying one received event to a subscriber (SPEC 3.0); pure: no store, no clock.
+"""Applying one received event to a subscriber (docs/events.md); pure: no store, no clock.
 
-`apply_event` returns the subscriber after the event and the derived events it causes, in the
-order the engine processes them (before the event itself).
+`apply_event` returns the subscriber after the event, the derived events it causes, in the
+order the engine processes them (before the event itself), and whether the event itself then
+goes on to exits and triggers.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ RESUBSCRIBED = "subscriber.resubscribed"
 DELETED = "subscriber.deleted"
 TOMBSTONE_PREFIX = "deleted:"
 
-# Built-in events the runner derives itself: a client event of one of these names only upserts
-# the subscriber, and the derived event (emitted when something really changed) is the one that
-# triggers, so a client-sent `subscriber.updated` never fires twice.
+# Lifecycle events the runner derives itself. A client may post them too: such an event only
+# upserts the subscriber, and the derived event (emitted when the subscriber is new, or when
+# something really changed) is the one that triggers, so neither ever fires twice. Its `data`
+# reaches those derived events, so `where` on `event.data.source` tells sign-up paths apart.
 SELF_DERIVED = frozenset({ADDED, UPDATED})
 
 # Deliberately loose (one @, no spaces, a dot-free domain allowed): deliverability is the
@@ -37,11 +39,17 @@ Derived = tuple[str, dict[str, Any]]
 
 @dataclass(frozen=True)
 class Update:
-    """The subscriber after an event and the derived events, in processing order."""
+    """The subscriber after an event and the derived events, in processing order.
+
+    `fires`: whether the event itself then runs exits and triggers (False for a client
+    lifecycle event, which its derived events stand for, and for an explicit group join or
+    leave that created the subscriber: joining at creation is not a join).
+    """
 
     subscriber: Subscriber
     derived: list[Derived]
     created: bool
+    fires: bool = True
 
 
 def normalise_email(email: str) -> str:
@@ -82,9 +90,11 @@ def apply_event(existing: Subscriber | None, event: StoredEvent) -> Update:
         )
         return Update(gone, [], created=False)
 
+    # Only a client lifecycle event passes its data on; the runner's keys win over the client's.
+    passed = dict(event.data) if event.type in SELF_DERIVED else {}
     derived: list[Derived] = []
     if created:
-        derived.append((ADDED, dict(event.data) if event.type == ADDED else {}))
+        derived.append((ADDED, passed))
 
     changed, previous = _merge_fields(base.fields, event.fields)
     old_groups = set(base.groups)
@@ -106,7 +116,7 @@ def apply_event(existing: Subscriber | None, event: StoredEvent) -> Update:
         derived.extend((JOINED, {"group": group}) for group in sorted(joined))
         derived.extend((LEFT, {"group": group}) for group in sorted(left))
         if changed:
-            derived.append((UPDATED, {"changed": changed, "previous": previous}))
+            derived.append((UPDATED, {**passed, "changed": changed, "previous": previous}))
 
     if event.type == UNSUBSCRIBED and base.suppressed is None:
         base.suppressed = "unsubscribed"
@@ -114,7 +124,8 @@ def apply_event(existing: Subscriber | None, event: StoredEvent) -> Update:
     elif event.type == RESUBSCRIBED and base.suppressed == "unsubscribed":
         base.suppressed = None
         base.suppressed_at = None
-    return Update(base, derived, created)
+    fires = event.type not in SELF_DERIVED and not (created and event.type in (JOINED, LEFT))
+    return Update(base, derived, created, fires)
 
 
 def _merge_fields(
