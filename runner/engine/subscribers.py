@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runner.engine import suppression
 from runner.store.records import StoredEvent, Subscriber
 
 ADDED = "subscriber.added"
@@ -111,9 +112,11 @@ def apply_event(existing: Subscriber | None, event: StoredEvent) -> Update:
     if event.type == UNSUBSCRIBED and base.suppressed is None:
         base.suppressed = "unsubscribed"
         base.suppressed_at = event.received_at
+        base.suppressed_source = suppression.from_event(event)
     elif event.type == RESUBSCRIBED and base.suppressed == "unsubscribed":
         base.suppressed = None
         base.suppressed_at = None
+        base.suppressed_source = None
     return Update(base, derived, created)
 
 
