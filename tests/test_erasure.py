@@ -164,7 +164,7 @@ def test_erasure_leaves_no_copy_and_keeps_every_count(app: Harness) -> None:
     messages = {m["automation"]: m for m in app.http.get("/v1/outbox").json()["messages"]}
     assert set(messages) == {"welcome", "news", "vip"}
     for message in messages.values():
-        assert message["to"].startswith("deleted:")
+        assert message["to"].startswith("deleted:") and message["erased"] is True
         assert message["html"] is None and message["text"] is None
     assert messages["news"]["subject"] == "Our news"  # written in the file: nothing personal
     assert messages["welcome"]["subject"] == "(erased)"

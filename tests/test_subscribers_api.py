@@ -226,6 +226,10 @@ def test_put_creates_then_updates_like_an_event(app: Harness) -> None:
     assert message_of(app, "joined", "eve@shop.test")["subject"] == "Welcome to VIP"
     same = app.http.put("/v1/subscribers/eve@shop.test", json={"groups": ["vip"]})
     assert same.status_code == 200 and [s for s in same.json()["pending"]] == []
+    bare = app.http.put("/v1/subscribers/fin@shop.test")  # no body: just the address
+    assert bare.status_code == 201 and bare.json()["fields"] == {}
+    named = app.http.put("/v1/subscribers/gil@shop.test", json={"email": None, "fields": {}})
+    assert named.status_code == 201 and named.json()["email"] == "gil@shop.test"
 
 
 @pytest.mark.parametrize(

@@ -64,11 +64,11 @@ class SubscribersApi(Handlers):
         """PUT /v1/subscribers/{email}: upsert like an event; 201 when it created them."""
         self.require_key(request)
         raw = path_email(request)
-        value = parse_json(await self.body(request))
+        value = _json_or_empty(await self.body(request))
+        if isinstance(value, dict):  # the path names the subscriber when the body does not
+            value = {**value, "email": value.get("email") or raw}
         try:
-            body = SubscriberPut.model_validate(
-                {**value, "email": value.get("email", raw)} if isinstance(value, dict) else value
-            )
+            body = SubscriberPut.model_validate(value)
         except ValidationError as error:
             raise invalid(error, "invalid_subscriber") from None
         email = email_of(raw)
@@ -87,9 +87,9 @@ class SubscribersApi(Handlers):
         """POST /v1/subscribers/{email}/unsuppress (`{"by", "note"}`, both optional)."""
         self.require_key(request)
         email = email_of(path_email(request, UNSUPPRESS))
-        raw = await self.body(request)
+        value = _json_or_empty(await self.body(request))
         try:
-            body = UnsuppressBody.model_validate(parse_json(raw) if raw.strip() else {})
+            body = UnsuppressBody.model_validate(value)
         except ValidationError as error:
             raise invalid(error, "invalid_unsuppress") from None
         return JSONResponse(await self.ops().unsuppress(email, body.by or _API_ACTOR, body.note))
@@ -117,6 +117,11 @@ def path_email(request: Request, suffix: str = "") -> str:
             raise RequestError(422, error) from None
     found: Any = request.path_params.get("email", "")
     return str(found)
+
+
+def _json_or_empty(raw: bytes) -> Any:
+    """A JSON body; no body at all reads as `{}` (`curl -X PUT` with nothing to set)."""
+    return parse_json(raw) if raw.strip() else {}
 
 
 def suppressed_filter(text: str | None) -> tuple[bool | None, str | None]:
