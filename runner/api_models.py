@@ -106,18 +106,11 @@ class TriggerBody(_Body):
         return self.subscriber if isinstance(self.subscriber, str) else self.subscriber.email
 
 
-class SubscriberPut(_Body):
+class SubscriberPut(SubscriberIn):
     """`PUT /v1/subscribers/{email}`: `fields` merge (`null` removes a key), `groups` replace
     the set; `email`, when given, must be the address in the path."""
 
-    email: Email | None = None
-    fields: dict[str, Any] | None = None
-    groups: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
-
-    @field_validator("email", mode="before")
-    @classmethod
-    def _normalise(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
+    email: Email | None = None  # type: ignore[assignment]  # optional here: the path names it
 
 
 class UnsuppressBody(_Body):

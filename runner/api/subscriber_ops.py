@@ -69,10 +69,21 @@ def upsert_event(
     event_id: str, email: str, fields: dict[str, Any] | None, groups: list[str] | None
 ) -> IncomingEvent:
     """The event that upserts a subscriber exactly as any received event would."""
-    body = {"type": UPSERT_EVENT, "email": email, "fields": fields, "groups": groups}
+    return _own_event(event_id, UPSERT_EVENT, email, fields, groups)
+
+
+def _own_event(
+    event_id: str,
+    kind: str,
+    email: str,
+    fields: dict[str, Any] | None = None,
+    groups: list[str] | None = None,
+) -> IncomingEvent:
+    """An event the API stores on a caller's behalf."""
+    body = {"type": kind, "email": email, "fields": fields, "groups": groups}
     return IncomingEvent(
         id=event_id,
-        type=UPSERT_EVENT,
+        type=kind,
         email=email,
         fields=fields,
         groups=groups,
@@ -153,16 +164,7 @@ class SubscriberOps:
         if not await self.store.read(lambda tx: erasure.erasable(tx, email)):
             raise RequestError(404, unknown(email))
         event_id = internal_event_id("delete", self.clock)
-        deleted = IncomingEvent(
-            id=event_id,
-            type=DELETE_EVENT,
-            email=email,
-            fields=None,
-            groups=None,
-            data={},
-            occurred_at=None,
-            body_hash=body_hash({"type": DELETE_EVENT, "email": email}),
-        )
+        deleted = _own_event(event_id, DELETE_EVENT, email)
         await self.store.ingest([deleted])
         stored = await self.store.read(lambda tx: tx.event_by_id(event_id))
         assert stored is not None  # just stored, far within the id retention

@@ -20,7 +20,7 @@ from runner.store.records import (
     SuppressionLift,
     normalise_email,
 )
-from runner.store.rows import LIFT_COLUMNS
+from runner.store.rows import LIFT_COLUMNS, subscriber_page_sql
 
 
 def _fetch(conn: psycopg.Connection[Any], sql: str, *args: object) -> list[rows.Row]:
@@ -42,17 +42,8 @@ class PeopleReads:
 
     def list_subscribers(self, query: SubscriberQuery) -> list[Subscriber]:
         """Live subscribers with id > query.after_id matching its filters, by id."""
-        sql = "SELECT * FROM subscribers WHERE id > %s AND deleted_at IS NULL"
-        args: list[object] = [query.after_id]
-        if query.suppressed is not None:
-            sql += " AND suppressed IS NOT NULL" if query.suppressed else " AND suppressed IS NULL"
-        if query.reason is not None:
-            sql += " AND suppressed = %s"
-            args.append(query.reason)
-        if query.group is not None:
-            sql += " AND jsonb_exists(groups::jsonb, %s)"
-            args.append(query.group)
-        found = _fetch(self.conn, sql + " ORDER BY id LIMIT %s", *args, query.limit)
+        sql, args = subscriber_page_sql(query, "%s", "jsonb_exists(groups::jsonb, %s)")
+        found = _fetch(self.conn, sql, *args)
         return [rows.subscriber_of(r) for r in found]
 
     def subscribers_by_prefix(self, prefix: str) -> list[Subscriber]:

@@ -23,6 +23,7 @@ from runner.store.records import (
     SendStatus,
     StoredEvent,
     Subscriber,
+    SubscriberQuery,
     SuppressionLift,
 )
 
@@ -32,6 +33,24 @@ SUBSCRIBER_COLUMNS = (
     " suppressed_source, erased_at"
 )
 LIFT_COLUMNS = "subscriber_id, lifted_at, reason, suppressed_at, source, lifted_by, note"
+
+
+def subscriber_page_sql(
+    query: SubscriberQuery, mark: str, in_group: str
+) -> tuple[str, list[object]]:
+    """The SELECT of one page of live subscribers and its arguments; `mark` is the dialect's
+    placeholder and `in_group` its test of `groups` (a JSON array) holding one name."""
+    sql = f"SELECT * FROM subscribers WHERE id > {mark} AND deleted_at IS NULL"
+    args: list[object] = [query.after_id]
+    if query.suppressed is not None:
+        sql += " AND suppressed IS NOT NULL" if query.suppressed else " AND suppressed IS NULL"
+    if query.reason is not None:
+        sql += f" AND suppressed = {mark}"
+        args.append(query.reason)
+    if query.group is not None:
+        sql += f" AND {in_group}"
+        args.append(query.group)
+    return f"{sql} ORDER BY id LIMIT {mark}", [*args, query.limit]
 
 
 class Row(Protocol):

@@ -17,7 +17,7 @@ from runner.store.records import (
     SuppressionLift,
     normalise_email,
 )
-from runner.store.rows import LIFT_COLUMNS
+from runner.store.rows import LIFT_COLUMNS, subscriber_page_sql
 from runner.store.sqlite_rows import marks
 
 _CHUNK = 500  # ids per IN list, well under SQLite's bound-variable limit
@@ -40,17 +40,9 @@ class PeopleReads:
 
     def list_subscribers(self, query: SubscriberQuery) -> list[Subscriber]:
         """Live subscribers with id > query.after_id matching its filters, by id."""
-        sql = "SELECT * FROM subscribers WHERE id > ? AND deleted_at IS NULL"
-        args: list[object] = [query.after_id]
-        if query.suppressed is not None:
-            sql += " AND suppressed IS NOT NULL" if query.suppressed else " AND suppressed IS NULL"
-        if query.reason is not None:
-            sql += " AND suppressed = ?"
-            args.append(query.reason)
-        if query.group is not None:
-            sql += " AND EXISTS (SELECT 1 FROM json_each(subscribers.groups) WHERE value = ?)"
-            args.append(query.group)
-        found = _fetch(self.db, sql + " ORDER BY id LIMIT ?", *args, query.limit)
+        in_group = "EXISTS (SELECT 1 FROM json_each(subscribers.groups) WHERE value = ?)"
+        sql, args = subscriber_page_sql(query, "?", in_group)
+        found = _fetch(self.db, sql, *args)
         return [rows.subscriber_of(r) for r in found]
 
     def subscribers_by_prefix(self, prefix: str) -> list[Subscriber]:
