@@ -112,17 +112,17 @@ class Worker:
             await self._purge(now)  # housekeeping: not work that calls for another round
             return bool(ticked or processed or sent)
 
-    async def catch_up(self, through: int | None = None) -> None:
-        """Return once every event committed before this call (or every event with seq <=
-        `through`) has been processed: processed here, or by another replica holding the
-        engine lock meanwhile. NotCaughtUp after `catch_up_seconds`.
+    async def catch_up(self) -> None:
+        """Return once every event committed before this call has been processed: processed
+        here, or by another replica holding the engine lock meanwhile. NotCaughtUp after
+        `catch_up_seconds`.
 
         Requests call it before they read or act on subscribers, so an event answered 202
         just before is always seen (read your writes), whichever replica took it.
         """
 
         def look(tx: ReadTx) -> tuple[int, bool]:
-            mark = tx.last_event_seq() if through is None else through
+            mark = tx.last_event_seq()
             return mark, tx.has_unprocessed(mark)
 
         mark, waiting = await self.store.read(look)
