@@ -88,16 +88,36 @@ class OutboxWebhookEvent(_Body):
 
 
 class TriggerBody(_Body):
-    """`POST /v1/automations/{id}/trigger`."""
+    """`POST /v1/automations/{id}/trigger`: `subscriber` is an email, or an object that
+    upserts the subscriber first exactly as an event would."""
 
     id: EventId | None = None
-    subscriber: Email
+    subscriber: Email | SubscriberIn
     data: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("subscriber", mode="before")
     @classmethod
     def _normalise(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def email(self) -> str:
+        """The subscriber's normalised email, whichever form was posted."""
+        return self.subscriber if isinstance(self.subscriber, str) else self.subscriber.email
+
+
+class SubscriberPut(SubscriberIn):
+    """`PUT /v1/subscribers/{email}`: `fields` merge (`null` removes a key), `groups` replace
+    the set; `email`, when given, must be the address in the path."""
+
+    email: Email | None = None  # type: ignore[assignment]  # optional here: the path names it
+
+
+class UnsuppressBody(_Body):
+    """`POST /v1/subscribers/{email}/unsuppress`: who lifts the suppression and why."""
+
+    by: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
 
 
 class RequestError(Exception):
@@ -198,175 +218,3 @@ def parse_events(value: Any) -> list[IncomingEvent]:
 def received(value: datetime | None, now: datetime) -> datetime:
     """`occurred_at` in UTC, defaulting to `now`."""
     return value.astimezone(UTC) if value is not None else now
-
-
-# --- OpenAPI 3.1 -----------------------------------------------------------------------
-
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {"type": "string"},
-        "field": {"type": "string", "description": "the offending field, e.g. events[3].id"},
-        "index": {"type": "integer"},
-        "message": {"type": "string"},
-    },
-}
-_JSON = "application/json"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    content = {_JSON: {"schema": schema or {"type": "object"}}}
-    return {"description": description, "content": content}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        401: "no valid API key or signature",
-        404: "not found",
-        409: "conflict",
-        413: "body over 5 MiB",
-        422: "invalid body, naming the field",
-    }
-    return {str(code): _answer(text[code], _ref("Error")) for code in codes}
-
-
-def _op(
-    summary: str,
-    ok: dict[str, Any],
-    errors: tuple[int, ...] = (401,),
-    body: str | None = None,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*errors)}}
-    if body is not None:
-        schema = _ref(body)
-        operation["requestBody"] = {"required": True, "content": {_JSON: {"schema": schema}}}
-    return operation
-
-
-def _path_param(*names: str) -> list[dict[str, Any]]:
-    return [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
-    ]
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 description of every endpoint of `postwright serve`."""
-    schemas: dict[str, Any] = {"Error": _ERROR}
-    for model in (Event, EventBatch, OutboxWebhookEvent, TriggerBody):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    schemas["EventsBody"] = {"oneOf": [_ref("Event"), _ref("EventBatch")]}
-    results = {"type": "object", "properties": {"results": {"type": "array"}}}
-    automation = _path_param("id")
-    send = _path_param("id", "send_id")
-    paths: dict[str, Any] = {
-        "/v1/events": {
-            "post": _op(
-                "Store one event or a batch of up to 1,000 (atomic, idempotent by id)",
-                {"202": _answer("committed: stored / duplicate per event", results)},
-                (401, 409, 413, 422),
-                "EventsBody",
-            )
-        },
-        "/v1/providers/{name}/webhook": {
-            "parameters": _path_param("name"),
-            "post": _op(
-                "Provider events (outbox format: one event or a list)",
-                {"202": _answer("stored / duplicate per event", results)},
-                (401, 404, 413, 422),
-                "OutboxWebhookEvent",
-            ),
-        },
-        "/v1/automations": {"get": _op("Applied automations", {"200": _answer("list")})},
-        "/v1/automations/{id}": {
-            "parameters": automation,
-            "get": _op(
-                "Applied version, desired and effective status, history, last reload error",
-                {"200": _answer("the automation")},
-                (401, 404),
-            ),
-        },
-        "/v1/automations/{id}/trigger": {
-            "parameters": automation,
-            "post": _op(
-                "The api trigger for one subscriber",
-                {
-                    "202": _answer("accepted, with pending_send_id"),
-                    "200": _answer("not accepted, with the reason"),
-                },
-                (401, 404, 409, 413, 422),
-                "TriggerBody",
-            ),
-        },
-        "/v1/automations/{id}/stats": {
-            "parameters": automation,
-            "get": _op(
-                "Counts and rates (stats null with reason not_started for draft and scheduled)",
-                {"200": _answer("stats")},
-                (401, 404),
-            ),
-        },
-        "/v1/automations/{id}/pending": {
-            "parameters": automation,
-            "get": _op("Pending sends (?status, ?limit)", {"200": _answer("list")}, (401, 404)),
-        },
-        "/v1/automations/{id}/pending/{send_id}/send-now": {
-            "parameters": send,
-            "post": _op(
-                "Make a pending send due now", {"200": _answer("the send")}, (401, 404, 409)
-            ),
-        },
-        "/v1/automations/{id}/pending/{send_id}": {
-            "parameters": send,
-            "delete": _op("Remove a pending send", {"200": _answer("the send")}, (401, 404, 409)),
-        },
-        "/v1/automations/{id}/pending/{send_id}/remove": {
-            "parameters": send,
-            "post": _op("Remove a pending send", {"200": _answer("the send")}, (401, 404, 409)),
-        },
-        "/v1/outbox": {"get": _op("Outbox messages, newest first", {"200": _answer("list")})},
-        "/u/{token}": {
-            "parameters": _path_param("token"),
-            "get": {
-                "summary": "Unsubscribe confirmation page",
-                "responses": {"200": {"description": "HTML form"}},
-            },
-            "post": {
-                "summary": "RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click)",
-                "responses": {
-                    "200": {"description": "unsubscribed"},
-                    "404": {"description": "bad token"},
-                },
-            },
-        },
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _answer("ok")}}},
-        "/readyz": {
-            "get": {
-                "summary": "Store reachable and files applied",
-                "responses": {"200": _answer("ready"), "503": _answer("not ready")},
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "text exposition format"}},
-            }
-        },
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _answer("")}}},
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Postwright runner API", "version": "1"},
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"apiKey": []}, {}],
-        "paths": paths,
-    }

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from runner.cli_subscribers import add_subscriber_commands
 from runner.errors import UsageError
 from runner.tree import AUTOMATIONS_DIR
 from runner.workspace import check_working_tree, repo_root
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def add_runner_commands(commands: Any, add_repo: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add serve, stats, pending, outbox and render to the CLI's sub-commands."""
+    """Add serve, stats, pending, outbox, render and subscribers to the CLI's sub-commands."""
     serve = commands.add_parser("serve", help="run the runner: HTTP API, engine and sender")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -75,16 +76,18 @@ def add_runner_commands(commands: Any, add_repo: Callable[[argparse.ArgumentPars
     render.add_argument("--event", type=Path, metavar="FILE")
     add_repo(render)
     render.set_defaults(run=_render)
+    add_subscriber_commands(commands, add_repo)
 
 
-def _settings(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 8080) -> Settings:
+def settings_of(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 8080) -> Settings:
+    """The runner settings of the repository named by `--repo` (default: here)."""
     from runner.settings import load_settings
 
     return load_settings(repo_root(args.repo), os.environ, host, port)
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    settings = _settings(args, args.host, args.port)
+    settings = settings_of(args, args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     serving = _serve_async(settings, args.access_log, args.poll, args.allow_mass_delete)
     try:  # uvloop when installed (uvicorn's standard extra): a faster event loop
@@ -149,7 +152,7 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store, Clock], Awaitab
     from runner.clock import clock_from_env
     from runner.store import open_store
 
-    settings = _settings(args)
+    settings = settings_of(args)
     clock = clock_from_env(os.environ)
 
     async def run() -> int:
@@ -162,7 +165,8 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store, Clock], Awaitab
     return asyncio.run(run())
 
 
-def _console(out: TextIO) -> Console:
+def console(out: TextIO) -> Console:
+    """A rich console on `out`, wide and plain (no highlighting), for tables."""
     from rich.console import Console
 
     return Console(file=out, width=140, soft_wrap=False, highlight=False)
@@ -230,7 +234,7 @@ def _stats(args: argparse.Namespace, out: TextIO) -> int:
                 str(stats.failed),
                 cancelled or "0",
             )
-        _console(out).print(table)
+        console(out).print(table)
         if not rows:
             print("no automations applied yet (run `postwright serve` once)", file=out)
         return 0
@@ -268,7 +272,7 @@ def _pending(args: argparse.Namespace, out: TextIO) -> int:
         for send in sends:
             due = send.due_at.strftime("%Y-%m-%d %H:%M:%S")
             table.add_row(send.id, send.email, due, send.status.value, str(send.repeat_index))
-        _console(out).print(table)
+        console(out).print(table)
         return 0
 
     return _with_store(args, work)
@@ -301,7 +305,7 @@ def _outbox(args: argparse.Namespace, out: TextIO) -> int:
         for m in messages:
             sent = m.sent_at.strftime("%Y-%m-%d %H:%M:%S")
             table.add_row(m.id, sent, m.to, m.automation_id, m.subject)
-        _console(out).print(table)
+        console(out).print(table)
         return 0
 
     return _with_store(args, work)
@@ -331,7 +335,7 @@ def _render(args: argparse.Namespace, out: TextIO) -> int:
     )
     event = _data_file(args.event) if args.event else _default_event(version.model)
     event.setdefault("data", {})
-    url = f"{_settings(args).public_url}/u/preview-token"
+    url = f"{settings_of(args).public_url}/u/preview-token"
     try:
         email = render_email(version.model, version.templates, subscriber, event, url)
     except RenderError as error:

@@ -30,6 +30,7 @@ from runner.api.operations import (
     stats_payload,
 )
 from runner.api.public import PublicApi
+from runner.api.subscribers import SubscribersApi
 from runner.clock import Clock
 from runner.engine.apply import ApplyReport
 from runner.engine.context import EngineContext
@@ -104,7 +105,10 @@ def create_app(
     the repository when a `reloader` is given and `watch` (polling when `poll`)."""
     parts = (settings, store, worker, clock, reloader)
     events, automations, public = EventsApi(*parts), AutomationsApi(*parts), PublicApi(*parts)
+    people = SubscribersApi(*parts)
     send = "/v1/automations/{id}/pending/{send_id}"
+    # `path`: an address may hold an encoded "/" (the handlers decode the raw path).
+    person = "/v1/subscribers/{email:path}"
     routes = [
         # Answered by _App before routing; the route keeps the table complete.
         Route(INGEST_PATH, guard(events.post_events), methods=["POST"]),
@@ -117,6 +121,11 @@ def create_app(
         Route(f"{send}/send-now", guard(automations.send_now), methods=["POST"]),
         Route(send, guard(automations.remove), methods=["DELETE"]),
         Route(f"{send}/remove", guard(automations.remove), methods=["POST"]),
+        Route("/v1/subscribers", guard(people.list), methods=["GET"]),
+        Route(f"{person}/unsuppress", guard(people.unsuppress), methods=["POST"]),
+        Route(person, guard(people.show), methods=["GET"]),
+        Route(person, guard(people.put), methods=["PUT"]),
+        Route(person, guard(people.delete), methods=["DELETE"]),
         Route("/v1/outbox", guard(automations.outbox), methods=["GET"]),
         Route("/v1/reload", guard(automations.reload), methods=["POST"]),
         Route("/u/{token}", guard(public.unsubscribe_page), methods=["GET"]),
@@ -164,7 +173,7 @@ def create_app(
                 await worker.providers.aclose()  # the shared HTTP client's connections
 
     app = _App(events.ingest_asgi, routes=routes, lifespan=lifespan)
-    app.state.api = (events, automations, public)
+    app.state.api = (events, automations, public, people)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -330,7 +331,8 @@ def test_health_ready_metrics_openapi(app: Harness) -> None:
     document = app.http.get("/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert app.app is not None
-    routes = {getattr(route, "path", "") for route in app.app.routes}
+    # OpenAPI has no path converters: `{email:path}` is documented as `{email}`.
+    routes = {re.sub(r":\w+}", "}", getattr(route, "path", "")) for route in app.app.routes}
     assert len(routes) >= 15
     assert routes <= set(document["paths"])
 

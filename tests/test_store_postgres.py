@@ -17,9 +17,10 @@ from runner.clock import FakeClock
 from runner.store.base import ReadTx, Store, StoreError, TransactionAborted, WriteTx
 from runner.store.postgres import PostgresStore
 from runner.store.postgres_read import PgReadTx
-from runner.store.postgres_write import PgWriteTx
+from runner.store.postgres_write import ENGINE_LOCK, PgWriteTx
 from runner.store.records import SendStatus, Subscriber
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
+from tests.store_contract_people import PEOPLE_CONTRACT
 
 T = TypeVar("T")
 
@@ -38,7 +39,7 @@ def run(url: str, body: Callable[[PostgresStore, FakeClock], Awaitable[T]]) -> T
     return asyncio.run(main())
 
 
-@pytest.mark.parametrize("check", CONTRACT, ids=lambda check: check.__name__)
+@pytest.mark.parametrize("check", CONTRACT + PEOPLE_CONTRACT, ids=lambda check: check.__name__)
 def test_contract(check: Check, postgres_url: str) -> None:
     run(postgres_url, check)
 
@@ -52,13 +53,17 @@ def test_the_store_satisfies_the_protocols(postgres_url: str) -> None:
 
     async def body(store: PostgresStore, clock: FakeClock) -> None:
         assert typed(store) is store
-        assert store.migrated == [1, 2]
+        assert store.migrated == [1, 2, 3]
 
     run(postgres_url, body)
     with psycopg.connect(postgres_url) as conn:
         assert len(tx_types(conn)) == 2
         found = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
-        assert found.fetchall() == [(1, "0001_initial"), (2, "0002_hardening")]
+        assert found.fetchall() == [
+            (1, "0001_initial"),
+            (2, "0002_hardening"),
+            (3, "0003_subscribers_api"),
+        ]
 
 
 def test_claimers_on_two_replicas_never_claim_the_same_send(postgres_url: str) -> None:
@@ -136,10 +141,10 @@ def test_concurrent_start_up_migrates_once(postgres_url: str) -> None:
 
     asyncio.run(close_all())
     # Every file applied exactly once, by whichever replica took its lock first.
-    assert sorted(version for store in stores for version in store.migrated) == [1, 2]
+    assert sorted(version for store in stores for version in store.migrated) == [1, 2, 3]
     with psycopg.connect(postgres_url) as conn:
         found = conn.execute("SELECT version FROM schema_migrations ORDER BY version")
-        assert found.fetchall() == [(1,), (2,)]
+        assert found.fetchall() == [(1,), (2,), (3,)]
 
 
 def test_concurrent_ingests_are_group_committed(postgres_url: str) -> None:
@@ -227,3 +232,15 @@ def test_a_closed_store_refuses_work(postgres_url: str) -> None:
             await store.ingest([event("e1")])
 
     run(postgres_url, body)
+
+
+def test_try_lock_engine_refuses_while_another_replica_holds_it(postgres_url: str) -> None:
+    async def body(store: PostgresStore, clock: FakeClock) -> list[bool]:
+        with psycopg.connect(postgres_url) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (ENGINE_LOCK,))
+            busy = await store.write(lambda tx: tx.try_lock_engine())
+            holder.rollback()  # the holder's transaction ends: the lock is free
+            free = await store.write(lambda tx: tx.try_lock_engine())
+        return [busy, free]
+
+    assert run(postgres_url, body) == [False, True]

@@ -27,6 +27,7 @@ from runner.store.sqlite import MIGRATIONS, SqliteStore, connect, migrate
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_write import SqliteWriteTx
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
+from tests.store_contract_people import PEOPLE_CONTRACT
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ def run(path: Path, body: Callable[[SqliteStore, FakeClock], Awaitable[T]]) -> T
     return asyncio.run(main())
 
 
-@pytest.mark.parametrize("check", CONTRACT, ids=lambda check: check.__name__)
+@pytest.mark.parametrize("check", CONTRACT + PEOPLE_CONTRACT, ids=lambda check: check.__name__)
 def test_contract(check: Check, tmp_path: Path) -> None:
     run(tmp_path / "store.db", check)
 
@@ -73,7 +74,7 @@ def test_open_store_creates_folders_and_reopens(tmp_path: Path) -> None:
     async def main() -> list[str]:
         clock = FakeClock(START)
         first = open_store(f"sqlite:///{path}", clock)
-        assert isinstance(first, SqliteStore) and first.migrated == [1, 2]
+        assert isinstance(first, SqliteStore) and first.migrated == [1, 2, 3]
         await first.ingest([event("e1")])
         await first.close()
         second = open_store(f"sqlite:///{path}", clock)
@@ -88,6 +89,7 @@ def test_open_store_creates_folders_and_reopens(tmp_path: Path) -> None:
         assert db.execute("SELECT version, name FROM schema_migrations").fetchall() == [
             (1, "0001_initial"),
             (2, "0002_hardening"),
+            (3, "0003_subscribers_api"),
         ]
 
 
@@ -328,9 +330,12 @@ def test_a_first_schema_database_is_upgraded_in_place(tmp_path: Path) -> None:
     db.close()
 
     async def body(store: SqliteStore, clock: FakeClock) -> None:
-        assert store.migrated == [2]
+        assert store.migrated == [2, 3]
         old = await store.read(lambda tx: tx.pending_send("s1"))
         assert old is not None and old.skip_window is False
+        person = await store.read(lambda tx: tx.subscriber("a@x.io"))
+        assert person is not None and person.suppressed_source is None
+        assert person.erased_at is None
         [stored] = await store.write(lambda tx: tx.unprocessed_events(10))
         assert stored.error is None
 

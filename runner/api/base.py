@@ -141,7 +141,14 @@ def guard(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except RequestError as error:
-            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-            return JSONResponse(error.body, status_code=error.status, headers=headers)
+            return JSONResponse(error.body, status_code=error.status, headers=_headers(error))
 
     return guarded
+
+
+def _headers(error: RequestError) -> dict[str, str] | None:
+    if error.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if error.status == 503:  # the engine is catching up: worth another try in a moment
+        return {"Retry-After": "1"}
+    return None

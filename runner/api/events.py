@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,9 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from runner.api.base import MAX_LIST, Handlers
+from runner.api.subscriber_ops import SubscriberOps, internal_event_id, upsert_event
 from runner.api_models import (
     OutboxWebhookEvent,
     RequestError,
+    SubscriberIn,
     TriggerBody,
     body_hash,
     invalid,
@@ -27,7 +31,7 @@ from runner.engine.catalog import DELETED, Catalog
 from runner.model import ApiTrigger
 from runner.providers import webhook_parser
 from runner.providers.webhooks import WebhookRejected
-from runner.store.base import EventConflict, WriteTx
+from runner.store.base import EventConflict, ReadTx, WriteTx
 from runner.store.records import MessageEvent
 
 _JSON_TYPE = (b"content-type", b"application/json")
@@ -160,20 +164,22 @@ class EventsApi(Handlers):
             kind = live.model.trigger.type
             message = f"{automation_id} has a `{kind}` trigger, not `api`"
             raise RequestError(409, {"error": "trigger_not_api", "message": message})
+        replay = _Replay(automation_id, body.id, body_hash(value))
+        if (answered := await self.store.read(replay.answer)) is not None:
+            return JSONResponse(answered, status_code=202 if answered["accepted"] else 200)
+        if isinstance(body.subscriber, SubscriberIn):
+            await self._upsert(body.subscriber, automation_id, body.id)
+        # Read your writes: every event acknowledged before this call is processed first.
+        await SubscriberOps(self.store, self.worker, self.clock).caught_up()
+        catalog = await self.worker.catalog()
         now = self.now()
-        digest = body_hash(value)
+        key = replay.key
 
         def work(tx: WriteTx) -> dict[str, Any]:
-            key = f"api_trigger:{automation_id}:{body.id}" if body.id else None
-            if key is not None and (prior := tx.meta(key)) is not None:
-                stored = json.loads(prior)
-                if stored["hash"] != digest:
-                    message = f"trigger id {body.id!r} was already used with a different body"
-                    conflict = {"error": "conflict", "id": body.id, "field": "id"}
-                    raise RequestError(409, {**conflict, "message": message})
-                return {**stored["answer"], "duplicate": True}
+            if (again := replay.answer(tx)) is not None:  # a concurrent call with that id won
+                return again
             result = entering.api_trigger(
-                tx, catalog, self.worker.ctx, automation_id, body.subscriber, body.data, now
+                tx, catalog, self.worker.ctx, automation_id, body.email, body.data, now
             )
             answer: dict[str, Any] = (
                 {"accepted": True, "pending_send_id": result.send_id}
@@ -181,13 +187,32 @@ class EventsApi(Handlers):
                 else {"accepted": False, "reason": result.reason}
             )
             if key is not None:
-                tx.set_meta(key, json.dumps({"hash": digest, "answer": answer}))
+                tx.set_meta(key, json.dumps({"hash": replay.digest, "answer": answer}))
             return answer
 
         answer = await self.store.write(work)
         if answer["accepted"]:
             self.worker.wake()
         return JSONResponse(answer, status_code=202 if answer["accepted"] else 200)
+
+    async def _upsert(
+        self, person: SubscriberIn, automation_id: str, trigger_id: str | None
+    ) -> None:
+        """Store the subscriber object of a trigger as an upsert event. With a trigger id the
+        event id follows from it, so a retried call stores nothing twice."""
+        event_id = (
+            f"pw-trigger:{automation_id}:{_digest(trigger_id)}"
+            if trigger_id
+            else internal_event_id("trigger", self.clock)
+        )
+        event = upsert_event(event_id, person.email, person.fields, person.groups)
+        try:
+            await self.store.ingest([event])
+        except EventConflict:
+            message = f"trigger id {trigger_id!r} was already used with another subscriber"
+            conflict = {"error": "conflict", "id": trigger_id, "field": "id"}
+            raise RequestError(409, {**conflict, "message": message}) from None
+        self.worker.wake()
 
 
 def _record(
@@ -223,6 +248,39 @@ def _record(
             {"id": item.id, "status": feedback.record_provider_event(tx, catalog, provider, event)}
         )
     return results
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """The idempotency record of one trigger id: its meta key (the id hashed: a client id may
+    well spell out the address) and the hash of this call's body."""
+
+    automation_id: str
+    trigger_id: str | None
+    digest: str
+
+    @property
+    def key(self) -> str | None:
+        """The meta key of the stored answer; None without an id."""
+        if not self.trigger_id:
+            return None
+        return f"api_trigger:{self.automation_id}:{_digest(self.trigger_id)}"
+
+    def answer(self, tx: ReadTx) -> dict[str, Any] | None:
+        """The stored answer of an earlier call with this id; 409 when its body differed."""
+        prior = tx.meta(self.key) if self.key is not None else None
+        if prior is None:
+            return None
+        stored = json.loads(prior)
+        if stored["hash"] != self.digest:
+            message = f"trigger id {self.trigger_id!r} was already used with a different body"
+            conflict = {"error": "conflict", "id": self.trigger_id, "field": "id"}
+            raise RequestError(409, {**conflict, "message": message})
+        return {**stored["answer"], "duplicate": True}
+
+
+def _digest(text: str | None) -> str:
+    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()
 
 
 def _json_bytes(payload: dict[str, Any]) -> bytes:

@@ -9,6 +9,7 @@ from typing import Any
 from runner.api.base import iso
 from runner.api_models import RequestError
 from runner.engine.catalog import Live
+from runner.engine.erasure import erased
 from runner.store.base import ReadTx, Stats, WriteTx
 from runner.store.records import CancelReason, HistoryEntry, Message, PendingSend, SendStatus
 
@@ -63,6 +64,7 @@ def message_payload(message: Message) -> dict[str, Any]:
         "sent_at": iso(message.sent_at),
         "status": message.status,
         "listeners": message.listeners,
+        "erased": erased(message),  # the recipient asked to be forgotten: scrubbed
     }
 
 

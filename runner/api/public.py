@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from runner.api.base import Handlers
-from runner.api_models import openapi_document
 from runner.engine import feedback
+from runner.engine.suppression import UNSUBSCRIBE_LINK_PREFIX
 from runner.metrics import CONTENT_TYPE_LATEST, AutomationInfo
+from runner.openapi import openapi_document
 from runner.providers import paused_providers
 from runner.reload import (
     FILES_APPLIED_META,
@@ -77,7 +78,7 @@ class PublicApi(Handlers):
             # subscriber and counts in the automation's stats; repeats are duplicates.
             event = MessageEvent(
                 provider=message.provider,
-                provider_event_id=f"unsubscribe-link:{message_id}",
+                provider_event_id=f"{UNSUBSCRIBE_LINK_PREFIX}{message_id}",
                 message_id=message_id,
                 type="unsubscribed",
                 occurred_at=now,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime
 
+from runner.engine import suppression
 from runner.engine.catalog import Catalog
+from runner.engine.erasure import erased
 from runner.store.base import WriteTx
 from runner.store.records import Message, MessageEvent, SendStatus
 
@@ -44,6 +45,8 @@ def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: M
         log.warning("provider %s: event %s for unknown message", provider, event.provider_event_id)
         return UNKNOWN_MESSAGE
     stored = dataclasses.replace(event, provider=provider, message_id=message.id)
+    if erased(message):  # a clicked link may carry the erased address: only the count stays
+        stored = dataclasses.replace(stored, url=None)
     if not tx.insert_message_event(stored):
         return DUPLICATE
     if message.status == OUTCOME_UNKNOWN:
@@ -72,13 +75,13 @@ def is_hard_bounce(event: MessageEvent) -> bool:
 def _apply(tx: WriteTx, message: Message, event: MessageEvent) -> None:
     if event.type == "bounced":
         if is_hard_bounce(event):
-            _suppress(tx, message, "bounced", event.received_at)
+            _suppress(tx, message, "bounced", event)
             tx.set_message_status(message.id, "bounced")
         # A soft bounce neither suppresses nor ends the message, but it is a failure to deliver.
         _internal(tx, "email.failed", message, event)
         return
     if event.type in _SUPPRESSING:
-        _suppress(tx, message, _SUPPRESSING[event.type], event.received_at)
+        _suppress(tx, message, _SUPPRESSING[event.type], event)
         return
     if event.type not in _ENGAGEMENT:
         log.info("provider event type %r of message %s has no effect", event.type, message.id)
@@ -88,13 +91,14 @@ def _apply(tx: WriteTx, message: Message, event: MessageEvent) -> None:
     _internal(tx, f"email.{event.type}", message, event)
 
 
-def _suppress(tx: WriteTx, message: Message, reason: str, at: datetime) -> None:
+def _suppress(tx: WriteTx, message: Message, reason: str, event: MessageEvent) -> None:
     """Suppress the recipient; the first reason stays (only the API lifts it)."""
     subscriber = tx.subscriber_by_id(message.subscriber_id)
     if subscriber is None or subscriber.deleted_at is not None or subscriber.suppressed:
         return
     subscriber.suppressed = reason
-    subscriber.suppressed_at = at
+    subscriber.suppressed_at = event.received_at
+    subscriber.suppressed_source = suppression.from_provider_event(event.provider, event)
     tx.save_subscriber(subscriber)
 
 

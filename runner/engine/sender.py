@@ -16,7 +16,9 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from runner.engine import suppression
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext, new_id
 from runner.engine.delivery import Outcome, Request, call, plan_requests
@@ -375,7 +377,8 @@ def _provider_failed(
             log.warning("send %s: lease lost before its retry was recorded", send.id)
         return
     if decision.action == "suppress":
-        _suppress(tx, ready.subscriber, decision.reason or "bounced", now)
+        source = suppression.from_refused_send(provider.name, send.id)
+        _suppress(tx, ready.subscriber, decision.reason or "bounced", now, source)
         reason = SUPPRESSED
     else:
         reason = decision.reason or PROVIDER_ERROR
@@ -387,11 +390,14 @@ def _provider_failed(
     failed(tx, run.catalog, run.ctx, ready, token, now, outgoing, names, error, reason=reason)
 
 
-def _suppress(tx: WriteTx, subscriber: Subscriber, reason: str, now: datetime) -> None:
+def _suppress(
+    tx: WriteTx, subscriber: Subscriber, reason: str, now: datetime, source: dict[str, Any]
+) -> None:
     """The provider refuses this recipient for good: suppress them (the first reason stays)."""
     current = tx.subscriber_by_id(subscriber.id) if subscriber.id is not None else None
     if current is None or current.deleted_at is not None or current.suppressed:
         return
     current.suppressed = reason
     current.suppressed_at = now
+    current.suppressed_source = source
     tx.save_subscriber(current)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runner.engine import suppression
 from runner.store.records import StoredEvent, Subscriber
 
 ADDED = "subscriber.added"
@@ -121,9 +122,11 @@ def apply_event(existing: Subscriber | None, event: StoredEvent) -> Update:
     if event.type == UNSUBSCRIBED and base.suppressed is None:
         base.suppressed = "unsubscribed"
         base.suppressed_at = event.received_at
+        base.suppressed_source = suppression.from_event(event)
     elif event.type == RESUBSCRIBED and base.suppressed == "unsubscribed":
         base.suppressed = None
         base.suppressed_at = None
+        base.suppressed_source = None
     fires = event.type not in SELF_DERIVED and not (created and event.type in (JOINED, LEFT))
     return Update(base, derived, created, fires)
 

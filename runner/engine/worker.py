@@ -8,18 +8,21 @@ call `drain()` while the background loop runs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from enum import Enum
 
 from runner.clock import Clock
 from runner.engine import events, scheduler, sender
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
+from runner.errors import PostwrightError
 from runner.metrics import Metrics
 from runner.providers.base import Provider
-from runner.store.base import ReadTx, Store
+from runner.store.base import ReadTx, Store, WriteTx
 
 log = logging.getLogger("postwright.worker")
 
@@ -31,6 +34,20 @@ _PURGE_EVERY = timedelta(hours=1)
 # for the single writer, large enough to amortise the transaction.
 PROCESS_BATCH = 200
 COALESCE_SECONDS = 0.01
+# How long a request waits for the events received before it (read your writes), and how
+# often it looks again while another replica holds the engine lock.
+CATCH_UP_SECONDS = 10.0
+_BUSY_PAUSE = 0.005
+
+
+class NotCaughtUp(PostwrightError):
+    """Events received before a request still waited when its time ran out (HTTP 503)."""
+
+
+class _Help(Enum):
+    DONE = "done"  # nothing up to the mark waits any more
+    PROGRESS = "progress"  # one batch processed here
+    BUSY = "busy"  # another transaction (replica) is processing
 
 
 class Worker:
@@ -58,6 +75,7 @@ class Worker:
         self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
         self.event_id_retention = event_id_retention
         self._purged_at: datetime | None = None
+        self.catch_up_seconds = CATCH_UP_SECONDS
 
     def wake(self) -> None:
         """Start the next round now (called after an ingest or a trigger)."""
@@ -93,6 +111,41 @@ class Worker:
                 await self._observe_latency(sent)
             await self._purge(now)  # housekeeping: not work that calls for another round
             return bool(ticked or processed or sent)
+
+    async def catch_up(self) -> None:
+        """Return once every event committed before this call has been processed: processed
+        here, or by another replica holding the engine lock meanwhile. NotCaughtUp after
+        `catch_up_seconds`.
+
+        Requests call it before they read or act on subscribers, so an event answered 202
+        just before is always seen (read your writes), whichever replica took it.
+        """
+
+        def look(tx: ReadTx) -> tuple[int, bool]:
+            mark = tx.last_event_seq()
+            return mark, tx.has_unprocessed(mark)
+
+        mark, waiting = await self.store.read(look)
+        if not waiting:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.catch_up_seconds
+        while True:
+            step = functools.partial(
+                _help, catalog=await self.catalog(), ctx=self.ctx, through=mark
+            )
+            state = await self.store.write(step)
+            if state is _Help.PROGRESS:
+                self.wake()  # what it made (sends due now) is the background loop's to send
+            if state is _Help.DONE:
+                return
+            if loop.time() >= deadline:
+                raise NotCaughtUp(
+                    f"events received up to #{mark} were still being processed after "
+                    f"{self.catch_up_seconds:g} s"
+                )
+            if state is _Help.BUSY:
+                await asyncio.sleep(_BUSY_PAUSE)
 
     async def _purge(self, now: datetime) -> None:
         """Forget event ids past their retention, at most once an hour."""
@@ -152,6 +205,17 @@ class Worker:
         assert self.metrics is not None
         for delay in await self.store.read(recent):
             self.metrics.send_latency.observe(delay)
+
+
+def _help(tx: WriteTx, catalog: Catalog, ctx: EngineContext, through: int) -> _Help:
+    """One step of catching up to `through`: process a batch unless nothing waits or another
+    transaction holds the engine lock (then the caller looks again shortly)."""
+    if not tx.has_unprocessed(through):
+        return _Help.DONE
+    if not tx.try_lock_engine():
+        return _Help.BUSY
+    events.process_pending(tx, catalog, ctx, limit=PROCESS_BATCH)
+    return _Help.PROGRESS
 
 
 def _build(tx: ReadTx, previous: Catalog | None) -> tuple[str | None, Catalog]:

@@ -27,6 +27,8 @@ from runner.store.records import (
     SendStatus,
     StoredEvent,
     Subscriber,
+    SubscriberQuery,
+    SuppressionLift,
 )
 
 T = TypeVar("T")
@@ -154,6 +156,40 @@ class ReadTx(Protocol):
     def failed_events(self, limit: int) -> list[StoredEvent]:
         """Events whose processing failed (`error` set), newest first."""
 
+    # Catching up with received events (read your writes) -------------------------------
+
+    def last_event_seq(self) -> int:
+        """The highest event seq committed so far (0 when there is none)."""
+
+    def has_unprocessed(self, through: int) -> bool:
+        """Whether an event with seq <= `through` still waits to be processed."""
+
+    def event_by_id(self, client_id: str) -> StoredEvent | None:
+        """The event received with this client id (while the id is remembered)."""
+
+    # The subscribers API and erasure ---------------------------------------------------
+
+    def list_subscribers(self, query: SubscriberQuery) -> list[Subscriber]:
+        """Live subscribers with id > query.after_id matching its filters, by id."""
+
+    def subscribers_by_prefix(self, prefix: str) -> list[Subscriber]:
+        """Subscribers whose stored email starts with `prefix` (the tombstones of one
+        address), by id."""
+
+    def events_of(self, email: str) -> list[StoredEvent]:
+        """Every event stored under this normalised email, by seq."""
+
+    def subscriber_sends(self, subscriber_ids: Collection[int]) -> list[PendingSend]:
+        """Sends of these subscribers in any status, by creation."""
+
+    def subscriber_messages(
+        self, subscriber_ids: Collection[int], limit: int | None = None
+    ) -> list[Message]:
+        """Messages to these subscribers, newest first (all of them when `limit` is None)."""
+
+    def suppression_lifts(self, subscriber_id: int) -> list[SuppressionLift]:
+        """Suppressions of one subscriber lifted through the API, oldest first."""
+
 
 class WriteTx(ReadTx, Protocol):
     """Writes inside one transaction (SQLite: BEGIN IMMEDIATE)."""
@@ -272,6 +308,28 @@ class WriteTx(ReadTx, Protocol):
         replicas until this transaction ends (PostgreSQL: a transaction advisory lock;
         SQLite's single writer is serialised already). Sending stays parallel."""
 
+    def try_lock_engine(self) -> bool:
+        """`lock_engine` without waiting: False when another transaction holds it."""
+
+    def add_suppression_lift(self, lift: SuppressionLift) -> None:
+        """Record a lifted suppression."""
+
+    def clear_lift_notes(self, subscriber_ids: Collection[int]) -> int:
+        """Forget the free-text notes of these subscribers' lifts (erasure); how many."""
+
+    def rewrite_events(self, events: Sequence[StoredEvent]) -> None:
+        """Overwrite the email, client id, fields, groups and data of stored events (by seq);
+        a changed client id is renamed in the remembered ids too (erasure)."""
+
+    def rewrite_sends(self, sends: Sequence[PendingSend]) -> None:
+        """Overwrite the email, trigger event, overrides and last error of sends (erasure)."""
+
+    def rewrite_messages(self, messages: Sequence[Message]) -> None:
+        """Overwrite the recipient, subject, bodies and headers of messages (erasure)."""
+
+    def rewrite_message_events(self, events: Sequence[MessageEvent]) -> None:
+        """Overwrite the url of provider events, found by provider and event id (erasure)."""
+
     def set_meta(self, key: str, value: str) -> None:
         """Set a runner-wide value."""
 
@@ -304,6 +362,11 @@ class Store(Protocol):
 
     async def write(self, work: Callable[[WriteTx], T]) -> T:
         """Run `work` in a write transaction; commit when it returns, roll back when it raises."""
+
+    async def drop_old_copies(self) -> bool:
+        """Make rows changed or deleted so far unreadable in the database's own files (SQLite:
+        fold the write-ahead log into the database and truncate it; freed space is already
+        zeroed). False when that could not finish now (readers held it up)."""
 
     async def close(self) -> None:
         """Finish pending work and release the database."""

@@ -154,6 +154,13 @@ class PostgresStore:
             raise StoreError("the store is closed")
         return await asyncio.to_thread(self._read, work)
 
+    async def drop_old_copies(self) -> bool:
+        """Nothing to do at this level: old row versions are PostgreSQL's to reclaim (VACUUM),
+        and its files, WAL archives and backups are the operator's (docs/subscribers.md)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        return True
+
     async def close(self) -> None:
         """Finish queued ingests, stop the writer thread and close the pool."""
         if self._closed:

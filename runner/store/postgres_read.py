@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from runner.store import postgres_rows as rows
 from runner.store.base import Stats
+from runner.store.postgres_people import PeopleReads
 from runner.store.records import (
     AppliedAutomation,
     Entry,
@@ -71,7 +72,7 @@ _TRIGGERED = (
 )
 
 
-class PgReadTx:
+class PgReadTx(PeopleReads):
     """Reads inside one PostgreSQL transaction (the store begins and ends it)."""
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
@@ -270,3 +271,22 @@ class PgReadTx:
             "SELECT * FROM events WHERE error IS NOT NULL ORDER BY seq DESC LIMIT %s", limit
         )
         return [rows.event_of(r) for r in found]
+
+    def last_event_seq(self) -> int:
+        """The highest event seq committed so far (0 when there is none)."""
+        row = self._one("SELECT COALESCE(MAX(seq), 0) AS last FROM events")
+        return 0 if row is None else int(row["last"])
+
+    def has_unprocessed(self, through: int) -> bool:
+        """Whether an event with seq <= `through` still waits (uses events_unprocessed)."""
+        row = self._one("SELECT 1 FROM events WHERE NOT processed AND seq <= %s LIMIT 1", through)
+        return row is not None
+
+    def event_by_id(self, client_id: str) -> StoredEvent | None:
+        """The event received with this client id (while the id is remembered)."""
+        row = self._one(
+            "SELECT events.* FROM event_ids JOIN events ON events.seq = event_ids.seq"
+            " WHERE event_ids.id = %s",
+            client_id,
+        )
+        return None if row is None else rows.event_of(row)

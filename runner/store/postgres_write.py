@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from runner.store import postgres_rows as rows
 from runner.store.base import EventConflict, StoreError, TransactionAborted
+from runner.store.postgres_people import PeopleWrites
 from runner.store.postgres_read import PgReadTx
 from runner.store.records import (
     AppliedAutomation,
@@ -34,6 +35,7 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
+from runner.store.rows import SUBSCRIBER_COLUMNS
 
 # Held (transaction-scoped) by every ingest: client events get their seq and commit in the
 # same order across replicas, so the processor never sees a smaller seq appear later, and
@@ -76,7 +78,7 @@ def _placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-class PgWriteTx(PgReadTx):
+class PgWriteTx(PgReadTx, PeopleWrites):
     """Reads and writes inside one READ COMMITTED transaction."""
 
     def ingest_group(
@@ -234,19 +236,11 @@ class PgWriteTx(PgReadTx):
     def save_subscriber(self, subscriber: Subscriber) -> Subscriber:
         """Insert (id None) or update a subscriber; returns it with its id and normalised email."""
         email = normalise_email(subscriber.email)
-        values = (
-            email,
-            rows.dumps(subscriber.fields),
-            rows.dumps(sorted(subscriber.groups)),
-            rows.opt_instant(subscriber.created_at),
-            subscriber.suppressed,
-            rows.opt_instant(subscriber.suppressed_at),
-            rows.opt_instant(subscriber.deleted_at),
-        )
+        values = rows.subscriber_values(subscriber, email)
         if subscriber.id is None:
             row = self._one(
-                "INSERT INTO subscribers (email, fields, groups, created_at, suppressed,"
-                " suppressed_at, deleted_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                f"INSERT INTO subscribers ({SUBSCRIBER_COLUMNS})"
+                f" VALUES ({_placeholders(len(values))})"
                 " ON CONFLICT (email) DO NOTHING RETURNING id",
                 *values,
             )
@@ -254,8 +248,8 @@ class PgWriteTx(PgReadTx):
                 raise StoreError(f"subscriber {email!r} cannot be saved: the email is taken")
             return dataclasses.replace(subscriber, id=row["id"], email=email)
         changed = self._run(
-            "UPDATE subscribers SET email = %s, fields = %s, groups = %s, created_at = %s,"
-            " suppressed = %s, suppressed_at = %s, deleted_at = %s WHERE id = %s"
+            f"UPDATE subscribers SET ({SUBSCRIBER_COLUMNS}) = ({_placeholders(len(values))})"
+            " WHERE id = %s"
             " AND NOT EXISTS (SELECT 1 FROM subscribers WHERE email = %s AND id <> %s)",
             (*values, subscriber.id, email, subscriber.id),
         )
@@ -517,6 +511,11 @@ class PgWriteTx(PgReadTx):
         """Wait for ENGINE_LOCK, held until this transaction ends: one replica processes
         events (in seq order) or ticks the scheduler at a time."""
         self._run("SELECT pg_advisory_xact_lock(%s)", (ENGINE_LOCK,))
+
+    def try_lock_engine(self) -> bool:
+        """Take ENGINE_LOCK if nobody holds it; False instead of waiting."""
+        row = self._one("SELECT pg_try_advisory_xact_lock(%s) AS taken", ENGINE_LOCK)
+        return row is not None and bool(row["taken"])
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a runner-wide value."""

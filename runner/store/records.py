@@ -100,6 +100,10 @@ class Subscriber:
     suppressed: str | None = None  # unsubscribed | bounced | complained
     suppressed_at: datetime | None = None
     deleted_at: datetime | None = None
+    # Where the suppression came from (runner.engine.suppression builds these), shown by the
+    # subscribers API next to its reason and time.
+    suppressed_source: dict[str, Any] | None = None
+    erased_at: datetime | None = None  # a deleted subscriber whose traces were scrubbed too
 
 
 @dataclass(frozen=True)
@@ -202,3 +206,28 @@ class Entry:
     first_at: datetime
     last_at: datetime
     count: int
+
+
+@dataclass(frozen=True)
+class SuppressionLift:
+    """A hard-bounce or complaint suppression lifted through the subscribers API: what it was,
+    who lifted it and why."""
+
+    subscriber_id: int
+    lifted_at: datetime
+    reason: str  # the suppression lifted (bounced, complained, ...)
+    suppressed_at: datetime | None
+    source: dict[str, Any] | None
+    lifted_by: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriberQuery:
+    """One page of live subscribers, by id: those with id > `after_id`, filtered."""
+
+    after_id: int = 0
+    limit: int = 100
+    suppressed: bool | None = None  # True: any suppression; False: none
+    reason: str | None = None  # only this suppression reason
+    group: str | None = None  # only members of this group

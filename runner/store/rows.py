@@ -23,7 +23,34 @@ from runner.store.records import (
     SendStatus,
     StoredEvent,
     Subscriber,
+    SubscriberQuery,
+    SuppressionLift,
 )
+
+# Column lists in the order of RowCodec's *_values tuples.
+SUBSCRIBER_COLUMNS = (
+    "email, fields, groups, created_at, suppressed, suppressed_at, deleted_at,"
+    " suppressed_source, erased_at"
+)
+LIFT_COLUMNS = "subscriber_id, lifted_at, reason, suppressed_at, source, lifted_by, note"
+
+
+def subscriber_page_sql(
+    query: SubscriberQuery, mark: str, in_group: str
+) -> tuple[str, list[object]]:
+    """The SELECT of one page of live subscribers and its arguments; `mark` is the dialect's
+    placeholder and `in_group` its test of `groups` (a JSON array) holding one name."""
+    sql = f"SELECT * FROM subscribers WHERE id > {mark} AND deleted_at IS NULL"
+    args: list[object] = [query.after_id]
+    if query.suppressed is not None:
+        sql += " AND suppressed IS NOT NULL" if query.suppressed else " AND suppressed IS NULL"
+    if query.reason is not None:
+        sql += f" AND suppressed = {mark}"
+        args.append(query.reason)
+    if query.group is not None:
+        sql += f" AND {in_group}"
+        args.append(query.group)
+    return f"{sql} ORDER BY id LIMIT {mark}", [*args, query.limit]
 
 
 class Row(Protocol):
@@ -133,6 +160,46 @@ class RowCodec:
             suppressed=row["suppressed"],
             suppressed_at=self._opt_read(row["suppressed_at"]),
             deleted_at=self._opt_read(row["deleted_at"]),
+            suppressed_source=loads(row["suppressed_source"]),
+            erased_at=self._opt_read(row["erased_at"]),
+        )
+
+    def subscriber_values(self, subscriber: Subscriber, email: str) -> tuple[object, ...]:
+        """The values of SUBSCRIBER_COLUMNS for a subscriber saved under `email`."""
+        return (
+            email,
+            dumps(subscriber.fields),
+            dumps(sorted(subscriber.groups)),
+            self._opt_write(subscriber.created_at),
+            subscriber.suppressed,
+            self._opt_write(subscriber.suppressed_at),
+            self._opt_write(subscriber.deleted_at),
+            opt_dumps(subscriber.suppressed_source),
+            self._opt_write(subscriber.erased_at),
+        )
+
+    def lift_of(self, row: Row) -> SuppressionLift:
+        """A row of `suppression_lifts`."""
+        return SuppressionLift(
+            subscriber_id=row["subscriber_id"],
+            lifted_at=self._read(row["lifted_at"]),
+            reason=row["reason"],
+            suppressed_at=self._opt_read(row["suppressed_at"]),
+            source=loads(row["source"]),
+            lifted_by=row["lifted_by"],
+            note=row["note"],
+        )
+
+    def lift_values(self, lift: SuppressionLift) -> tuple[object, ...]:
+        """The values of LIFT_COLUMNS for a lift."""
+        return (
+            lift.subscriber_id,
+            self._write(lift.lifted_at),
+            lift.reason,
+            self._opt_write(lift.suppressed_at),
+            opt_dumps(lift.source),
+            lift.lifted_by,
+            lift.note,
         )
 
     def automation_of(self, row: Row) -> AppliedAutomation:

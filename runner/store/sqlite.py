@@ -38,6 +38,8 @@ PRAGMAS = {
     "synchronous": 2,  # FULL: the WAL is synced at every commit, so a 202 survives power loss
     "busy_timeout": BUSY_TIMEOUT_MS,
     "foreign_keys": 1,
+    # Freed space is zeroed, so an erased address leaves no copy in free pages or cells.
+    "secure_delete": 1,
 }
 
 
@@ -65,6 +67,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
     db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA secure_delete = ON")
     for name, wanted in PRAGMAS.items():
         found = db.execute(f"PRAGMA {name}").fetchone()[0]
         if found != wanted:
@@ -166,6 +169,23 @@ class SqliteStore:
         if self._closed:
             raise StoreError("the store is closed")
         return await asyncio.to_thread(self._read, work)
+
+    async def drop_old_copies(self) -> bool:
+        """Fold the write-ahead log into the database and truncate it: old versions of changed
+        pages live on in the log until then. False when readers kept it from finishing."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        return await asyncio.to_thread(self._checkpoint)
+
+    def _checkpoint(self) -> bool:
+        # Its own connection: the writer thread may be inside a transaction, and a TRUNCATE
+        # checkpoint waits (busy_timeout) for writers and readers of older snapshots.
+        db = connect(self.path)
+        try:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            db.close()
+        return not busy
 
     async def close(self) -> None:
         """Finish queued work, stop the writer thread and close every connection."""

@@ -21,6 +21,8 @@ from runner.store.records import (
     normalise_email,
 )
 from runner.store.rows import stats_of
+from runner.store.sqlite_people import PeopleReads
+from runner.store.sqlite_rows import marks
 
 ACTIVE = (SendStatus.PENDING.value, SendStatus.CLAIMED.value)
 
@@ -65,12 +67,7 @@ GROUP BY status, reason
 _TRIGGERED = "SELECT IFNULL(SUM(count), 0) AS triggered FROM entries WHERE automation_id = ?"
 
 
-def marks(count: int) -> str:
-    """`?, ?, ...` for an IN list of `count` values."""
-    return ", ".join("?" * count)
-
-
-class SqliteReadTx:
+class SqliteReadTx(PeopleReads):
     """Reads inside one SQLite transaction (the caller begins and ends it)."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
@@ -262,3 +259,22 @@ class SqliteReadTx:
             "SELECT * FROM events WHERE error IS NOT NULL ORDER BY seq DESC LIMIT ?", limit
         )
         return [rows.event_of(r) for r in found]
+
+    def last_event_seq(self) -> int:
+        """The highest event seq committed so far (0 when there is none)."""
+        row = self._one("SELECT IFNULL(MAX(seq), 0) AS last FROM events")
+        return 0 if row is None else int(row["last"])
+
+    def has_unprocessed(self, through: int) -> bool:
+        """Whether an event with seq <= `through` still waits (uses events_unprocessed)."""
+        row = self._one("SELECT 1 FROM events WHERE processed = 0 AND seq <= ? LIMIT 1", through)
+        return row is not None
+
+    def event_by_id(self, client_id: str) -> StoredEvent | None:
+        """The event received with this client id (while the id is remembered)."""
+        row = self._one(
+            "SELECT events.* FROM event_ids JOIN events ON events.seq = event_ids.seq"
+            " WHERE event_ids.id = ?",
+            client_id,
+        )
+        return None if row is None else rows.event_of(row)

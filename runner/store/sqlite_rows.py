@@ -11,6 +11,11 @@ __all__ = ["dumps", "loads", "opt_dumps"]
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+def marks(count: int) -> str:
+    """`?, ?, ...` for an IN list of `count` values."""
+    return ", ".join("?" * count)
+
+
 def time_text(instant: datetime) -> str:
     """An aware datetime as fixed-width UTC text with microseconds (sorts like the instant)."""
     if instant.tzinfo is None or instant.utcoffset() is None:
@@ -36,6 +41,9 @@ def opt_time(text: str | None) -> datetime | None:
 CODEC = RowCodec(time_text, parse_time, int)
 event_of = CODEC.event_of
 subscriber_of = CODEC.subscriber_of
+subscriber_values = CODEC.subscriber_values
+lift_of = CODEC.lift_of
+lift_values = CODEC.lift_values
 automation_of = CODEC.automation_of
 history_of = CODEC.history_of
 entry_of = CODEC.entry_of

@@ -24,7 +24,10 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
-from runner.store.sqlite_read import SqliteReadTx, marks
+from runner.store.rows import SUBSCRIBER_COLUMNS
+from runner.store.sqlite_people import PeopleWrites
+from runner.store.sqlite_read import SqliteReadTx
+from runner.store.sqlite_rows import marks
 
 _CHUNK = 500  # ids per IN list, well under SQLite's bound-variable limit
 
@@ -53,7 +56,7 @@ _ATTEMPTED = frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.OUTCOME_U
 _SAVEPOINTS = itertools.count(1)
 
 
-class SqliteWriteTx(SqliteReadTx):
+class SqliteWriteTx(SqliteReadTx, PeopleWrites):
     """Reads and writes inside one `BEGIN IMMEDIATE` transaction of the writer thread."""
 
     def ingest_group(
@@ -204,27 +207,19 @@ class SqliteWriteTx(SqliteReadTx):
     def save_subscriber(self, subscriber: Subscriber) -> Subscriber:
         """Insert (id None) or update a subscriber; returns it with its id and normalised email."""
         email = normalise_email(subscriber.email)
-        values = (
-            email,
-            rows.dumps(subscriber.fields),
-            rows.dumps(sorted(subscriber.groups)),
-            rows.opt_time_text(subscriber.created_at),
-            subscriber.suppressed,
-            rows.opt_time_text(subscriber.suppressed_at),
-            rows.opt_time_text(subscriber.deleted_at),
-        )
+        values = rows.subscriber_values(subscriber, email)
         try:
             if subscriber.id is None:
                 row = self._one(
-                    "INSERT INTO subscribers (email, fields, groups, created_at, suppressed,"
-                    " suppressed_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    f"INSERT INTO subscribers ({SUBSCRIBER_COLUMNS})"
+                    f" VALUES ({marks(len(values))}) RETURNING id",
                     *values,
                 )
                 assert row is not None
                 return dataclasses.replace(subscriber, id=row["id"], email=email)
             changed = self.db.execute(
-                "UPDATE subscribers SET email = ?, fields = ?, groups = ?, created_at = ?,"
-                " suppressed = ?, suppressed_at = ?, deleted_at = ? WHERE id = ?",
+                f"UPDATE subscribers SET ({SUBSCRIBER_COLUMNS}) = ({marks(len(values))})"
+                " WHERE id = ?",
                 (*values, subscriber.id),
             ).rowcount
         except sqlite3.IntegrityError as error:
@@ -475,6 +470,10 @@ class SqliteWriteTx(SqliteReadTx):
 
     def lock_engine(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this the only writer."""
+
+    def try_lock_engine(self) -> bool:
+        """Always True: BEGIN IMMEDIATE already made this the only writer."""
+        return True
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a runner-wide value."""
