@@ -317,7 +317,6 @@ def test_replica_stopped_past_its_lease_cannot_finalise(tmp_path: Path, postgres
             assert postmark.held.wait(WORK_WAIT), "the first replica never called the provider"
             stopped.process.send_signal(signal.SIGSTOP)  # inside its provider call
             [send] = cluster.read(lambda tx: tx.pending_sends("slow", [SendStatus.CLAIMED]))
-            old_token = send.lease_token
             assert send.in_flight is not None  # marked before the request was written
 
             cluster.start()

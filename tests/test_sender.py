@@ -712,6 +712,83 @@ def test_a_stale_lease_cannot_finish(db: str) -> None:
     scenario(db, body)
 
 
+def test_a_send_taken_over_before_its_mark_is_not_sent(db: str) -> None:
+    from runner.providers.ratelimit import RateLimiter
+
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        later = T0 + timedelta(seconds=CTX.lease_seconds + 1)
+
+        class Overtaken(RateLimiter):
+            # The last step before the in-flight mark: the lease expires and another
+            # sender claims the send meanwhile.
+            async def acquire(self, max_wait: float | None = None) -> bool:
+                taken = await w.write(lambda tx: tx.claim_due(later, 10, later + HOUR, "other"))
+                assert [s.id for s in taken] == ["send-001"]
+                return True
+
+        provider = Scripted()
+        limiters = {"default": Overtaken("10/s")}
+        assert await w.run(T0, provider, limiters=limiters) == 1
+        assert provider.sent == []  # not written: the other sender owns it now
+        send = await w.send("send-001")
+        assert (send.status, send.lease_token, send.in_flight) == (
+            SendStatus.CLAIMED,
+            "other",
+            None,
+        )
+
+    scenario(db, body)
+
+
+class KeyedBatches:
+    """A provider with idempotency keys and batches of 3; the first request times out."""
+
+    type = "keyed"
+    idempotent = True
+    reports_delivery = True
+    max_batch = 3
+
+    def __init__(self) -> None:
+        self.name = "default"
+        self.batches: list[list[OutgoingMessage]] = []
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        raise AssertionError("three sends are due: always a batch")
+
+    async def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        self.batches.append(messages)
+        if len(self.batches) == 1:
+            raise ProviderError("ReadTimeout", retryable=True, outcome_unknown=True)
+        return [SendResult(f"p-{m.message_id}") for m in messages]
+
+
+def test_a_batch_that_may_have_gone_out_is_repeated_whole_and_unchanged(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        for _ in range(3):
+            await w.pending("welcome", ann, T0)
+        provider = KeyedBatches()
+        await w.run(T0, provider, random.Random(3))
+        waiting = [s for s in await w.sends("welcome") if s.status is SendStatus.PENDING]
+        assert len(waiting) == 3 and len({s.due_at for s in waiting}) == 1  # one due time
+        assert all(s.in_flight is not None and s.in_flight["carried"] for s in waiting)
+        # A new subscriber's name changes what a fresh render would produce: the repeat
+        # must not re-render. And a round claiming only one send still repeats all three.
+        await w.write(lambda tx: tx.save_subscriber(Subscriber(ann.id, ann.email, {"name": "Zed"})))
+        await w.run(waiting[0].due_at, provider, limit=1)
+        first, second = provider.batches
+        assert [m.send_id for m in second] == [m.send_id for m in first]
+        assert second == first  # the very same messages (subjects still say "Ann")
+        sent = [s for s in await w.sends("welcome") if s.status is SendStatus.SENT]
+        assert len(sent) == 3 and {s.attempts for s in sent} == {2}
+
+    scenario(db, body)
+
+
 # --- the provider registry --------------------------------------------------------------
 
 

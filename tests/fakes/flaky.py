@@ -141,6 +141,8 @@ class Flaky:
                 return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:  # stopping: end quietly (asyncio logs a cancelled
+            return  # connection callback as an error)
         finally:
             if not writer.is_closing():
                 writer.close()
