@@ -13,6 +13,7 @@ import asyncio
 import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import httpx
@@ -110,16 +111,17 @@ def _mapped(error: Exception) -> Exception:
     raise AssertionError("not raised")
 
 
-KEY = SimpleNamespace(host="api.provider.test", port=443, ssl=True)
+# aiohttp wants its ConnectionKey; its messages only read these fields.
+KEY: Any = SimpleNamespace(host="api.provider.test", port=443, ssl=True)
 
 
 @pytest.mark.parametrize(
     ("error", "sent"),
     [
         # failures to connect: DNS, refused, TLS handshake, a connect (or pool) timeout
-        (aiohttp.ClientConnectorDNSError(KEY, OSError(-2, "Name or service not known")), False),  # type: ignore[arg-type]
-        (aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(111, "refused")), False),  # type: ignore[arg-type]
-        (aiohttp.ClientConnectorSSLError(KEY, OSError(1, "handshake failure")), False),  # type: ignore[arg-type]
+        (aiohttp.ClientConnectorDNSError(KEY, OSError(-2, "Name or service not known")), False),
+        (aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(111, "refused")), False),
+        (aiohttp.ClientConnectorSSLError(KEY, OSError(1, "handshake failure")), False),
         (aiohttp.ConnectionTimeoutError("connect timeout"), False),
         # after the request was (maybe) written
         (aiohttp.ServerDisconnectedError(), True),
