@@ -1,6 +1,7 @@
-"""Messages/s from the sender loop (claim, render, send, record) to a local fake Postmark,
-against a bare aiohttp loop posting the same bodies with the same concurrency to the same
-server, in the same run (issue 5).
+"""Messages/s from the sender loop (claim, render, mark in flight, send, record) to a local
+fake Postmark, against a bare aiohttp loop posting the same bodies with the same concurrency
+to the same server, in the same run (issue 5). The in-flight mark (issue 9) is one commit
+for every wave of requests the sender starts together.
 
 The fake is a minimal ASGI app (uvicorn with uvloop/httptools, in its own process) answering
 Postmark's success JSON for `/email` and one item per message for `/email/batch`.

@@ -594,6 +594,64 @@ async def check_retry_claim_and_reschedule(store: Store, clock: FakeClock) -> No
     assert cancel is False  # s1 is no longer claimed
 
 
+async def check_in_flight_marks_are_fenced_kept_and_cleared(store: Store, clock: FakeClock) -> None:
+    (ann,) = await seed(store, "ann@example.com")
+    await insert(store, *(send(i, ann) for i in ("s1", "s2", "s3")))
+    minute = timedelta(minutes=1)
+    await store.write(lambda tx: tx.claim_due(START, 3, START + minute, "t"))
+    mark = {"provider": "pm", "message": {"headers": [["B", "2"], ["A", "1"]], "html": "é"}}
+    marks = {"s1": mark, "s2": mark, "s3": mark, "nope": mark}
+    assert await store.write(lambda tx: tx.mark_in_flight("other", marks)) == set()
+    assert await store.write(lambda tx: tx.mark_in_flight("t", marks)) == {"s1", "s2", "s3"}
+    s1 = await read_send(store, "s1")
+    assert s1 is not None and s1.in_flight == mark  # round-trips as stored
+    # An expired claim is resumed with its mark: the new sender sees the request went out.
+    later = START + 2 * minute
+    resumed = await store.write(lambda tx: tx.claim_due(later, 3, later + minute, "new"))
+    assert [(s.id, s.in_flight) for s in resumed] == [("s1", mark), ("s2", mark), ("s3", mark)]
+    assert await store.write(lambda tx: tx.mark_in_flight("t", {"s1": None})) == set()  # fenced
+    # Ending a claim clears the mark; a retry sets what it must repeat; a put back keeps it.
+    await store.write(lambda tx: tx.finish_claim("s1", "new", SendStatus.SENT, later))
+    kept = {**mark, "carried": True}
+    await store.write(lambda tx: tx.retry_claim("s2", "new", later, later, "x", in_flight=kept))
+    await store.write(lambda tx: tx.reschedule("s3", later, later, token="new"))
+    found = {
+        s.id: s for s in await store.read(lambda tx: tx.pending_sends("welcome", set(SendStatus)))
+    }
+    assert (found["s1"].status, found["s1"].in_flight) == (SendStatus.SENT, None)
+    assert (found["s2"].status, found["s2"].in_flight, found["s2"].attempts) == (
+        SendStatus.PENDING,
+        kept,
+        1,
+    )
+    assert (found["s3"].status, found["s3"].in_flight) == (SendStatus.PENDING, mark)
+    await store.write(lambda tx: tx.claim_due(later, 3, later + minute, "last"))
+    assert await store.write(lambda tx: tx.mark_in_flight("last", {"s3": None})) == {"s3"}
+    s3 = await read_send(store, "s3")
+    assert s3 is not None and s3.in_flight is None
+
+
+async def check_named_sends_are_claimed_like_due_ones(store: Store, clock: FakeClock) -> None:
+    (ann,) = await seed(store, "ann@example.com")
+    minute = timedelta(minutes=1)
+
+    def work(tx: WriteTx) -> None:
+        tx.insert_pending(send("due", ann, START))
+        tx.insert_pending(send("held", ann, START))
+        tx.insert_pending(send("future", ann, START + minute))
+        tx.insert_pending(send("done", ann, START, status=SendStatus.SENT))
+
+    await store.write(work)
+    await store.write(lambda tx: tx.claim_sends(["held"], START, START + minute, "other"))
+    every = ["due", "held", "future", "done", "missing"]
+    got = await store.write(lambda tx: tx.claim_sends(every, START, START + minute, "t"))
+    assert [(s.id, s.status, s.lease_token) for s in got] == [("due", SendStatus.CLAIMED, "t")]
+    later = START + 2 * minute  # "held" expired: resumed like claim_due does
+    again = await store.write(lambda tx: tx.claim_sends(every, later, later + minute, "t2"))
+    assert sorted(s.id for s in again) == ["due", "future", "held"]
+    assert await store.write(lambda tx: tx.claim_sends([], later, later, "t3")) == []
+
+
 async def check_a_claim_ends_only_in_a_final_status(store: Store, clock: FakeClock) -> None:
     (ann,) = await seed(store, "ann@example.com")
     await store.write(lambda tx: tx.insert_pending(send("s1", ann)))
@@ -785,6 +843,8 @@ CONTRACT: list[Check] = [
     check_expired_leases_are_resumed_and_fenced,
     check_retry_claim_and_reschedule,
     check_a_claim_ends_only_in_a_final_status,
+    check_in_flight_marks_are_fenced_kept_and_cleared,
+    check_named_sends_are_claimed_like_due_ones,
     check_send_now_skips_the_window_of_pending_sends_only,
     check_messages,
     check_stats,

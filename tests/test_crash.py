@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -116,10 +116,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(repo: Path, clock: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`postwright serve` in its own process on a free port, killed when the block ends."""
+def serve(
+    repo: Path, clock: Path, log: Path, extra: Mapping[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`postwright serve` in its own process on a free port, killed when the block ends;
+    `extra` environment variables (secrets, POSTWRIGHT_DATABASE_URL) are added."""
     port = free_port()
     environ = {key: value for key, value in os.environ.items() if not key.startswith("POSTWRIGHT_")}
+    environ |= extra or {}
     environ[FAKE_CLOCK_VARIABLE] = str(clock)
     command = [str(POSTWRIGHT), "serve", "--repo", str(repo), "--port", str(port)]
     with log.open("wb") as output:

@@ -241,7 +241,7 @@ def test_errors_before_sending_are_retryable(error: Exception, idempotent: bool)
 def test_errors_after_sending_retry_only_with_an_idempotency_key(error: Exception) -> None:
     raised = transport_error(error)
     keyed = classify_exception(raised, idempotent=True, provider="resend")
-    assert (keyed.retryable, keyed.outcome_unknown) == (True, False)
+    assert (keyed.retryable, keyed.outcome_unknown) == (True, True)
     keyless = classify_exception(raised, idempotent=False, provider="postmark")
     assert (keyless.retryable, keyless.outcome_unknown, keyless.auth) == (False, True, False)
 

@@ -13,11 +13,10 @@ from typing import Any, TypeVar
 import pytest
 
 from runner.clock import FakeClock
-from runner.engine import sender
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
-from runner.engine.sender import backoff_delay, send_due
-from runner.providers import OutgoingMessage, Provider, ProviderError, SendResult
+from runner.engine.sender import send_due
+from runner.providers import OutgoingMessage, Provider, ProviderError, SendResult, retry
 from runner.providers.outbox import OutboxProvider
 from runner.store import open_store
 from runner.store.base import Store, WriteTx
@@ -547,19 +546,6 @@ def test_repeat_due_time_moves_into_the_window(db: str) -> None:
 # --- providers: retries, failures, unknown outcomes -------------------------------------
 
 
-def test_backoff_is_full_jitter_capped_and_honours_retry_after() -> None:
-    class Edge(random.Random):
-        def uniform(self, a: float, b: float) -> float:
-            return b
-
-    top = Edge()
-    assert [backoff_delay(n, top, base=10, cap=100) for n in range(5)] == [10, 20, 40, 80, 100]
-    assert backoff_delay(0, top, 500.0, base=10, cap=100) == 500.0
-    rng = random.Random(7)
-    delays = [backoff_delay(3, rng, base=10, cap=100) for _ in range(200)]
-    assert all(0 <= d <= 80 for d in delays) and max(delays) > 40
-
-
 def test_retryable_error_requeues_with_backoff_until_the_budget(db: str) -> None:
     async def body(w: World) -> None:
         await w.automation("welcome", source("welcome"))
@@ -576,7 +562,7 @@ def test_retryable_error_requeues_with_backoff_until_the_budget(db: str) -> None
                 attempt,
                 "503 busy",
             )
-            bound = timedelta(seconds=sender.BACKOFF_BASE * 2 ** (attempt - 1))
+            bound = timedelta(seconds=retry.BACKOFF_BASE * 2 ** (attempt - 1))
             assert now <= send.due_at <= now + bound
             now = send.due_at
         await w.run(now, provider)  # the third attempt is the last (max_attempts=3)
@@ -592,14 +578,20 @@ def test_retryable_error_requeues_with_backoff_until_the_budget(db: str) -> None
     scenario(db, body)
 
 
-def test_retry_after_is_honoured(db: str) -> None:
+def test_retry_after_is_used_as_given_and_absurd_values_are_capped(db: str) -> None:
     async def body(w: World) -> None:
         await w.automation("welcome", source("welcome"))
         ann = await w.subscriber()
-        await w.pending("welcome", ann, T0)
-        slow = ProviderError("429", retryable=True, retry_after=7200.0)
-        await w.run(T0, Scripted(slow), random.Random(1))
-        assert (await w.send("send-001")).due_at == T0 + 2 * HOUR
+        for seconds in (7.0, 7200.0, 1e14, float("inf")):
+            send = await w.pending("welcome", ann, T0)
+            asked = ProviderError("429", retryable=True, retry_after=seconds)
+            await w.run(T0, Scripted(asked), random.Random(1))
+            due = (await w.send(send.id)).due_at
+            waited = (due - T0).total_seconds()
+            if seconds == 7.0:  # as given, plus at most 10 % jitter
+                assert 7.0 <= waited <= 7.7
+            else:  # at most an hour, and no crash while recording it
+                assert waited == 3600.0
 
     scenario(db, body)
 
@@ -716,6 +708,83 @@ def test_a_stale_lease_cannot_finish(db: str) -> None:
         assert (send.status, send.lease_token) == (SendStatus.CLAIMED, "other")
         assert await w.messages() == []  # the late result was dropped
         assert await w.internal_events() == []
+
+    scenario(db, body)
+
+
+def test_a_send_taken_over_before_its_mark_is_not_sent(db: str) -> None:
+    from runner.providers.ratelimit import RateLimiter
+
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        later = T0 + timedelta(seconds=CTX.lease_seconds + 1)
+
+        class Overtaken(RateLimiter):
+            # The last step before the in-flight mark: the lease expires and another
+            # sender claims the send meanwhile.
+            async def acquire(self, max_wait: float | None = None) -> bool:
+                taken = await w.write(lambda tx: tx.claim_due(later, 10, later + HOUR, "other"))
+                assert [s.id for s in taken] == ["send-001"]
+                return True
+
+        provider = Scripted()
+        limiters = {"default": Overtaken("10/s")}
+        assert await w.run(T0, provider, limiters=limiters) == 1
+        assert provider.sent == []  # not written: the other sender owns it now
+        send = await w.send("send-001")
+        assert (send.status, send.lease_token, send.in_flight) == (
+            SendStatus.CLAIMED,
+            "other",
+            None,
+        )
+
+    scenario(db, body)
+
+
+class KeyedBatches:
+    """A provider with idempotency keys and batches of 3; the first request times out."""
+
+    type = "keyed"
+    idempotent = True
+    reports_delivery = True
+    max_batch = 3
+
+    def __init__(self) -> None:
+        self.name = "default"
+        self.batches: list[list[OutgoingMessage]] = []
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        raise AssertionError("three sends are due: always a batch")
+
+    async def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        self.batches.append(messages)
+        if len(self.batches) == 1:
+            raise ProviderError("ReadTimeout", retryable=True, outcome_unknown=True)
+        return [SendResult(f"p-{m.message_id}") for m in messages]
+
+
+def test_a_batch_that_may_have_gone_out_is_repeated_whole_and_unchanged(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        for _ in range(3):
+            await w.pending("welcome", ann, T0)
+        provider = KeyedBatches()
+        await w.run(T0, provider, random.Random(3))
+        waiting = [s for s in await w.sends("welcome") if s.status is SendStatus.PENDING]
+        assert len(waiting) == 3 and len({s.due_at for s in waiting}) == 1  # one due time
+        assert all(s.in_flight is not None and s.in_flight["carried"] for s in waiting)
+        # A new subscriber's name changes what a fresh render would produce: the repeat
+        # must not re-render. And a round claiming only one send still repeats all three.
+        await w.write(lambda tx: tx.save_subscriber(Subscriber(ann.id, ann.email, {"name": "Zed"})))
+        await w.run(waiting[0].due_at, provider, limit=1)
+        first, second = provider.batches
+        assert [m.send_id for m in second] == [m.send_id for m in first]
+        assert second == first  # the very same messages (subjects still say "Ann")
+        sent = [s for s in await w.sends("welcome") if s.status is SendStatus.SENT]
+        assert len(sent) == 3 and {s.attempts for s in sent} == {2}
 
     scenario(db, body)
 
@@ -990,16 +1059,22 @@ def test_the_rate_limit_spaces_provider_requests(db: str) -> None:
         for _ in range(6):
             await w.pending("welcome", ann, T0)
         fake = FakeTime()
-        limiter = RateLimiter("2/s", monotonic=fake.monotonic, sleep=fake.sleep)
-        stamps: list[float] = []
+        grants: list[float] = []
 
-        async def stamp(message: OutgoingMessage) -> None:
-            stamps.append(fake.now)
+        class Granting(RateLimiter):
+            # The request is written right after its grant and its in-flight mark; the mark's
+            # commit takes real time, which this fake clock does not see, so grants are timed.
+            async def acquire(self, max_wait: float | None = None) -> bool:
+                granted = await super().acquire(max_wait)
+                grants.append(fake.now)
+                return granted
 
-        provider = Scripted(*[stamp] * 6)
+        limiter = Granting("2/s", monotonic=fake.monotonic, sleep=fake.sleep)
+        provider = Scripted()
         assert await w.run(T0, provider, limiters={"default": limiter}) == 6
-        assert sorted(stamps) == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.5, 2.0])
+        assert sorted(grants) == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.5, 2.0])
         assert sum(fake.slept) == pytest.approx(2.0)
+        assert len(provider.sent) == 6
         assert {s.status for s in await w.sends("welcome")} == {SendStatus.SENT}
 
     scenario(db, body)

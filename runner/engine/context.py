@@ -15,7 +15,7 @@ class EngineContext:
     public_url: str
     unsubscribe_key: bytes
     lease_seconds: int = 60
-    max_attempts: int = 8
+    max_attempts: int = 12  # tries of one send before it fails (retries_exhausted)
 
 
 def new_id(now: datetime) -> str:

@@ -1,4 +1,4 @@
-"""Handing rendered messages to providers: batching, the rate limit, one outcome per message.
+"""Handing rendered messages to providers: batching, one outcome per message.
 
 No store access here: the sender records the outcomes in its own short transactions, so a
 transaction is never held across a provider call.
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from runner.providers.base import OutgoingMessage, Provider, ProviderError, SendResult
-from runner.providers.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +44,13 @@ def plan_requests(
     ]
 
 
-async def call(
-    request: Request[J], limiter: RateLimiter | None, max_wait: float
-) -> list[Outcome] | None:
-    """Make `request` once the rate limit allows: one outcome per message, in order.
+async def call(request: Request[J]) -> list[Outcome]:
+    """Make `request`: one outcome per message, in order.
 
-    None when the rate limit would hold it longer than `max_wait` seconds (the sender puts
-    the sends back for later). A whole-request ProviderError is every message's outcome.
-    Any other exception propagates (an adapter bug): the sends stay claimed until their
-    lease ends.
+    A whole-request ProviderError is every message's outcome (the very same object, so the
+    sender judges it once). Any other exception propagates (an adapter bug): the sends stay
+    claimed, marked in flight, until their lease ends.
     """
-    if limiter is not None and not await limiter.acquire(max_wait):
-        return None
     provider, messages = request.provider, request.messages
     try:
         if len(messages) == 1:

@@ -16,7 +16,7 @@ from runner.engine.catalog import Catalog, Live
 from runner.engine.context import EngineContext, new_id
 from runner.model import Automation
 from runner.providers import retry
-from runner.providers.base import OutgoingMessage, Provider, ProviderError, SendResult
+from runner.providers.base import OutgoingMessage, ProviderError, SendResult
 from runner.store.base import WriteTx
 from runner.store.records import (
     SERIES_ENDING,
@@ -43,6 +43,27 @@ class Ready:
     subscriber: Subscriber
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What recording the fate of a claimed send needs besides the transaction."""
+
+    catalog: Catalog
+    ctx: EngineContext
+    token: str  # the claim's lease token: it fences every write
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A ready send's message as handed (or about to be handed) to a provider."""
+
+    ready: Ready
+    outgoing: OutgoingMessage
+    provider: str  # its name in postwright.yaml
+    provider_type: str
+    revision: int  # the automation revision the message was rendered with
+
+
 def zone(model: Automation, subscriber: Subscriber, ctx: EngineContext) -> ZoneInfo:
     window = model.send_window
     name = window.timezone if window is not None else None
@@ -52,7 +73,7 @@ def zone(model: Automation, subscriber: Subscriber, ctx: EngineContext) -> ZoneI
 def render_failed(
     tx: WriteTx, ctx: EngineContext, ready: Ready, token: str, now: datetime, error: str
 ) -> None:
-    # Not an email failure (SPEC 3.4): no message, no `email.failed` event.
+    # Not an email failure: no message, no `email.failed` event.
     send = ready.send
     if finish(tx, send, token, SendStatus.FAILED, now, reason=RENDER_ERROR, last_error=error):
         log.warning("send %s of %s: render error: %s", send.id, send.automation_id, error)
@@ -60,48 +81,52 @@ def render_failed(
 
 
 def sent(
-    tx: WriteTx,
-    catalog: Catalog,
-    ctx: EngineContext,
-    ready: Ready,
-    token: str,
-    now: datetime,
-    outgoing: OutgoingMessage,
-    provider: Provider,
-    result: SendResult,
+    tx: WriteTx, scope: Scope, attempt: Attempt, result: SendResult, *, reports_delivery: bool
 ) -> None:
-    send = ready.send
-    if not finish(tx, send, token, SendStatus.SENT, now):
+    """The provider accepted the message: `email.sent` (and `email.delivered` for a
+    provider without delivery reports, the outbox)."""
+    send, now = attempt.ready.send, scope.now
+    if not finish(tx, send, scope.token, SendStatus.SENT, now):
         return
-    record_message(tx, catalog, ready, now, outgoing, provider.name, provider.type, result)
-    internal_event(tx, "email.sent", send, outgoing.message_id, now)
-    if not provider.reports_delivery:  # the outbox: sent counts as delivered (SPEC 3.5)
-        internal_event(tx, "email.delivered", send, outgoing.message_id, now)
-    next_repeat(tx, ready.live, ctx, send, ready.subscriber, now)
+    tx.insert_message(message_of(scope, attempt, result))
+    internal_event(tx, "email.sent", send, attempt.outgoing.message_id, now)
+    if not reports_delivery:
+        internal_event(tx, "email.delivered", send, attempt.outgoing.message_id, now)
+    next_repeat(tx, attempt.ready.live, scope.ctx, send, attempt.ready.subscriber, now)
 
 
 def failed(
     tx: WriteTx,
-    catalog: Catalog,
-    ctx: EngineContext,
-    ready: Ready,
-    token: str,
-    now: datetime,
-    outgoing: OutgoingMessage,
-    provider: tuple[str, str],
+    scope: Scope,
+    attempt: Attempt,
     error: ProviderError,
     *,
     reason: str = PROVIDER_ERROR,
 ) -> None:
     """A permanent failure: the message is kept as `failed` and `email.failed` is raised."""
-    send = ready.send
-    if not finish(tx, send, token, SendStatus.FAILED, now, reason=reason, last_error=error.message):
+    send, now = attempt.ready.send, scope.now
+    if not finish(
+        tx, send, scope.token, SendStatus.FAILED, now, reason=reason, last_error=error.message
+    ):
         return
-    name, kind = provider
-    record_message(tx, catalog, ready, now, outgoing, name, kind, None, status="failed")
-    internal_event(tx, "email.failed", send, outgoing.message_id, now)
-    next_repeat(tx, ready.live, ctx, send, ready.subscriber, now)
+    tx.insert_message(message_of(scope, attempt, None, status="failed"))
+    internal_event(tx, "email.failed", send, attempt.outgoing.message_id, now)
+    next_repeat(tx, attempt.ready.live, scope.ctx, send, attempt.ready.subscriber, now)
     log.warning("send %s of %s failed: %s", send.id, send.automation_id, error.message)
+
+
+def unknown(
+    tx: WriteTx, scope: Scope, attempt: Attempt, last_error: str, *, sent_at: datetime | None = None
+) -> None:
+    """The request may have reached the provider and is not repeated: the send is
+    `outcome_unknown`, and its message is kept (sent at `sent_at`, default now) so that
+    provider events naming it reconcile the send. No `email.sent` / `email.failed`."""
+    send, now = attempt.ready.send, scope.now
+    if not finish(tx, send, scope.token, SendStatus.OUTCOME_UNKNOWN, now, last_error=last_error):
+        return
+    tx.insert_message(message_of(scope, attempt, None, status=UNKNOWN, sent_at=sent_at))
+    next_repeat(tx, attempt.ready.live, scope.ctx, send, attempt.ready.subscriber, now)
+    log.warning("send %s of %s: %s", send.id, send.automation_id, last_error)
 
 
 def finish(
@@ -120,39 +145,36 @@ def finish(
     return done
 
 
-def record_message(
-    tx: WriteTx,
-    catalog: Catalog,
-    ready: Ready,
-    now: datetime,
-    outgoing: OutgoingMessage,
-    provider_name: str,
-    provider_type: str,
+def message_of(
+    scope: Scope,
+    attempt: Attempt,
     result: SendResult | None,
     *,
     status: str = "sent",
-) -> None:
-    send = ready.send
-    tx.insert_message(
-        Message(
-            id=outgoing.message_id,
-            pending_send_id=send.id,
-            automation_id=send.automation_id,
-            subscriber_id=send.subscriber_id,
-            to=outgoing.to,
-            from_=outgoing.from_,
-            subject=outgoing.subject,
-            html=outgoing.html,
-            text=outgoing.text,
-            headers=outgoing.headers,
-            provider=provider_name,
-            provider_type=provider_type,
-            provider_message_id=None if result is None else result.provider_message_id,
-            sent_at=now,
-            revision=ready.live.row.revision,
-            listeners=catalog.listeners_at(send.automation_id, now),
-            status=status,
-        )
+    sent_at: datetime | None = None,
+) -> Message:
+    """The stored message of an attempt; its listeners are the email triggers on its
+    automation running when it was sent."""
+    send, outgoing = attempt.ready.send, attempt.outgoing
+    when = sent_at if sent_at is not None else scope.now
+    return Message(
+        id=outgoing.message_id,
+        pending_send_id=send.id,
+        automation_id=send.automation_id,
+        subscriber_id=send.subscriber_id,
+        to=outgoing.to,
+        from_=outgoing.from_,
+        subject=outgoing.subject,
+        html=outgoing.html,
+        text=outgoing.text,
+        headers=outgoing.headers,
+        provider=attempt.provider,
+        provider_type=attempt.provider_type,
+        provider_message_id=None if result is None else result.provider_message_id,
+        sent_at=when,
+        revision=attempt.revision,
+        listeners=scope.catalog.listeners_at(send.automation_id, when),
+        status=status,
     )
 
 
@@ -167,7 +189,7 @@ def internal_event(
     tx.add_event(name, send.email, data, now, processed=False)
 
 
-# --- cancellation and the next repeat (SPEC 3.2) -------------------------------------
+# --- cancellation and the next repeat ----------------------------------------------
 
 
 def cancel(

@@ -1,6 +1,6 @@
 """The provider port: what the sender hands a provider, what it gets back, how it fails.
 
-Retry decisions read `ProviderError`'s flags, never its message (SPEC 7).
+Retry decisions read `ProviderError`'s flags, never its message (runner.providers.retry).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class OutgoingMessage:
 
     @property
     def idempotency_key(self) -> str:
-        """The same for every attempt of one pending send (SPEC 7)."""
+        """The same for every attempt of one pending send."""
         return IDEMPOTENCY_PREFIX + self.send_id
 
 
@@ -45,9 +45,11 @@ class SendResult:
 class ProviderError(PostwrightError):
     """A provider did not accept a message.
 
-    `retryable`: try again later (429, 5xx, connection refused, ...). `outcome_unknown`:
-    the request may have reached a provider without idempotency keys, so it is not
-    retried. `retry_after`: seconds the provider asked us to wait, when it said.
+    `retryable`: trying again is useful and safe (429, 5xx, connection refused, ...).
+    `outcome_unknown`: the request may have reached the provider (a dropped connection, a
+    read timeout); with `retryable` too (an idempotency key makes a repeat harmless) it is
+    retried with the same key, otherwise it is never resent. `retry_after`: seconds the
+    provider asked us to wait, when it said.
     """
 
     def __init__(
@@ -66,7 +68,7 @@ class ProviderError(PostwrightError):
         self.retryable = retryable
         self.outcome_unknown = outcome_unknown
         self.retry_after = retry_after
-        # 401/403: the credentials are wrong; the provider's queue pauses (SPEC 7).
+        # 401/403: the credentials are wrong; the provider's queue pauses.
         self.auth = auth
         # The provider refuses this recipient for good (Postmark ErrorCode 406: inactive
         # recipient): the subscriber is suppressed with this reason ("bounced", ...).
@@ -83,7 +85,7 @@ class Provider(Protocol):
 
     name: str  # the name in postwright.yaml (`default`, ...)
     type: str  # outbox | postmark | sendgrid | mailgun | resend
-    reports_delivery: bool  # False: a sent message counts as delivered (SPEC 3.5)
+    reports_delivery: bool  # False: a sent message counts as delivered too
     idempotent: bool  # True: requests carry an idempotency key (a timeout may be retried)
     max_batch: int  # messages per request of send_batch (1: no batch endpoint)
 

@@ -8,11 +8,13 @@ response body, and the exception class name are used.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -29,12 +31,23 @@ _POSTMARK_INACTIVE = 406
 _RESEND_CONCURRENT = "concurrent_idempotent_requests"
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
-# Raised before any byte of the request could reach the provider: resending is safe.
+# Raised before any byte of the request was written: resending is safe. httpx's own
+# transports raise these only while connecting or waiting for a pooled connection.
 _NOT_SENT: tuple[type[httpx.HTTPError], ...] = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
     httpx.ProxyError,
+)
+# The same proof from aiohttp. httpx-aiohttp maps every aiohttp ClientConnectionError to
+# httpx.ConnectTimeout, among them ServerDisconnectedError and ClientOSError, which aiohttp
+# raises when the provider closed or reset the connection after the request was written (a
+# stale keep-alive connection looks the same: aiohttp never retries a POST on it). So the
+# aiohttp exception the transport chains decides: only a failure to connect (refused, DNS,
+# TLS handshake, proxy) or a connect timeout proves that nothing was written.
+_AIOHTTP_NOT_SENT: tuple[type[aiohttp.ClientError], ...] = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
 )
 # Our own bug or configuration (bad URL, bad header): retrying cannot help.
 _PERMANENT: tuple[type[httpx.HTTPError], ...] = (
@@ -42,6 +55,9 @@ _PERMANENT: tuple[type[httpx.HTTPError], ...] = (
     httpx.LocalProtocolError,
     httpx.TooManyRedirects,
 )
+# What an adapter catches around a request: httpx's errors, and aiohttp's errors that
+# httpx-aiohttp lets through unmapped (a malformed response, an aborted upload).
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, aiohttp.ClientError)
 
 
 def make_client(
@@ -74,7 +90,8 @@ def retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
     """Seconds the provider asked us to wait, or None when it did not say.
 
     Reads `Retry-After` (seconds or an HTTP-date), then `X-RateLimit-Reset` (epoch seconds,
-    SendGrid), then `ratelimit-reset` (seconds, Resend). Never negative.
+    SendGrid), then `ratelimit-reset` (seconds, Resend). Never negative, but possibly huge
+    or infinite: the retry policy caps what it waits (runner.providers.retry).
     """
     lowered = {key.lower(): value for key, value in headers.items()}
     text = lowered.get("retry-after")
@@ -98,7 +115,7 @@ def classify_response(
     provider: str,
     now: datetime | None = None,
 ) -> ProviderError:
-    """The ProviderError for a response the provider did not accept (SPEC 7).
+    """The ProviderError for a response the provider did not accept.
 
     429/408/425, 5xx and Resend's 409 `concurrent_idempotent_requests`: retryable, with
     `retry_after` when the headers say. 401/403: `auth` (the provider's queue pauses).
@@ -126,22 +143,28 @@ def classify_response(
     return ProviderError(message, retryable=False, status=status)
 
 
-def classify_exception(error: httpx.HTTPError, *, idempotent: bool, provider: str) -> ProviderError:
-    """The ProviderError for a request that got no response (SPEC 7).
+def classify_exception(error: Exception, *, idempotent: bool, provider: str) -> ProviderError:
+    """The ProviderError for a request that got no response (one of TRANSPORT_ERRORS).
 
-    Not sent (connect errors, pool timeout): retryable. Possibly sent (read/write timeout,
-    a dropped connection, anything else): retryable only with an idempotency key, otherwise
-    `outcome_unknown` so it is reconciled from provider events, never resent blindly.
+    Classified by what the error proves. Nothing written (a failed connect, a pool timeout):
+    retryable. Refused locally (a bad URL): permanent. Anything else may have reached the
+    provider (a connection closed or reset after writing, a read timeout, an unreadable
+    answer): `outcome_unknown`, retryable only with an idempotency key; without one the
+    send is reconciled from provider events, never resent blindly.
     """
-    kind = type(error).__name__
-    if isinstance(error, _NOT_SENT):
-        return ProviderError(f"{provider}: {kind}: request not sent", retryable=True)
+    cause = error if isinstance(error, aiohttp.ClientError) else error.__cause__
+    from_aiohttp = isinstance(cause, aiohttp.ClientError)
+    kind = type(cause if from_aiohttp else error).__name__
     if isinstance(error, _PERMANENT):
         return ProviderError(f"{provider}: {kind}: request refused locally", retryable=False)
+    proof = isinstance(cause, _AIOHTTP_NOT_SENT) if from_aiohttp else isinstance(error, _NOT_SENT)
+    if proof:
+        return ProviderError(f"{provider}: {kind}: request not sent", retryable=True)
     if idempotent:
         return ProviderError(
             f"{provider}: {kind}: outcome unknown; retrying with the same idempotency key",
             retryable=True,
+            outcome_unknown=True,
         )
     return ProviderError(
         f"{provider}: {kind}: the provider may have accepted the message; not resent",
@@ -200,7 +223,8 @@ def _number(text: str | None) -> float | None:
         value = float(text.strip())
     except ValueError:
         return None
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
+    # Infinity stays: a delay of more digits than a float holds still means "wait long".
+    return None if math.isnan(value) else value
 
 
 def _seconds_or_date(text: str, now: datetime) -> float | None:

@@ -26,7 +26,7 @@ from runner.providers.base import (
     required_secret,
     send_each,
 )
-from runner.providers.http import classify_exception, classify_response
+from runner.providers.http import TRANSPORT_ERRORS, classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
 from runner.store.records import MessageEvent
 
@@ -109,7 +109,7 @@ class MailgunProvider:
                 auth=self._auth,
                 headers={"Accept": "application/json"},
             )
-        except httpx.HTTPError as error:
+        except TRANSPORT_ERRORS as error:
             raise classify_exception(error, idempotent=False, provider=self.name) from None
         if response.status_code != 200:
             raise classify_response(response, idempotent=False, provider=self.name)

@@ -25,7 +25,7 @@ from runner.providers.base import (
     SendResult,
     required_secret,
 )
-from runner.providers.http import classify_exception, classify_response
+from runner.providers.http import TRANSPORT_ERRORS, classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
 from runner.store.records import MessageEvent
 
@@ -144,7 +144,7 @@ class PostmarkProvider:
             return await self._client.post(
                 self._base + path, content=content, headers=self._headers
             )
-        except httpx.HTTPError as error:
+        except TRANSPORT_ERRORS as error:
             raise classify_exception(error, idempotent=False, provider=self.name) from None
 
     def _item(self, item: dict[str, Any], response: httpx.Response) -> SendResult | ProviderError:

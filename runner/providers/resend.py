@@ -28,7 +28,7 @@ from runner.providers.base import (
     SendResult,
     required_secret,
 )
-from runner.providers.http import classify_exception, classify_response
+from runner.providers.http import TRANSPORT_ERRORS, classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
 from runner.store.records import MessageEvent
 
@@ -147,7 +147,7 @@ class ResendProvider:
         }
         try:
             response = await self._client.post(url, json=payload, headers=headers)
-        except httpx.HTTPError as error:
+        except TRANSPORT_ERRORS as error:
             raise classify_exception(error, idempotent=True, provider=self.name) from None
         if not response.is_success:
             raise classify_response(response, idempotent=True, provider=self.name)

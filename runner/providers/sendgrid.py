@@ -28,7 +28,7 @@ from runner.providers.base import (
     required_secret,
     send_each,
 )
-from runner.providers.http import classify_exception, classify_response
+from runner.providers.http import TRANSPORT_ERRORS, classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
 from runner.store.records import MessageEvent
 
@@ -122,7 +122,7 @@ class SendgridProvider:
         content = json.dumps(payload(message), ensure_ascii=False).encode("utf-8")
         try:
             response = await self._client.post(self._url, content=content, headers=self._headers)
-        except httpx.HTTPError as error:
+        except TRANSPORT_ERRORS as error:
             raise classify_exception(error, idempotent=False, provider=self.name) from None
         if not 200 <= response.status_code < 300:
             raise classify_response(response, idempotent=False, provider=self.name)

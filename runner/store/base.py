@@ -9,11 +9,11 @@ store, and the SQL stays in the store module of each dialect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from runner.errors import PostwrightError
 from runner.store.records import (
@@ -254,7 +254,8 @@ class WriteTx(ReadTx, Protocol):
         """Set a PENDING send's due time (send now, window re-check).
 
         With `token`, the send must be CLAIMED under that lease instead: it goes back to
-        PENDING at `due_at` without counting an attempt (a claimed send outside its window).
+        PENDING at `due_at` without counting an attempt (a claimed send outside its window);
+        its in-flight mark stays as it is.
         """
 
     def send_now(self, send_id: str, now: datetime) -> bool:
@@ -263,7 +264,20 @@ class WriteTx(ReadTx, Protocol):
     def claim_due(
         self, now: datetime, limit: int, lease_until: datetime, token: str
     ) -> list[PendingSend]:
-        """Lease up to `limit` PENDING sends due at `now` (and CLAIMED ones whose lease expired)."""
+        """Lease up to `limit` PENDING sends due at `now` (and CLAIMED ones whose lease expired,
+        their `in_flight` mark kept)."""
+
+    def claim_sends(
+        self, send_ids: Collection[str], now: datetime, lease_until: datetime, token: str
+    ) -> list[PendingSend]:
+        """Lease those of `send_ids` that `claim_due` could lease at `now` (the members of a
+        batch request that must be repeated together); the others are left alone."""
+
+    def mark_in_flight(self, token: str, requests: Mapping[str, dict[str, Any] | None]) -> set[str]:
+        """Record, before it is written, the request of each send (id -> JSON-like value):
+        it may reach the provider from now on (None clears the mark). Only sends still
+        CLAIMED under `token` are marked; returns their ids (the others were taken over and
+        must not be sent). The mark stays until the claim ends or a retry replaces it."""
 
     def finish_claim(
         self,
@@ -275,16 +289,28 @@ class WriteTx(ReadTx, Protocol):
         reason: str | None = None,
         last_error: str | None = None,
     ) -> bool:
-        """End a claim; refused (False) when the lease token no longer matches (fencing).
+        """End a claim and clear its in-flight mark; refused (False) when the lease token no
+        longer matches (fencing).
 
         `to` is a final status: a claim goes back to PENDING only through `reschedule`
         (with its token) or `retry_claim` (ValueError otherwise).
         """
 
     def retry_claim(
-        self, send_id: str, token: str, due_at: datetime, now: datetime, last_error: str
+        self,
+        send_id: str,
+        token: str,
+        due_at: datetime,
+        now: datetime,
+        last_error: str,
+        *,
+        in_flight: dict[str, Any] | None = None,
     ) -> bool:
-        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt."""
+        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt.
+
+        `in_flight` replaces the mark: the request the retry must repeat byte for byte (an
+        idempotency key demands the same body), or None to render it afresh.
+        """
 
     def insert_message(self, message: Message) -> None:
         """Store a message handed to a provider."""

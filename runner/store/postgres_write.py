@@ -16,12 +16,11 @@ from datetime import datetime
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 
 from runner.store import postgres_rows as rows
 from runner.store.base import EventConflict, StoreError, TransactionAborted
+from runner.store.postgres_claims import PgClaimsTx
 from runner.store.postgres_people import PeopleWrites
-from runner.store.postgres_read import PgReadTx
 from runner.store.records import (
     AppliedAutomation,
     Entry,
@@ -50,26 +49,6 @@ INSERT INTO events (client_id, type, email, fields, groups, data, occurred_at, r
 VALUES (NULL, %s, %s, NULL, NULL, %s, NULL, %s, %s, %s) RETURNING *
 """
 
-# Leases that expired are resumed: their sender crashed or lost the lease (SPEC 7). Rows
-# another replica is claiming right now are skipped, never waited for nor claimed twice:
-# READ COMMITTED re-checks the WHERE clause on the locked row before updating it.
-_CLAIM_DUE = f"""
-WITH due AS (
-    SELECT id FROM pending_sends
-    WHERE due_at <= %(now)s AND status IN ('pending', 'claimed')
-        AND (status = 'pending' OR lease_until < %(now)s)
-    ORDER BY due_at, id LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE pending_sends p
-SET status = 'claimed', lease_token = %(token)s, lease_until = %(lease_until)s,
-    updated_at = %(now)s
-FROM due WHERE p.id = due.id
-RETURNING {", ".join(f"p.{c.strip()}" for c in rows.SEND_COLUMNS.split(","))}
-"""
-
-# A provider attempt was made when a claim ends in one of these states.
-_ATTEMPTED = frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.OUTCOME_UNKNOWN})
 # Savepoint names: unique within the process, so nested scopes never share one.
 _SAVEPOINTS = itertools.count(1)
 
@@ -78,7 +57,7 @@ def _placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-class PgWriteTx(PgReadTx, PeopleWrites):
+class PgWriteTx(PgClaimsTx, PeopleWrites):
     """Reads and writes inside one READ COMMITTED transaction."""
 
     def ingest_group(
@@ -375,72 +354,6 @@ class PgWriteTx(PgReadTx, PeopleWrites):
                 "UPDATE pending_sends SET due_at = %s, updated_at = %s, skip_window = TRUE"
                 " WHERE id = %s AND status = 'pending'",
                 (when, when, send_id),
-            )
-            == 1
-        )
-
-    def claim_due(
-        self, now: datetime, limit: int, lease_until: datetime, token: str
-    ) -> list[PendingSend]:
-        """Lease up to `limit` sends due at `now` (PENDING, or CLAIMED with an expired lease)."""
-        with self.conn.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(
-                _CLAIM_DUE,
-                {
-                    "token": token,
-                    "lease_until": rows.instant(lease_until),
-                    "now": rows.instant(now),
-                    "limit": limit,
-                },
-            )
-            found = cursor.fetchall()
-        # RETURNING gives rows in no promised order.
-        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
-
-    def finish_claim(
-        self,
-        send_id: str,
-        token: str,
-        to: SendStatus,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        last_error: str | None = None,
-    ) -> bool:
-        """End a claim in a final status; False when the lease token no longer matches."""
-        if to in (SendStatus.CLAIMED, SendStatus.PENDING):
-            raise ValueError(
-                f"a claim does not end in {to.value}: use reschedule(token=...) or retry_claim"
-            )
-        return (
-            self._run(
-                "UPDATE pending_sends SET status = %s, reason = %s, updated_at = %s,"
-                " last_error = COALESCE(%s, last_error), attempts = attempts + %s,"
-                " lease_token = NULL, lease_until = NULL"
-                " WHERE id = %s AND lease_token = %s AND status = 'claimed'",
-                (
-                    to.value,
-                    reason,
-                    rows.instant(now),
-                    last_error,
-                    int(to in _ATTEMPTED),
-                    send_id,
-                    token,
-                ),
-            )
-            == 1
-        )
-
-    def retry_claim(
-        self, send_id: str, token: str, due_at: datetime, now: datetime, last_error: str
-    ) -> bool:
-        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt."""
-        return (
-            self._run(
-                "UPDATE pending_sends SET status = 'pending', due_at = %s, updated_at = %s,"
-                " last_error = %s, attempts = attempts + 1, lease_token = NULL,"
-                " lease_until = NULL WHERE id = %s AND lease_token = %s AND status = 'claimed'",
-                (rows.instant(due_at), rows.instant(now), last_error, send_id, token),
             )
             == 1
         )

@@ -158,6 +158,9 @@ class PendingSend:
     updated_at: datetime | None = None
     last_error: str | None = None
     skip_window: bool = False  # set by "send now": the send window is not checked
+    # The request that may have reached a provider, stored before it was written (opaque to
+    # the store; runner.engine.inflight reads it). None once its outcome is known.
+    in_flight: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

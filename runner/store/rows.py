@@ -261,6 +261,7 @@ class RowCodec:
             updated_at=self._opt_read(row["updated_at"]),
             last_error=row["last_error"],
             skip_window=bool(row["skip_window"]),
+            in_flight=loads(row["in_flight"]),
         )
 
     def send_values(self, send: PendingSend) -> tuple[object, ...]:
@@ -285,6 +286,7 @@ class RowCodec:
             self._opt_write(send.updated_at),
             send.last_error,
             self._flag(send.skip_window),
+            opt_dumps(send.in_flight),
         )
 
     def message_of(self, row: Row) -> Message:

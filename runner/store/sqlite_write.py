@@ -25,8 +25,8 @@ from runner.store.records import (
     normalise_email,
 )
 from runner.store.rows import SUBSCRIBER_COLUMNS
+from runner.store.sqlite_claims import SqliteClaimsTx
 from runner.store.sqlite_people import PeopleWrites
-from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_rows import marks
 
 _CHUNK = 500  # ids per IN list, well under SQLite's bound-variable limit
@@ -37,26 +37,11 @@ INSERT INTO events (client_id, type, email, fields, groups, data, occurred_at, r
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *
 """
 
-# Leases that expired are resumed: their sender crashed or lost the lease (SPEC 7).
-_CLAIM_DUE = """
-UPDATE pending_sends
-SET status = 'claimed', lease_token = :token, lease_until = :lease_until, updated_at = :now
-WHERE id IN (
-    SELECT id FROM pending_sends
-    WHERE due_at <= :now AND status IN ('pending', 'claimed')
-        AND (status = 'pending' OR lease_until < :now)
-    ORDER BY due_at, id LIMIT :limit
-)
-RETURNING *
-"""
-
-# A provider attempt was made when a claim ends in one of these states.
-_ATTEMPTED = frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.OUTCOME_UNKNOWN})
 # Savepoint names: unique within the process, so nested scopes never share one.
 _SAVEPOINTS = itertools.count(1)
 
 
-class SqliteWriteTx(SqliteReadTx, PeopleWrites):
+class SqliteWriteTx(SqliteClaimsTx, PeopleWrites):
     """Reads and writes inside one `BEGIN IMMEDIATE` transaction of the writer thread."""
 
     def ingest_group(
@@ -343,73 +328,6 @@ class SqliteWriteTx(SqliteReadTx, PeopleWrites):
                 "UPDATE pending_sends SET due_at = ?, updated_at = ?, skip_window = 1"
                 " WHERE id = ? AND status = 'pending'",
                 (when, when, send_id),
-            ).rowcount
-            == 1
-        )
-
-    def claim_due(
-        self, now: datetime, limit: int, lease_until: datetime, token: str
-    ) -> list[PendingSend]:
-        """Lease up to `limit` sends due at `now` (PENDING, or CLAIMED with an expired lease)."""
-        found = self._all_named(
-            _CLAIM_DUE,
-            {
-                "token": token,
-                "lease_until": rows.time_text(lease_until),
-                "now": rows.time_text(now),
-                "limit": limit,
-            },
-        )
-        # RETURNING gives rows in no promised order.
-        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
-
-    def _all_named(self, sql: str, args: dict[str, object]) -> list[sqlite3.Row]:
-        return self.db.execute(sql, args).fetchall()
-
-    def finish_claim(
-        self,
-        send_id: str,
-        token: str,
-        to: SendStatus,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        last_error: str | None = None,
-    ) -> bool:
-        """End a claim in a final status; False when the lease token no longer matches."""
-        if to in (SendStatus.CLAIMED, SendStatus.PENDING):
-            raise ValueError(
-                f"a claim does not end in {to.value}: use reschedule(token=...) or retry_claim"
-            )
-        return (
-            self.db.execute(
-                "UPDATE pending_sends SET status = ?, reason = ?, updated_at = ?,"
-                " last_error = IFNULL(?, last_error), attempts = attempts + ?,"
-                " lease_token = NULL, lease_until = NULL"
-                " WHERE id = ? AND lease_token = ? AND status = 'claimed'",
-                (
-                    to.value,
-                    reason,
-                    rows.time_text(now),
-                    last_error,
-                    int(to in _ATTEMPTED),
-                    send_id,
-                    token,
-                ),
-            ).rowcount
-            == 1
-        )
-
-    def retry_claim(
-        self, send_id: str, token: str, due_at: datetime, now: datetime, last_error: str
-    ) -> bool:
-        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt."""
-        return (
-            self.db.execute(
-                "UPDATE pending_sends SET status = 'pending', due_at = ?, updated_at = ?,"
-                " last_error = ?, attempts = attempts + 1, lease_token = NULL, lease_until = NULL"
-                " WHERE id = ? AND lease_token = ? AND status = 'claimed'",
-                (rows.time_text(due_at), rows.time_text(now), last_error, send_id, token),
             ).rowcount
             == 1
         )

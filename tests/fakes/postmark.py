@@ -149,3 +149,21 @@ def _error(status: int, code: int, message: str = "") -> JSONResponse:
     return JSONResponse(
         {"ErrorCode": code, "Message": message or MESSAGES.get(code, "Error")}, status_code=status
     )
+
+
+def accept_all(path: str, body: bytes) -> tuple[int, Any]:
+    """Postmark's success answer to any well-formed send (for tests.fakes.flaky): one result
+    for `/email`, one per item, in order, for `/email/batch`."""
+    sent = json.loads(body)
+    items = sent if path.endswith("/batch") else [sent]
+    results = [
+        {
+            "To": item["To"],
+            "SubmittedAt": datetime.now(UTC).isoformat(),
+            "MessageID": str(uuid.uuid4()),
+            "ErrorCode": 0,
+            "Message": "OK",
+        }
+        for item in items
+    ]
+    return 200, results if path.endswith("/batch") else results[0]
