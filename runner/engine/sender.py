@@ -32,11 +32,13 @@ from runner.engine.outcomes import (
     sent,
 )
 from runner.engine.presend import check
+from runner.engine.rendering import render_ready, retry_render
 from runner.providers import Providers, retry
 from runner.providers.base import OutgoingMessage, Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
-from runner.render import RenderedEmail, RenderError, render_email
+from runner.render import RenderedEmail, RenderError, RenderUnavailable
+from runner.renderpool import RenderPool, shared_pool
 from runner.store.base import Store, TransactionAborted, WriteTx
 from runner.store.records import (
     CancelReason,
@@ -44,7 +46,6 @@ from runner.store.records import (
     SendStatus,
     Subscriber,
 )
-from runner.unsubscribe import make_token, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ async def send_due(
     concurrency: int = CONCURRENCY,
     gate: ProviderGate | None = None,
     limiters: Mapping[str, RateLimiter] | None = None,
+    renderer: RenderPool | None = None,
 ) -> int:
     """Claim up to `limit` due sends and take each to its end; returns how many were claimed.
 
@@ -129,7 +131,8 @@ async def send_due(
     `send_batch` in chunks when it batches, one by one otherwise, each request after the
     provider's rate limiter allows it, up to `concurrency` requests in flight. `gate` and
     `limiters` default to those of a `Providers` built by `build_providers`. `rng` draws the
-    retry jitter (tests pass a seeded one).
+    retry jitter (tests pass a seeded one). Emails are rendered by `renderer` (default: the
+    process's shared pool of render workers), the whole round in one hand-over.
     """
     if isinstance(providers, Providers):
         gate = gate if gate is not None else providers.gate
@@ -152,7 +155,7 @@ async def send_due(
     held, free = _hold_paused(run, claimed)
     await run.write_each(held)
     ready = await store.write(lambda tx: _check_all(tx, run, free)) if free else []
-    jobs, records = _prepare(run, providers, ready)
+    jobs, records = await _prepare(run, providers, ready, renderer or shared_pool())
     await run.write_each(records)
     await _deliver(run, providers, jobs, max(1, concurrency))
     return len(claimed)
@@ -198,52 +201,58 @@ def _check_all(tx: WriteTx, run: _Round, sends: list[PendingSend]) -> list[Ready
     return ready
 
 
-def _prepare(
-    run: _Round, providers: Mapping[str, Provider], ready: list[Ready]
+async def _prepare(
+    run: _Round, providers: Mapping[str, Provider], ready: list[Ready], renderer: RenderPool
 ) -> tuple[list[_Job], list[Callable[[WriteTx], object]]]:
-    """Render each ready send; render errors and unknown providers become records."""
+    """Render the ready sends; render failures and unknown providers become records."""
     jobs: list[_Job] = []
     records: list[Callable[[WriteTx], object]] = []
-    for item in ready:
-        # One message per send, named by it: every attempt renders the same body, as an
-        # idempotency key demands (Resend answers 409 to a key reused with another body),
-        # and the unsubscribe link can name the message before it is stored.
-        message_id = item.send.id
-        try:
-            rendered = _render(item, run.ctx, message_id)
-        except RenderError as error:
-            records.append(_render_recorder(run, item, str(error)))
-            continue
-        except Exception:
-            log.exception("send %s: rendering failed unexpectedly", item.send.id)
-            continue
-        model = item.live.model
-        outgoing = OutgoingMessage(
-            send_id=item.send.id,
-            message_id=message_id,
-            to=item.subscriber.email,
-            from_=model.email.from_,
-            reply_to=model.email.reply_to,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            headers=dict(rendered.headers),
-            tags=list(model.email.tags),
-        )
-        if model.provider not in providers:
-            absent = ProviderError(
-                f"provider {model.provider!r} is not configured", retryable=False
-            )
-            records.append(
-                _failure_recorder(run, _Job(item, outgoing), (model.provider, ""), absent)
-            )
-            continue
-        jobs.append(_Job(item, outgoing))
+    for item, outcome in await render_ready(ready, run.ctx, renderer):
+        if isinstance(outcome, RenderUnavailable):
+            records.append(_render_retrier(run, item, outcome))
+        elif isinstance(outcome, RenderError):
+            records.append(_render_recorder(run, item, str(outcome)))
+        elif (job := _job(run, providers, item, outcome, records)) is not None:
+            jobs.append(job)
     return jobs, records
+
+
+def _job(
+    run: _Round,
+    providers: Mapping[str, Provider],
+    item: Ready,
+    rendered: RenderedEmail,
+    records: list[Callable[[WriteTx], object]],
+) -> _Job | None:
+    """The provider job of a rendered send; None (and a failure record) without its provider."""
+    model = item.live.model
+    outgoing = OutgoingMessage(
+        send_id=item.send.id,
+        message_id=item.send.id,  # one message per send (runner.engine.rendering)
+        to=item.subscriber.email,
+        from_=model.email.from_,
+        reply_to=model.email.reply_to,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        headers=dict(rendered.headers),
+        tags=list(model.email.tags),
+    )
+    if model.provider not in providers:
+        absent = ProviderError(f"provider {model.provider!r} is not configured", retryable=False)
+        records.append(_failure_recorder(run, _Job(item, outgoing), (model.provider, ""), absent))
+        return None
+    return _Job(item, outgoing)
 
 
 def _render_recorder(run: _Round, ready: Ready, error: str) -> Callable[[WriteTx], object]:
     return lambda tx: render_failed(tx, run.ctx, ready, run.token, run.now, error)
+
+
+def _render_retrier(
+    run: _Round, ready: Ready, error: RenderUnavailable
+) -> Callable[[WriteTx], object]:
+    return lambda tx: retry_render(tx, run.ctx, ready, run.token, run.now, error, run.rng)
 
 
 def _failure_recorder(
@@ -334,19 +343,6 @@ def _outcome_recorder(
 
 
 # --- rendering and the retry policy ---------------------------------------------------
-
-
-def _render(ready: Ready, ctx: EngineContext, message_id: str) -> RenderedEmail:
-    send, live = ready.send, ready.live
-    token = make_token(ctx.unsubscribe_key, send.subscriber_id, message_id)
-    return render_email(
-        live.model,
-        live.row.templates,
-        ready.subscriber,
-        send.trigger_event,
-        unsubscribe_url(ctx.public_url, token),
-        send.overrides,
-    )
 
 
 def _provider_failed(
