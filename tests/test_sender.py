@@ -510,7 +510,7 @@ def test_render_error_fails_one_send_and_the_rest_go_out(db: str) -> None:
 HOSTILE = (
     "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(21) }}"
 )
-SLOW = "{% for i in range(100000) %}{% for j in range(40) %}{% endfor %}{% endfor %}slow"
+SLOW = "{% for i in range(100000) %}{% for j in range(120) %}{% endfor %}{% endfor %}slow"
 
 
 def hostile(automation_id: str, html: str) -> str:
