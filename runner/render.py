@@ -2,9 +2,9 @@
 
 The send path builds an `EmailJob` (the texts and the variables of one email) and hands
 it to the render workers of `runner.renderpool`, which run `render_job` under hard CPU
-and memory limits. `render_email` renders in the calling process: the same result, with
-only the sandbox's own guards (runner.sandbox). Every failure a template causes is a
-`RenderError` that fails that one send and never the send loop.
+and memory limits; called in any other process, `render_job` has only the sandbox's own
+guards (runner.sandbox). Every failure a template causes is a `RenderError` that fails
+that one send and never the send loop.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ __all__ = [
     "RenderUnavailable",
     "RenderedEmail",
     "email_job",
-    "render_email",
     "render_job",
 ]
 
@@ -129,19 +128,6 @@ def render_job(job: EmailJob) -> RenderedEmail:
         preheader = render_text("preheader", job.preheader, values, html=False)
         html = _with_preheader(html, preheader)
     return RenderedEmail(subject, html, text, unsubscribe_headers(job.unsubscribe_url))
-
-
-def render_email(
-    model: Automation,
-    template_files: Mapping[str, str],
-    subscriber: Subscriber,
-    event: Mapping[str, Any],
-    unsubscribe_url: str,
-    overrides: Mapping[str, Any] | None = None,
-) -> RenderedEmail:
-    """Render `model`'s email for one subscriber in this process (see `email_job`)."""
-    job = email_job(model, template_files, subscriber, event, unsubscribe_url, overrides)
-    return render_job(job)
 
 
 def _with_preheader(html: str, preheader: str) -> str:

@@ -18,7 +18,6 @@ import atexit
 import logging
 import mmap
 import os
-import pickle
 import queue
 import select
 import subprocess
@@ -28,9 +27,10 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from runner.render import EmailJob, RenderedEmail, RenderError, RenderUnavailable
-from runner.renderworker import FRAME, PROGRESS, frame
+from runner.renderworker import FRAME, PROGRESS, decode_outcome, jobs_frame
 
 log = logging.getLogger("postwright.render")
 
@@ -90,7 +90,7 @@ class _Process:
         """Render `jobs`; the outcomes of a prefix of them, and why the rest are missing."""
         assert self.popen.stdin is not None and self.popen.stdout is not None
         try:
-            self.popen.stdin.write(frame(list(jobs)))
+            _write_all(self.popen.stdin, jobs_frame(list(jobs)))
         except OSError as error:
             return [], _Stop("died", None, f"it did not take the jobs ({error.strerror})")
         answers = _Answers(self.popen.stdout.fileno())
@@ -166,7 +166,7 @@ class _Answers:
             end = FRAME.size + size
             if len(self._buffer) < end:
                 break
-            self.outcomes.append(_loads(bytes(self._buffer[FRAME.size : end])))
+            self.outcomes.append(decode_outcome(bytes(self._buffer[FRAME.size : end])))
             del self._buffer[:end]
         return True
 
@@ -316,9 +316,12 @@ def _stopped(stop: _Stop) -> RenderError | RenderUnavailable:
     return RenderUnavailable(f"the render worker stopped: {stop.detail}")
 
 
-def _loads(data: bytes) -> Outcome:
-    outcome: Outcome = pickle.loads(data)
-    return outcome
+def _write_all(stream: IO[bytes], data: bytes) -> None:
+    """Write every byte (an unbuffered pipe may take a large frame in parts)."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        view = view[written or 0 :]
 
 
 def _worker_environment() -> dict[str, str]:

@@ -1,10 +1,11 @@
 """A render worker process: renders batches of emails under hard CPU and memory limits.
 
 Started by runner.renderpool as `python -m runner.renderworker CPU_SECONDS MEMORY_BYTES FD`.
-It reads frames from stdin, each a list of `EmailJob`, and writes one frame per job to
-stdout: a `RenderedEmail` or a `RenderError`. Before each job it writes the job's index
-and its own CPU time into the shared progress page (file descriptor FD), so the pool can
-tell which job a killed worker was rendering.
+It reads frames from stdin, each a pickled list of `EmailJob`, and writes one frame per
+job to stdout: a `RenderedEmail` or a `RenderError` as JSON (never a pickle: even a worker
+whose sandbox was broken could not make the server run code by what it answers). Before
+each job it writes the job's index and its own CPU time into the shared progress page
+(file descriptor FD), so the pool can tell which job a killed worker was rendering.
 
 Limits: a CPU timer (ITIMER_PROF, CPU time only, so a paused process never times out)
 interrupts a job at CPU_SECONDS; a job stuck inside one C call is killed by the pool;
@@ -15,6 +16,7 @@ a huge allocation fails as MemoryError instead of growing the machine's memory.
 from __future__ import annotations
 
 import io
+import json
 import mmap
 import os
 import pickle
@@ -28,6 +30,7 @@ from typing import Any, BinaryIO
 from runner.render import EmailJob, RenderedEmail, RenderError, render_job
 
 FRAME = struct.Struct("<Q")  # the length of the pickle that follows
+NICENESS = 10
 PROGRESS = struct.Struct("<qd")  # index of the job in progress (-1: idle), CPU at its start
 _PAGE_SIZE = resource.getpagesize()
 
@@ -71,10 +74,49 @@ def read_frame(stream: BinaryIO) -> Any:
     return pickle.loads(data)
 
 
-def frame(value: Any) -> bytes:
-    """`value` as one frame."""
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+def frame(data: bytes) -> bytes:
+    """`data` as one frame."""
     return FRAME.pack(len(data)) + data
+
+
+def jobs_frame(jobs: list[EmailJob]) -> bytes:
+    """The frame asking a worker to render `jobs`."""
+    return frame(pickle.dumps(jobs, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def encode_outcome(outcome: RenderedEmail | RenderError) -> bytes:
+    """A worker's answer for one job."""
+    if isinstance(outcome, RenderError):
+        return json.dumps({"error": str(outcome)}).encode()
+    parts = [outcome.subject, outcome.html, outcome.text, outcome.headers]
+    return json.dumps(parts).encode()
+
+
+def decode_outcome(data: bytes) -> RenderedEmail | RenderError:
+    """The outcome a worker answered; a malformed answer is a RenderError saying so."""
+    try:
+        value = json.loads(data)
+        if isinstance(value, dict):
+            return RenderError(str(value["error"]))
+        subject, html, text, headers = value
+        return RenderedEmail(
+            _text(subject),
+            _optional_text(html),
+            _optional_text(text),
+            {_text(k): _text(v) for k, v in headers.items()},
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return RenderError("the render worker answered something that is not an email")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
 
 
 def render_guarded(job: EmailJob, timer: _Timer, cpu_seconds: float) -> RenderedEmail | RenderError:
@@ -117,7 +159,7 @@ def serve(source: BinaryIO, sink: BinaryIO, progress: mmap.mmap, cpu: float, mem
         _cap_memory(memory)
         for index, job in enumerate(jobs):
             PROGRESS.pack_into(progress, 0, index, time.process_time())
-            sink.write(frame(render_guarded(job, timer, cpu)))
+            sink.write(frame(encode_outcome(render_guarded(job, timer, cpu))))
         PROGRESS.pack_into(progress, 0, -1, 0.0)
         sink.flush()
 
@@ -127,6 +169,9 @@ def main(argv: list[str]) -> int:
     cpu, memory, descriptor = float(argv[0]), int(argv[1]), int(argv[2])
     # The pool stops workers by closing their stdin; Ctrl-C in a terminal is not for them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Rendering is background work: under contention the server's requests go first (the
+    # caps count CPU time, so a slower render is never a failed one).
+    os.nice(NICENESS)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     progress = mmap.mmap(descriptor, PROGRESS.size)
     source = os.fdopen(0, "rb", buffering=1 << 16)

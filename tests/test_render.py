@@ -9,7 +9,7 @@ import pytest
 from runner import sandbox
 from runner.loader import load_automation
 from runner.model import Automation
-from runner.render import RenderError, render_email
+from runner.render import RenderedEmail, RenderError, email_job, render_job
 from runner.store.records import Subscriber
 
 URL = "https://mail.shop.test/u/TOKEN"
@@ -27,6 +27,13 @@ def automation(email: str, *, name: str | None = "Welcome") -> Automation:
 
 def body(html: str, subject: str = "Hi") -> Automation:
     return automation(f'  from: "Shop <s@shop.test>"\n  subject: "{subject}"\n  html: {html!r}\n')
+
+
+def render_email(
+    model: Automation, files: dict[str, str], *args: Any, **kwargs: Any
+) -> RenderedEmail:
+    """Render in this process, as a render worker does."""
+    return render_job(email_job(model, files, *args, **kwargs))
 
 
 SUBSCRIBER = Subscriber(7, "ann@shop.test", {"name": "Ann", "plan": "free"}, {"vip", "beta"})

@@ -83,18 +83,22 @@ def test_hostile_render_never_blocks_the_server(tmp_path: Path) -> None:
     ):
         client.get("/healthz")  # one connection, kept alive: only the answer is timed
         post_event(client, "bomb", "victim@shop.test")
-        slowest, polls = 0.0, 0
+        latencies: list[float] = []
         started = time.monotonic()
         while stats(client, "bomb")["failed"] == 0:
             assert time.monotonic() - started < WAIT
             before = time.perf_counter()
             assert client.get("/healthz").status_code == 200
-            slowest = max(slowest, time.perf_counter() - before)
-            polls += 1
-            if polls % 10 == 0:  # other automations keep taking events and sending
-                post_event(client, "hello", f"p{polls}@shop.test")
+            latencies.append(time.perf_counter() - before)
+            if len(latencies) % 10 == 0:  # other automations keep taking events and sending
+                post_event(client, "hello", f"p{len(latencies)}@shop.test")
         assert time.monotonic() - started > 1.5  # the polls ran during the 2 s render
-        assert slowest < HEALTH_BOUND, f"/healthz took {slowest * 1000:.0f} ms"
+        # A blocked loop would hold one answer for the whole render; a machine shared with
+        # other work may delay any process now and then, so 1 % may miss the bound.
+        latencies.sort()
+        assert latencies[-1] < 0.5, f"/healthz took {latencies[-1] * 1000:.0f} ms"
+        typical = latencies[int(len(latencies) * 0.99) - 1]
+        assert typical < HEALTH_BOUND, f"/healthz took {typical * 1000:.0f} ms (99th percentile)"
         wait_for("the welcome emails", lambda: stats(client, "welcome")["sent"] >= 1)
         assert stats(client, "bomb")["sent"] == 0
     assert "render error: rendering used more than 2 s of CPU" in log.read_text()
