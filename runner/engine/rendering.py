@@ -16,21 +16,19 @@ from datetime import datetime, timedelta
 from runner.engine.context import EngineContext
 from runner.engine.outcomes import Ready, render_failed
 from runner.providers import retry
-from runner.render import EmailJob, RenderedEmail, RenderError, RenderUnavailable, email_job
-from runner.renderpool import RenderPool
+from runner.render import EmailJob, RenderError, RenderUnavailable, email_job
+from runner.renderpool import Outcome, RenderPool
 from runner.store.base import WriteTx
 from runner.unsubscribe import make_token, unsubscribe_url
 
 log = logging.getLogger("runner.engine.sender")
 
-Rendered = RenderedEmail | RenderError | RenderUnavailable
-
 
 async def render_ready(
     ready: list[Ready], ctx: EngineContext, renderer: RenderPool
-) -> list[tuple[Ready, Rendered]]:
+) -> list[tuple[Ready, Outcome]]:
     """Each ready send with its rendered email, or why it has none."""
-    results: list[tuple[Ready, Rendered]] = []
+    results: list[tuple[Ready, Outcome]] = []
     renderable: list[tuple[Ready, EmailJob]] = []
     for item in ready:
         try:
