@@ -368,9 +368,9 @@ def phases(work: Path) -> None:
 
     from runner import semantics, templates
     from runner.config import Config
+    from runner.files import walk_directory
     from runner.loader import Loaded, load_automation
     from runner.model import Automation
-    from runner.snapshot import walk_directory
     from runner.version import template_paths
     from runner.yamlread import read_yaml
 

@@ -312,7 +312,8 @@ def _outbox(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _render(args: argparse.Namespace, out: TextIO) -> int:
-    from runner.render import RenderError, render_email
+    from runner.render import RenderError, RenderUnavailable, email_job
+    from runner.renderpool import RenderPool
     from runner.store.records import Subscriber
 
     root = repo_root(args.repo)
@@ -336,10 +337,20 @@ def _render(args: argparse.Namespace, out: TextIO) -> int:
     event = _data_file(args.event) if args.event else _default_event(version.model)
     event.setdefault("data", {})
     url = f"{settings_of(args).public_url}/u/preview-token"
+    # The same guarded path as the sender: a render worker with its CPU and memory limits.
+    pool = RenderPool(size=1)
     try:
-        email = render_email(version.model, version.templates, subscriber, event, url)
+        (email,) = pool.render(
+            [email_job(version.model, version.templates, subscriber, event, url)]
+        )
     except RenderError as error:
-        print(f"postwright: render error: {error}", file=sys.stderr)
+        email = error
+    finally:
+        pool.close()
+    if isinstance(email, RenderUnavailable):
+        raise email
+    if isinstance(email, RenderError):
+        print(f"postwright: render error: {email}", file=sys.stderr)
         return 1
     print(f"Subject: {email.subject}", file=out)
     for name, value in sorted(email.headers.items()):

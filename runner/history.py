@@ -11,18 +11,24 @@ import os
 import stat
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO
 
 from runner.errors import GitError
+from runner.files import MAX_FILE_BYTES
+from runner.gitsnapshot import Entry, GitSnapshot
 from runner.snapshot import DirectorySnapshot
 from runner.tree import is_automation_path
 
-# Regular files only: symlinks (120000) and submodules (160000) are never automations.
+__all__ = ["CommitInfo", "Entry", "Git", "GitSnapshot"]
+
+# Regular files and symlinks (followed inside the commit only); submodules (160000) and
+# trees are never read.
 _FILE_MODES = frozenset({b"100644", b"100755"})
+_LINK_MODE = b"120000"
 _CHECKOUT_HINT = "in GitHub Actions, give `actions/checkout` `fetch-depth: 0`"
 
 
@@ -34,38 +40,6 @@ class CommitInfo:
     parents: tuple[str, ...]
 
 
-class GitSnapshot:
-    """A commit's files as path -> blob id; contents are read on demand."""
-
-    def __init__(self, git: Git, commit: str, blobs: dict[str, str]) -> None:
-        self.git = git
-        self.commit: str | None = commit
-        self._blobs = blobs
-
-    def paths(self) -> Iterable[str]:
-        """Every regular file of the commit."""
-        return self._blobs.keys()
-
-    def blob_id(self, path: str) -> str | None:
-        """The blob id of `path` in the commit."""
-        return self._blobs.get(path)
-
-    def read(self, path: str) -> bytes | None:
-        """The blob's bytes, through `git cat-file --batch`."""
-        blob = self._blobs.get(path)
-        return None if blob is None else self.git.read_blob(blob)
-
-    def changed(self, commit: str, changes: Mapping[str, str | None]) -> GitSnapshot:
-        """The snapshot of `commit`, given its changes (path -> blob id, None = gone)."""
-        blobs = dict(self._blobs)
-        for path, blob in changes.items():
-            if blob is None:
-                blobs.pop(path, None)
-            else:
-                blobs[path] = blob
-        return GitSnapshot(self.git, commit, blobs)
-
-
 class Git:
     """One repository, read through git plumbing; close it (or use `with`)."""
 
@@ -74,6 +48,7 @@ class Git:
         self._batch: subprocess.Popen[bytes] | None = None
         self._prefetched: dict[str, bytes | None] = {}
         self._closed = False
+        self.oversized: set[str] = set()  # blobs over MAX_FILE_BYTES: skipped, never held
         top = self._run("rev-parse", "--show-toplevel").decode().strip()
         self.top = Path(top)
         if self.top.resolve() != root.resolve():
@@ -180,6 +155,7 @@ class Git:
         """Every regular file of `commit` (`git ls-tree -r --full-tree`)."""
         out = self._run("ls-tree", "-r", "-z", "--full-tree", commit)
         blobs: dict[str, str] = {}
+        links: dict[str, str] = {}
         for entry in out.split(b"\0"):
             if not entry:
                 continue
@@ -187,15 +163,17 @@ class Git:
             mode, _kind, blob = meta.split(b" ")
             if mode in _FILE_MODES:
                 blobs[path.decode("utf-8", "surrogateescape")] = blob.decode()
-        return GitSnapshot(self, commit, blobs)
+            elif mode == _LINK_MODE:
+                links[path.decode("utf-8", "surrogateescape")] = blob.decode()
+        return GitSnapshot(self, commit, blobs, links)
 
-    def changes(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, str | None]]:
-        """For each (commit, parent): path -> new blob id (None = gone), in one `diff-tree`."""
+    def changes(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Entry | None]]:
+        """For each (commit, parent): path -> new entry (None = gone), in one `diff-tree`."""
         if not pairs:
             return []
         lines = "".join(f"{commit} {parent}\n" for commit, parent in pairs).encode()
         out = self._run("diff-tree", "--stdin", "--always", "-r", "-z", "--no-renames", input=lines)
-        result: list[dict[str, str | None]] = []
+        result: list[dict[str, Entry | None]] = []
         tokens = iter(out.split(b"\0"))
         for token in tokens:
             token = token.strip(b"\n")
@@ -206,7 +184,8 @@ class Git:
                 continue
             _old_mode, mode, _old, blob, _status = token[1:].split(b" ")
             path = next(tokens).decode("utf-8", "surrogateescape")
-            result[-1][path] = blob.decode() if mode in _FILE_MODES else None
+            readable = mode in _FILE_MODES or mode == _LINK_MODE
+            result[-1][path] = Entry(blob.decode(), mode == _LINK_MODE) if readable else None
         if len(result) != len(pairs):
             raise GitError(f"`git diff-tree` answered {len(result)} of {len(pairs)} diffs")
         return result
@@ -251,16 +230,26 @@ class Git:
 
     def _answer(self) -> bytes | None:
         assert self._batch is not None and self._batch.stdout is not None
-        header = self._batch.stdout.readline()
+        stream = self._batch.stdout
+        header = stream.readline()
         if not header or header.endswith(b" missing\n"):
             return None
-        size = int(header.split(b" ")[2])
-        content = self._batch.stdout.read(size)
-        self._batch.stdout.read(1)  # the newline after each object
+        blob, _kind, size_text = header.split(b" ")
+        size = int(size_text)
+        if size > MAX_FILE_BYTES:
+            # Never held in memory: skipped in chunks, and refused by the snapshot.
+            self.oversized.add(blob.decode())
+            while size > 0:
+                size -= len(stream.read(min(size, 1 << 20)))
+            stream.read(1)
+            return None
+        content = stream.read(size)
+        stream.read(1)  # the newline after each object
         return content
 
     def working_tree(self) -> DirectorySnapshot:
-        """Tracked and untracked-not-ignored regular files as they are on disk."""
+        """Tracked and untracked-not-ignored files as they are on disk (symlinks and special
+        files included: reading them decides)."""
         out = self._run(
             "-C", str(self.top), "ls-files", "-z", "--cached", "--others", "--exclude-standard"
         )
@@ -273,7 +262,7 @@ class Git:
                 mode = os.lstat(self.top / path).st_mode
             except OSError:
                 continue  # tracked but deleted on disk
-            if stat.S_ISREG(mode):
+            if not stat.S_ISDIR(mode):
                 paths.add(path)
         return DirectorySnapshot(self.top, paths)
 

@@ -43,11 +43,12 @@ from runner.engine.apply import (
 from runner.engine.catalog import DELETED
 from runner.engine.worker import Worker
 from runner.errors import GitError
+from runner.files import Refused, is_present, walk_directory
 from runner.findings import Finding, Severity
 from runner.history import Git
 from runner.lifecycle import Change
 from runner.settings import Settings
-from runner.snapshot import DirectorySnapshot, Snapshot, git_blob_id, walk_directory
+from runner.snapshot import DirectorySnapshot, Snapshot, git_blob_id
 from runner.store.base import ReadTx, Store, WriteTx
 from runner.store.records import AppliedAutomation
 from runner.tree import AUTOMATIONS_DIR, CONFIG_PATH, Tree, TreeChecker, is_automation_path
@@ -284,14 +285,14 @@ class Reloader:
         previous = self._final if self._final is not None and self._head_tree is None else None
         if previous is None or changed is None:
             paths = walk_directory(self.root, [AUTOMATIONS_DIR.rstrip("/")])
-            if (self.root / CONFIG_PATH).is_file():
+            if is_present(self.root, CONFIG_PATH):
                 paths.append(CONFIG_PATH)
             tree = self._checker.check(DirectorySnapshot(self.root, paths), now)
         else:
             present = set(previous.snapshot.paths())
             for path in changed:
                 if is_automation_path(path) or path == CONFIG_PATH:
-                    if (self.root / path).is_file():
+                    if is_present(self.root, path):
                         present.add(path)
                     else:
                         present.discard(path)
@@ -660,7 +661,7 @@ class _Overlay:
     def paths(self) -> Iterable[str]:
         """The commit's paths without removed files, and the new files."""
         kept = [p for p in self._base.paths() if p not in self._dirty]
-        return kept + [p for p in self._dirty if (self._disk.root / p).is_file()]
+        return kept + [p for p in self._dirty if is_present(self._disk.root, p)]
 
     def blob_id(self, path: str) -> str | None:
         """The content id on disk for uncommitted paths, else in the commit."""
@@ -671,3 +672,8 @@ class _Overlay:
         """The bytes on disk for uncommitted paths, else in the commit."""
         source = self._disk if path in self._dirty else self._base
         return source.read(path)
+
+    def refusal(self, path: str) -> Refused | None:
+        """Why the file on disk or in the commit is not read, if it is refused."""
+        source = self._disk if path in self._dirty else self._base
+        return source.refusal(path)

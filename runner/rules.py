@@ -28,8 +28,27 @@ def _w(summary: str, help: str) -> Rule:
 
 RULES: dict[str, Rule] = {
     # Reading the file (loader.py)
-    "file-too-large": _e("The file is larger than 1 MiB.", "split the content into template files"),
+    "file-too-large": _e(
+        "The file (an automation, a template or postwright.yaml) is larger than 1 MiB.",
+        "split the content into smaller files",
+    ),
     "file-encoding": _e("The file is not valid UTF-8.", "save the file as UTF-8"),
+    "file-outside-repo": _e(
+        "A file resolves outside the repository, or into `.git/` or `.postwright/`.",
+        "replace the symlink with the file itself, or point it at a file in the repository",
+    ),
+    "file-not-regular": _e(
+        "A file is a FIFO, a device, a socket or a folder, not a regular file.",
+        "replace it with a regular file",
+    ),
+    "file-unreadable": _e(
+        "A file cannot be read (permissions or an I/O error).",
+        "make the file readable by the user running Postwright",
+    ),
+    "check-crashed": _e(
+        "Checking this file failed unexpectedly; the file is treated as invalid.",
+        "simplify the file, and report the message to the Postwright maintainers",
+    ),
     "wrong-extension": _e(
         "A `.yml` file under automations/ is never loaded.", "rename the file to `.yaml`"
     ),
@@ -125,6 +144,10 @@ RULES: dict[str, Rule] = {
         "A template path leaves the repository.", "keep template files inside the repository"
     ),
     "template-syntax": _e("A template does not parse.", "fix the Jinja2 syntax"),
+    "template-too-complex": _e(
+        "A template nests deeper than a template can ever render.",
+        "flatten nested loops and expressions (at most 20 nested loops), or use a macro",
+    ),
     "template-unknown-name": _e(
         "A template uses a name that is never defined.",
         "use subscriber, event, automation or unsubscribe_url",

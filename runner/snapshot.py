@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from runner.files import Refused, read_repo_file
+
 
 class Snapshot(Protocol):
     """A repository state: which paths exist, their content ids and contents."""
@@ -28,7 +30,11 @@ class Snapshot(Protocol):
         """A content id of `path` (equal ids mean equal contents), or None if absent."""
 
     def read(self, path: str) -> bytes | None:
-        """The contents of `path`, or None if absent."""
+        """The contents of `path`, or None if absent or refused."""
+
+    def refusal(self, path: str) -> Refused | None:
+        """Why the present `path` is not read (it leaves the repository, is a special file
+        or too large), or None."""
 
 
 @dataclass
@@ -51,6 +57,10 @@ class MemorySnapshot:
         """The bytes of `path`."""
         return self.files.get(path)
 
+    def refusal(self, path: str) -> Refused | None:
+        """Nothing held in memory is refused."""
+        return None
+
 
 def git_blob_id(content: bytes) -> str:
     """The id git gives `content` as a blob (SHA-1 of the header and bytes)."""
@@ -58,7 +68,7 @@ def git_blob_id(content: bytes) -> str:
 
 
 class DirectorySnapshot:
-    """The files under `root` as they are on disk, read lazily (no git needed)."""
+    """The files under `root` as they are on disk, read lazily through `runner.files`."""
 
     commit: str | None = None
 
@@ -67,34 +77,33 @@ class DirectorySnapshot:
         self._paths = sorted(set(paths))
         self._ids: dict[str, str | None] = {}
         # Checking asks for a file's id, then for its bytes: read each file once.
-        self._contents: dict[str, bytes | None] = {}
+        self._contents: dict[str, bytes | Refused | None] = {}
 
     def paths(self) -> Iterable[str]:
         """The paths this snapshot was made with."""
         return self._paths
 
-    def read(self, path: str) -> bytes | None:
-        """The file's bytes, or None when it does not exist."""
+    def _load(self, path: str) -> bytes | Refused | None:
         if path not in self._contents:
-            try:
-                self._contents[path] = (self.root / path).read_bytes()
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                self._contents[path] = None
+            self._contents[path] = read_repo_file(self.root, path)
         return self._contents[path]
 
+    def read(self, path: str) -> bytes | None:
+        """The file's bytes, or None when it does not exist or is refused."""
+        content = self._load(path)
+        return content if isinstance(content, bytes) else None
+
+    def refusal(self, path: str) -> Refused | None:
+        """Why the file is not read, if it is refused."""
+        content = self._load(path)
+        return content if isinstance(content, Refused) else None
+
     def blob_id(self, path: str) -> str | None:
-        """The git blob id of the file's contents."""
+        """The git blob id of the file's contents (a refusal has an id of its own)."""
         if path not in self._ids:
-            content = self.read(path)
-            self._ids[path] = None if content is None else git_blob_id(content)
+            content = self._load(path)
+            if isinstance(content, Refused):
+                self._ids[path] = content.id
+            else:
+                self._ids[path] = None if content is None else git_blob_id(content)
         return self._ids[path]
-
-
-def walk_directory(root: Path, folders: Iterable[str]) -> list[str]:
-    """Repository-relative paths of every file below `folders` of `root`."""
-    found: list[str] = []
-    for folder in folders:
-        base = root / folder
-        if base.is_dir():
-            found.extend(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
-    return found

@@ -12,8 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateSyntaxError, meta, nodes
 
 from runner import findings
 from runner.findings import Finding
@@ -27,6 +26,7 @@ from runner.model import (
     EventTrigger,
     ScheduleTrigger,
 )
+from runner.sandbox import environment
 
 KNOWN_NAMES = frozenset({"subscriber", "event", "automation", "unsubscribe_url"})
 INLINE_KEYS = ("subject", "preheader", "html", "text")
@@ -44,11 +44,6 @@ _MARKERS = ("{{", "{%", "{#")
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
 _WHOLE_EXPRESSION = re.compile(r"^\{\{.*\}\}$", re.DOTALL)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-
-
-def environment(*, html: bool) -> SandboxedEnvironment:
-    """The sandboxed environment templates are written for (the runner renders with it)."""
-    return SandboxedEnvironment(autoescape=html, undefined=StrictUndefined)
 
 
 # Parsing does not depend on autoescape, so one environment parses every body.
@@ -89,14 +84,21 @@ def analyse(text: str) -> Analysis:
 def _analyse_parsed(text: str) -> Analysis:
     try:
         tree = _PARSER.parse(text)
+        walk = _Walk()
+        walk.visit(tree, None)
+        problems = walk.problems
+        problems.extend(_unknown_names(tree, walk.names))
+        # Compiling (last: Jinja's optimizer rewrites the tree) finds what parses but can
+        # never render: Python's limits on nested blocks (20 loops) and indentation.
+        _PARSER.compile(tree)
     except TemplateSyntaxError as error:
         return Analysis(
             (Problem("template-syntax", error.lineno or 1, 1, error.message or ""),), ()
         )
-    walk = _Walk()
-    walk.visit(tree, None)
-    problems = walk.problems
-    problems.extend(_unknown_names(tree, walk.names))
+    except (RecursionError, SyntaxError, MemoryError) as error:
+        detail = error.msg if isinstance(error, SyntaxError) else "nesting too deep"
+        message = f"the template nests too deeply to render ({detail})"
+        return Analysis((Problem("template-too-complex", 1, 1, message),), ())
     problems.sort(key=lambda p: (p.line, p.col))
     return Analysis(tuple(problems), tuple(walk.event_reads))
 
@@ -110,6 +112,7 @@ _SIMPLE_EXPRESSION = re.compile(
     rf"(\|\s*(?:default|d)\s*\(\s*{_LITERAL}\s*\))?"
     rf"(?:\s*(?:==|!=)\s*{_LITERAL})?\s*"
 )
+_SIMPLE_DEPTH = 8
 _TAG = re.compile(r"\{\{-?(.*?)-?\}\}|\{%-?\s*(if|elif|else|endif)\b(.*?)-?%\}", re.DOTALL)
 
 
@@ -136,6 +139,8 @@ def _analyse_simple(text: str) -> Analysis | None:
             continue
         if keyword == "if":
             depth += 1
+            if depth > _SIMPLE_DEPTH:
+                return None  # the parser and compiler judge deep nesting
         elif keyword == "elif" and depth == 0:
             return None
         expression = _SIMPLE_EXPRESSION.fullmatch(output if keyword is None else condition)
@@ -336,12 +341,14 @@ def template_findings(
     loaded: Loaded[Automation],
     paths: Mapping[str, str | None],
     texts: Mapping[str, str | None],
+    refused: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[Finding]:
     """Findings about the subject, preheader and bodies of a valid automation.
 
     `paths` maps `html_file` / `text_file` to the resolved repository path
     (None when the name leaves the repository); `texts` maps the same keys to
-    the file's text (None when the file does not exist).
+    the file's text (None when the file does not exist or is refused);
+    `refused` maps them to the rule and message of a file that is not read.
     """
     model = loaded.model
     if model is None:
@@ -357,6 +364,12 @@ def template_findings(
                 found.append(_finding(problem, loaded.path, line, col, model.id))
     for key, body in FILE_KEYS.items():
         if getattr(email, key) is None:
+            continue
+        refusal = (refused or {}).get(key)
+        if refusal is not None:
+            line, col = loaded.position("email", key)
+            rule, message = refusal
+            found.append(findings.make(rule, loaded.path, message, line, col, automation=model.id))
             continue
         found.extend(_file_findings(loaded, key, body, paths.get(key), texts.get(key)))
     return found

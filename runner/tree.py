@@ -9,9 +9,13 @@ changed.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from runner import findings, semantics, templates
 from runner.config import Config
@@ -20,6 +24,9 @@ from runner.loader import Loaded, load_automation, load_config
 from runner.model import Automation
 from runner.snapshot import Snapshot
 from runner.version import Version, template_paths
+
+log = logging.getLogger("postwright.check")
+M = TypeVar("M", bound=BaseModel)
 
 AUTOMATIONS_DIR = "automations/"
 CONFIG_PATH = "postwright.yaml"
@@ -114,12 +121,12 @@ class TreeChecker:
             wrong = [
                 f for f in previous.findings if f.rule == "wrong-extension" and f.path not in paths
             ]
-            candidates = {p for p in paths if snapshot.blob_id(p) is not None}
+            candidates = set(paths)
         else:
             wrong, candidates = [], set(snapshot.paths())
         for path in candidates:
-            if not path.startswith(AUTOMATIONS_DIR):
-                continue
+            if not path.startswith(AUTOMATIONS_DIR) or snapshot.blob_id(path) is None:
+                continue  # not an automation, or gone (a dangling symlink, a file just deleted)
             if path.endswith(".yml"):
                 message = "`.yml` files are not loaded; use `.yaml`"
                 wrong.append(findings.make("wrong-extension", path, message))
@@ -146,7 +153,7 @@ class TreeChecker:
             return
         loaded = self._configs.get(blob)
         if loaded is None:
-            loaded = load_config(CONFIG_PATH, snapshot.read(CONFIG_PATH) or b"")
+            loaded = _load(snapshot, CONFIG_PATH, load_config)
             self._configs[blob] = loaded
         tree.findings.extend(loaded.findings)
         if loaded.model is not None:
@@ -170,7 +177,7 @@ class TreeChecker:
         assert blob is not None
         loaded = self._automations.get((path, blob))
         if loaded is None:
-            loaded = load_automation(path, snapshot.read(path) or b"")
+            loaded = _load(snapshot, path, load_automation)
             self._automations[(path, blob)] = loaded
         if loaded.model is None:
             return FileResult(loaded, None, loaded.findings, ())
@@ -178,7 +185,10 @@ class TreeChecker:
         key = (path, blob, tuple(snapshot.blob_id(p) if p else None for p in named.values()))
         cached = self._file_checks.get(key)
         if cached is None:
-            cached = self._check_templates(snapshot, loaded, named)
+            try:
+                cached = self._check_templates(snapshot, loaded, named)
+            except Exception as error:  # a checker bug: a finding for this file only
+                cached = (None, (_crashed(path, error, loaded.model.id),))
             self._file_checks[key] = cached
         version, found = cached
         used = tuple(p for p in named.values() if p is not None)
@@ -188,14 +198,38 @@ class TreeChecker:
         self, snapshot: Snapshot, loaded: Loaded[Automation], named: dict[str, str | None]
     ) -> tuple[Version | None, tuple[Finding, ...]]:
         texts: dict[str, str | None] = {}
+        refused: dict[str, tuple[str, str]] = {}
         for key, repo_path in named.items():
             content = snapshot.read(repo_path) if repo_path is not None else None
             texts[key] = content.decode("utf-8", "replace") if content is not None else None
-        found = templates.template_findings(loaded, named, texts)
+            why = snapshot.refusal(repo_path) if repo_path is not None else None
+            if why is not None:
+                refused[key] = (why.rule, why.message)
+        found = templates.template_findings(loaded, named, texts, refused)
         if any(f.severity == "error" for f in found):
             return None, tuple(found)
         present = {key: text for key, text in texts.items() if text is not None}
         return Version.of(loaded, present), tuple(found)
+
+
+def _load(snapshot: Snapshot, path: str, load: Callable[[str, bytes], Loaded[M]]) -> Loaded[M]:
+    """Read `path` through `load`; a refused file, or a crash of the loader, is its finding."""
+    content = snapshot.read(path)
+    refused = snapshot.refusal(path) if content is None else None
+    if refused is not None:
+        finding = findings.make(refused.rule, path, refused.message)
+        return Loaded(path, None, (finding,), None)
+    try:
+        return load(path, content or b"")
+    except Exception as error:  # a checker bug: a finding for this file only
+        return Loaded(path, None, (_crashed(path, error),), None)
+
+
+def _crashed(path: str, error: Exception, automation: str | None = None) -> Finding:
+    # The traceback is for developers; the finding tells the user which file it is.
+    log.debug("checking %s failed", path, exc_info=error)
+    message = f"checking this file failed: {type(error).__name__}: {error}"
+    return findings.make("check-crashed", path, message, automation=automation)
 
 
 def _unique(found: list[Finding]) -> list[Finding]:

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from runner import findings, lifecycle
 from runner.errors import GitError
 from runner.findings import Finding, Severity
-from runner.history import CommitInfo, Git, GitSnapshot
+from runner.history import CommitInfo, Entry, Git, GitSnapshot
 from runner.lifecycle import Change
 from runner.model import EmailTrigger
 from runner.snapshot import MemorySnapshot, Snapshot
@@ -152,7 +152,10 @@ class _Walk:
         return states[sha]
 
     def _snapshot(
-        self, commit: CommitInfo, parents: list[_State], diffs: Mapping[str, dict[str, str | None]]
+        self,
+        commit: CommitInfo,
+        parents: list[_State],
+        diffs: Mapping[str, dict[str, Entry | None]],
     ) -> Snapshot:
         first = parents[0].tree.snapshot if parents else None
         if isinstance(first, GitSnapshot):

@@ -7,7 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 from runner.errors import UsageError
-from runner.snapshot import DirectorySnapshot, walk_directory
+from runner.files import is_present, walk_directory
+from runner.snapshot import DirectorySnapshot
 from runner.tree import AUTOMATIONS_DIR, CONFIG_PATH, Tree, TreeChecker
 
 
@@ -29,6 +30,6 @@ def repo_root(given: Path | None) -> Path:
 def check_working_tree(root: Path, now: datetime) -> Tree:
     """The files on disk checked without history."""
     paths = walk_directory(root, [AUTOMATIONS_DIR.rstrip("/")])
-    if (root / CONFIG_PATH).is_file():
+    if is_present(root, CONFIG_PATH):
         paths.append(CONFIG_PATH)
     return TreeChecker().check(DirectorySnapshot(root, paths), now)

@@ -17,6 +17,8 @@ PURE = (
     "rules",
     "lifecycle",
     "templates",
+    "sandbox",
+    "errors",
     "semantics",
     "yamlread",
     "loader",

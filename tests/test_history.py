@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from runner.errors import GitError
-from runner.history import CommitInfo, Git
+from runner.history import CommitInfo, Entry, Git
 from runner.snapshot import git_blob_id
 from tests.gitrepo import GitRepo, automation
 
@@ -73,8 +74,8 @@ def test_incremental_snapshot_equals_ls_tree(repo: GitRepo) -> None:
         one, two = git.changes([(first, base), (second, first)])
         assert one == {
             "automations/a.yaml": None,
-            "automations/c.yaml": git_blob_id(automation("c").encode()),
-            "automations/team/b.yaml": git_blob_id(automation("b", "paused").encode()),
+            "automations/c.yaml": Entry(git_blob_id(automation("c").encode())),
+            "automations/team/b.yaml": Entry(git_blob_id(automation("b", "paused").encode())),
         }
         stepped = git.snapshot(base).changed(first, one).changed(second, two)
         direct = git.snapshot(second)
@@ -150,3 +151,73 @@ def test_shallow_clone_missing_base_names_unshallow(repo: GitRepo, tmp_path: Pat
 def test_not_a_repository_is_a_git_error(tmp_path: Path) -> None:
     with pytest.raises(GitError, match="rev-parse"):
         Git(tmp_path)
+
+
+def test_committed_symlinks_are_followed_inside_the_commit_only(repo: GitRepo) -> None:
+    repo.write("templates/real.html", "<p>real</p>")
+    (repo.path / "templates" / "alias.html").symlink_to("real.html")
+    (repo.path / "shared").symlink_to("templates")
+    (repo.path / "templates" / "env.txt").symlink_to("/proc/self/environ")
+    (repo.path / "templates" / "up.html").symlink_to("../../outside.html")
+    (repo.path / "templates" / "loop.html").symlink_to("loop.html")
+    (repo.path / "automations" / "linked.yaml").symlink_to("a.yaml")
+    commit = repo.commit("symlinks")
+    with Git(repo.path) as git:
+        snapshot = git.snapshot(commit)
+        real = git_blob_id(b"<p>real</p>")
+        assert snapshot.read("templates/alias.html") == b"<p>real</p>"
+        assert snapshot.blob_id("templates/alias.html") == real
+        assert snapshot.read("shared/real.html") == b"<p>real</p>"
+        assert snapshot.read("automations/linked.yaml") == automation("a").encode()
+        assert "automations/linked.yaml" in set(snapshot.paths())
+        for path, rule in (
+            ("templates/env.txt", "file-outside-repo"),
+            ("templates/up.html", "file-outside-repo"),
+            ("templates/loop.html", "file-not-regular"),
+        ):
+            refused = snapshot.refusal(path)
+            assert refused is not None and refused.rule == rule, path
+            assert snapshot.read(path) is None
+            assert snapshot.blob_id(path) == refused.id
+        assert "/proc/self/environ" in str(snapshot.refusal("templates/env.txt"))
+        assert snapshot.refusal("templates/real.html") is None
+
+
+def test_symlink_changes_reach_incremental_snapshots(repo: GitRepo) -> None:
+    base = repo.head()
+    (repo.path / "automations" / "env.yaml").symlink_to("/proc/self/environ")
+    first = repo.commit("add a symlink")
+    with Git(repo.path) as git:
+        [changes] = git.changes([(first, base)])
+        assert changes["automations/env.yaml"] is not None
+        assert changes["automations/env.yaml"].link
+        stepped = git.snapshot(base).changed(first, changes)
+        refused = stepped.refusal("automations/env.yaml")
+        assert refused is not None and refused.rule == "file-outside-repo"
+
+
+def test_blobs_over_the_cap_are_skipped_not_held(repo: GitRepo) -> None:
+    repo.write("templates/big.html", "x" * (1024 * 1024 + 1))
+    repo.write("templates/small.html", "small")
+    commit = repo.commit("big")
+    with Git(repo.path) as git:
+        snapshot = git.snapshot(commit)
+        git.prefetch([snapshot.blob_id("templates/big.html") or ""])
+        assert snapshot.read("templates/big.html") is None
+        refused = snapshot.refusal("templates/big.html")
+        assert refused is not None and refused.rule == "file-too-large"
+        assert snapshot.read("templates/small.html") == b"small"  # the stream stayed in step
+
+
+def test_working_tree_lists_symlinks_and_refuses_special_files(repo: GitRepo) -> None:
+    (repo.path / "automations" / "env.yaml").symlink_to("/proc/self/environ")
+    os.mkfifo(repo.path / "automations" / "pipe.yaml")
+    with Git(repo.path) as git:
+        tree = git.working_tree()
+        assert "automations/env.yaml" in set(tree.paths())
+        assert "automations/pipe.yaml" not in set(tree.paths())  # git never lists a FIFO
+        refused = tree.refusal("automations/env.yaml")
+        assert refused is not None and refused.rule == "file-outside-repo"
+        # Read by name (as a template is), the FIFO is refused, not waited on.
+        refused = tree.refusal("automations/pipe.yaml")
+        assert refused is not None and refused.rule == "file-not-regular"

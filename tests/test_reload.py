@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from runner import tree as tree_module
 from runner.api_models import body_hash
 from runner.clock import FakeClock
 from runner.engine.worker import Worker
+from runner.loader import load_automation
 from runner.reload import (
     APPLIED_COMMIT_META,
     Reloader,
@@ -419,3 +424,54 @@ def test_mass_delete_threshold() -> None:
     assert not is_mass_delete(2, 4)
     assert is_mass_delete(3, 4)
     assert is_mass_delete(2, 2)
+
+
+# --- hostile files (issue 10) -------------------------------------------------------------
+
+
+def test_a_file_crashing_the_checker_never_blocks_start_up_or_a_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = load_automation
+
+    def crashing(where: str, content: bytes) -> Any:
+        if where == path("bad"):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(where, content)
+
+    monkeypatch.setattr(tree_module, "load_automation", crashing)
+
+    async def body(r: Runner) -> None:
+        reloader = await r.start()
+        first = await reloader.reload(None, reason="startup")
+        assert first.result == "partial"
+        assert [i for i, _, _ in first.applied] == ["promo"]
+        assert rules(first) == {"bad": ["check-crashed"]}
+        # An emergency pause elsewhere applies while the crashing file is still there.
+        r.repo.write(path("promo"), text("promo", "paused"))
+        paused = await reloader.reload([path("promo")])
+        assert paused.applied == [("promo", "paused", None)]
+        assert (await r.row("promo")).status == "paused"
+
+    scenario(tmp_path, {"promo": text("promo"), "bad": text("bad")}, body)
+
+
+def test_uncommitted_symlink_out_of_the_repository_is_refused_not_read(tmp_path: Path) -> None:
+    async def body(r: Runner) -> None:
+        reloader = await r.start()
+        await reloader.reload(None, reason="startup")
+        secret = tmp_path / "secret.txt"
+        secret.write_text("api key", encoding="utf-8")
+        r.repo.write("templates/real.html", "<p>real</p>")
+        (r.repo.path / "templates" / "secret.html").symlink_to(secret)
+        os.mkfifo(r.repo.path / "templates" / "pipe.html")
+        for ident, name in (("leak", "secret.html"), ("pipe", "pipe.html")):
+            r.repo.write(path(ident), text(ident).replace("  html: <p>Hi</p>\n", ""))
+            with (r.repo.path / path(ident)).open("a", encoding="utf-8") as file:
+                file.write(f"  html_file: ../templates/{name}\n")
+        result = await asyncio.wait_for(reloader.reload(None), timeout=10)
+        # git never lists a FIFO, so in a checkout it is no uncommitted file: never opened.
+        assert rules(result) == {"leak": ["file-outside-repo"], "pipe": ["template-missing"]}
+        assert await r.read(lambda tx: tx.automation("leak")) is None
+
+    scenario(tmp_path, {"promo": text("promo")}, body)

@@ -4,7 +4,11 @@ retries, repeats and lease fencing, driven by explicit instants (nothing sleeps)
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +22,7 @@ from runner.engine.context import EngineContext
 from runner.engine.sender import send_due
 from runner.providers import OutgoingMessage, Provider, ProviderError, SendResult, retry
 from runner.providers.outbox import OutboxProvider
+from runner.renderpool import RenderPool
 from runner.store import open_store
 from runner.store.base import Store, WriteTx
 from runner.store.records import (
@@ -497,6 +502,84 @@ def test_render_error_fails_one_send_and_the_rest_go_out(db: str) -> None:
         [message] = await w.messages()
         assert message.automation_id == "welcome"
         assert "email.failed" not in [e.type for e in await w.internal_events()]
+
+    scenario(db, body)
+
+
+HOSTILE = (
+    "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(21) }}"
+)
+SLOW = "{% for i in range(100000) %}{% for j in range(120) %}{% endfor %}{% endfor %}slow"
+
+
+def hostile(automation_id: str, html: str) -> str:
+    email = EMAIL.replace("\"<p>{{ event.data.coupon | default('none') }}</p>\"", repr(html))
+    return f"id: {automation_id}\nstatus: running\ntrigger: {{type: api}}\n{email}"
+
+
+def test_a_render_over_its_cpu_cap_fails_only_its_send(db: str) -> None:
+    pool = RenderPool(1, cpu_seconds=0.5)
+
+    async def body(w: World) -> None:
+        await w.automation("bomb", hostile("bomb", HOSTILE))
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("bomb", ann, T0 - HOUR)
+        await w.pending("welcome", ann, T0)
+        assert await w.run(T0, renderer=pool) == 2
+        failed = await w.send("send-001")
+        assert (failed.status, failed.reason) == (SendStatus.FAILED, "render_error")
+        assert failed.last_error == "rendering used more than 0.5 s of CPU"
+        assert (await w.send("send-002")).status == SendStatus.SENT
+
+    try:
+        scenario(db, body)
+    finally:
+        pool.close()
+
+
+def test_a_render_worker_killed_mid_render_is_retried_not_failed(db: str) -> None:
+    pool = RenderPool(1)
+
+    async def body(w: World) -> None:
+        await w.automation("slow", hostile("slow", SLOW))
+        ann = await w.subscriber()
+        await w.pending("slow", ann, T0)
+        pool.render([])  # nothing: the worker starts with the first job
+        killer = threading.Timer(0.3, lambda: os.kill(pool.worker_pids()[0], signal.SIGKILL))
+        killer.start()
+        assert await w.run(T0, rng=random.Random(1), renderer=pool) == 1
+        killer.join()
+        retried = await w.send("send-001")
+        assert (retried.status, retried.attempts) == (SendStatus.PENDING, 1)
+        assert retried.last_error is not None and "signal 9" in retried.last_error
+        assert retried.due_at > T0
+        assert await w.run(retried.due_at, renderer=pool) == 1
+        assert (await w.send("send-001")).status == SendStatus.SENT
+        [message] = await w.messages()
+        assert message.html == "slow"
+
+    try:
+        scenario(db, body)
+    finally:
+        pool.close()
+
+
+def test_a_render_that_never_runs_fails_once_its_attempts_are_spent(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = RenderPool(1)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0, attempts=CTX.max_attempts - 1)
+        assert await w.run(T0, renderer=pool) == 1
+        failed = await w.send("send-001")
+        assert (failed.status, failed.reason) == (SendStatus.FAILED, "render_error")
+        assert failed.last_error is not None
+        assert failed.last_error.startswith(f"retries exhausted after {CTX.max_attempts} attempts")
 
     scenario(db, body)
 

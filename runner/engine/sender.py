@@ -23,14 +23,15 @@ from runner.engine.dispatch import Job, Round, Work, deliver, putter, unknown_re
 from runner.engine.inflight import InFlight
 from runner.engine.outcomes import Attempt, Ready, failed, finish, render_failed
 from runner.engine.presend import check
+from runner.engine.rendering import render_ready, retry_render
 from runner.providers import Providers
 from runner.providers.base import OutgoingMessage, Provider, ProviderError
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
-from runner.render import RenderedEmail, RenderError, render_email
+from runner.render import RenderedEmail, RenderError, RenderUnavailable
+from runner.renderpool import RenderPool, shared_pool
 from runner.store.base import Store, TransactionAborted, WriteTx
 from runner.store.records import PendingSend, SendStatus
-from runner.unsubscribe import make_token, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ async def send_due(
     concurrency: int = CONCURRENCY,
     gate: ProviderGate | None = None,
     limiters: Mapping[str, RateLimiter] | None = None,
+    renderer: RenderPool | None = None,
 ) -> int:
     """Claim up to `limit` due sends and take each to its end; returns how many were claimed.
 
@@ -58,7 +60,8 @@ async def send_due(
     `send_batch` in chunks when it batches, one by one otherwise, each request after the
     provider's rate limiter allows it, up to `concurrency` requests in flight. `gate` and
     `limiters` default to those of a `Providers` built by `build_providers`. `rng` draws the
-    retry jitter (tests pass a seeded one).
+    retry jitter (tests pass a seeded one). Emails are rendered by `renderer` (default: the
+    process's shared pool of render workers), the whole round in one hand-over.
     """
     if isinstance(providers, Providers):
         gate = gate if gate is not None else providers.gate
@@ -84,7 +87,7 @@ async def send_due(
     held, free = _hold_paused(run, rest)
     await run.write_each(held)
     ready = await store.write(lambda tx: _check_all(tx, run, free)) if free else []
-    jobs, records = _prepare(run, providers, ready)
+    jobs, records = await _prepare(run, providers, ready, renderer or shared_pool())
     await run.write_each(records)
     await deliver(run, jobs, concurrency)
     return len(claimed)
@@ -181,75 +184,68 @@ def _check_all(tx: WriteTx, run: Round, sends: list[PendingSend]) -> list[Ready]
     return ready
 
 
-def _prepare(
-    run: Round, providers: Mapping[str, Provider], ready: list[Ready]
+async def _prepare(
+    run: Round, providers: Mapping[str, Provider], ready: list[Ready], renderer: RenderPool
 ) -> tuple[list[Job], list[Work]]:
-    """Render each ready send (a retry repeating its request takes it as it was); render
-    errors and unknown providers become records."""
+    """Render the ready sends (a retry repeating its request takes it as it was); render
+    failures and unknown providers become records."""
     jobs: list[Job] = []
     records: list[Work] = []
+    fresh: list[Ready] = []
     for item in ready:
         repeat = InFlight.of(item.send)
         if repeat is not None:
             jobs.append(Job(repeat.attempt(item), repeat))
-            continue
-        # One message per send, named by it: every attempt renders the same body, as an
-        # idempotency key demands (Resend answers 409 to a key reused with another body),
-        # and the unsubscribe link can name the message before it is stored.
-        message_id = item.send.id
-        try:
-            rendered = _render(item, run.ctx, message_id)
-        except RenderError as error:
-            records.append(_render_recorder(run, item, str(error)))
-            continue
-        except Exception:
-            log.exception("send %s: rendering failed unexpectedly", item.send.id)
-            continue
-        model = item.live.model
-        outgoing = OutgoingMessage(
-            send_id=item.send.id,
-            message_id=message_id,
-            to=item.subscriber.email,
-            from_=model.email.from_,
-            reply_to=model.email.reply_to,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            headers=dict(rendered.headers),
-            tags=list(model.email.tags),
-        )
-        provider = providers.get(model.provider)
-        kind = provider.type if provider is not None else ""
-        attempt = Attempt(item, outgoing, model.provider, kind, item.live.row.revision)
-        if provider is None:
-            absent = ProviderError(
-                f"provider {model.provider!r} is not configured", retryable=False
-            )
-            records.append(_failure_recorder(run, attempt, absent))
-            continue
-        jobs.append(Job(attempt))
+        else:
+            fresh.append(item)
+    for item, outcome in await render_ready(fresh, run.ctx, renderer):
+        if isinstance(outcome, RenderUnavailable):
+            records.append(_render_retrier(run, item, outcome))
+        elif isinstance(outcome, RenderError):
+            records.append(_render_recorder(run, item, str(outcome)))
+        elif (job := _job(run, providers, item, outcome, records)) is not None:
+            jobs.append(job)
     return jobs, records
+
+
+def _job(
+    run: Round,
+    providers: Mapping[str, Provider],
+    item: Ready,
+    rendered: RenderedEmail,
+    records: list[Work],
+) -> Job | None:
+    """The provider job of a rendered send; None (and a failure record) without its provider."""
+    model = item.live.model
+    outgoing = OutgoingMessage(
+        send_id=item.send.id,
+        message_id=item.send.id,  # one message per send (runner.engine.rendering)
+        to=item.subscriber.email,
+        from_=model.email.from_,
+        reply_to=model.email.reply_to,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        headers=dict(rendered.headers),
+        tags=list(model.email.tags),
+    )
+    provider = providers.get(model.provider)
+    kind = provider.type if provider is not None else ""
+    attempt = Attempt(item, outgoing, model.provider, kind, item.live.row.revision)
+    if provider is None:
+        absent = ProviderError(f"provider {model.provider!r} is not configured", retryable=False)
+        records.append(_failure_recorder(run, attempt, absent))
+        return None
+    return Job(attempt)
 
 
 def _render_recorder(run: Round, ready: Ready, error: str) -> Work:
     return lambda tx: render_failed(tx, run.ctx, ready, run.token, run.now, error)
 
 
+def _render_retrier(run: Round, ready: Ready, error: RenderUnavailable) -> Work:
+    return lambda tx: retry_render(tx, run.ctx, ready, run.token, run.now, error, run.rng)
+
+
 def _failure_recorder(run: Round, attempt: Attempt, error: ProviderError) -> Work:
     return lambda tx: failed(tx, run.scope, attempt, error)
-
-
-# --- rendering -------------------------------------------------------------------------
-
-
-def _render(ready: Ready, ctx: EngineContext, message_id: str) -> RenderedEmail:
-    send, live = ready.send, ready.live
-    token = make_token(ctx.unsubscribe_key, send.subscriber_id, message_id)
-    return render_email(
-        live.model,
-        live.row.templates,
-        ready.subscriber,
-        send.trigger_event,
-        unsubscribe_url(ctx.public_url, token),
-        send.overrides,
-    )
