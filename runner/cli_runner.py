@@ -84,8 +84,11 @@ def _settings(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 808
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    from runner.http_protocol import raise_open_file_limit
+
     settings = _settings(args, args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    raise_open_file_limit()
     serving = _serve_async(settings, args.access_log, args.poll, args.allow_mass_delete)
     try:  # uvloop when installed (uvicorn's standard extra): a faster event loop
         import uvloop
@@ -122,6 +125,7 @@ async def _serve_store(
 ) -> int:
     import uvicorn
 
+    from runner.http_protocol import uvicorn_config
     from runner.reload import Reloader
     from runner.server import build_worker, create_app
 
@@ -131,15 +135,7 @@ async def _serve_store(
         # Start-up applies the files like any reload (SPEC 6); the reloader logs each change.
         await reloader.reload(None, reason="startup")
         app = create_app(settings, store, worker, clock, reloader=reloader, poll=poll)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            lifespan="on",
-            access_log=access_log,
-        )
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(uvicorn_config(app, settings, access_log=access_log)).serve()
     finally:
         await store.close()
     return 0
