@@ -9,13 +9,16 @@ the body the problem is. Pure: no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 MAX_DEPTH = 64
+_PARSER_LEVELS = 2_000
 # A lone surrogate can only arrive escaped (`\ud800`) once the body is strict UTF-8, and
 # so can NUL (a raw control character inside a JSON string is a syntax error).
 _UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
@@ -81,13 +84,15 @@ def loads(raw: bytes) -> Any:
     except UnicodeDecodeError as error:
         raise JsonRefused("(body)", f"not UTF-8 (byte {error.start})") from None
     hooks = _Hooks()
+    containers = text.count("{") + text.count("[")
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=hooks.pairs,
-            parse_constant=hooks.constant,
-            parse_float=hooks.number,
-        )
+        with _parser_depth(containers):
+            value = json.loads(
+                text,
+                object_pairs_hook=hooks.pairs,
+                parse_constant=hooks.constant,
+                parse_float=hooks.number,
+            )
     except RecursionError:
         raise JsonRefused("(body)", f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as error:  # JSONDecodeError, or an integer of more than 4,300 digits
@@ -96,9 +101,29 @@ def loads(raw: bytes) -> Any:
     check_text = "\\u" in text
     if hooks.suspicious or check_text:
         _check(value, check_text=check_text)
-    elif text.count("{") + text.count("[") > MAX_DEPTH and not _shallow(value, 0):
+    elif containers > MAX_DEPTH and not _shallow(value, 0):
         _check(value, check_text=False)
     return value
+
+
+@contextlib.contextmanager
+def _parser_depth(containers: int) -> Iterator[None]:
+    """Room for the parser to nest about `_PARSER_LEVELS` deeper than the usual limit.
+
+    Python's parser recurses per level against the interpreter's recursion limit, so a
+    body nested about a thousand deep fails as a RecursionError, or parses and then
+    breaks whatever recurses over it next. With this headroom such a body parses and is
+    refused naming its deepest field; deeper ones fail in the parser, bounded.
+    """
+    if containers <= MAX_DEPTH:
+        yield
+        return
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + _PARSER_LEVELS)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _shallow(item: Any, depth: int) -> bool:
