@@ -20,7 +20,7 @@ run: $(STAMP)
 # Everything on SQLite, then the end-to-end scenarios again on a throwaway PostgreSQL
 # server (skipped, saying why, where its binaries are not installed).
 E2E := tests/test_scenarios_lifecycle.py tests/test_scenarios_delivery.py tests/test_server.py \
-	tests/test_providers_e2e.py tests/test_against.py
+	tests/test_providers_e2e.py tests/test_against.py tests/test_http_gate.py
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -233,7 +233,9 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "not found",
         409: "conflict",
         413: "body over 5 MiB",
+        415: "a body that is not Content-Type: application/json",
         422: "invalid body, naming the field",
+        429: "overloaded: retry after the Retry-After header's seconds",
     }
     return {str(code): _answer(text[code], _ref("Error")) for code in codes}
 
@@ -273,7 +275,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "Store one event or a batch of up to 1,000 (atomic, idempotent by id)",
                 {"202": _answer("committed: stored / duplicate per event", results)},
-                (401, 409, 413, 422),
+                (401, 409, 413, 415, 422, 429),
                 "EventsBody",
             )
         },
@@ -282,7 +284,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "Provider events (outbox format: one event or a list)",
                 {"202": _answer("stored / duplicate per event", results)},
-                (401, 404, 413, 422),
+                (401, 404, 413, 415, 422),
                 "OutboxWebhookEvent",
             ),
         },
@@ -303,7 +305,7 @@ def openapi_document() -> dict[str, Any]:
                     "202": _answer("accepted, with pending_send_id"),
                     "200": _answer("not accepted, with the reason"),
                 },
-                (401, 404, 409, 413, 422),
+                (401, 404, 409, 413, 415, 422),
                 "TriggerBody",
             ),
         },
