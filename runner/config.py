@@ -93,7 +93,7 @@ class HttpLimits(_Strict):
     body_timeout: PositiveDuration = 30
     max_connections: Annotated[int, Field(ge=1)] = 1024
     max_in_flight: Annotated[int, Field(ge=1)] = 256
-    max_backlog: Annotated[int, Field(ge=1)] = 10_000
+    max_backlog: Annotated[int, Field(ge=1)] = 100_000
 
 
 class Config(_Strict):

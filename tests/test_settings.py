@@ -130,7 +130,7 @@ def test_configured_unsubscribe_key_wins(tmp_path: Path) -> None:
 
 
 def test_http_limits_from_the_file_and_the_environment(tmp_path: Path) -> None:
-    assert load_settings(tmp_path, {}).http.max_backlog == 10_000  # on by default
+    assert load_settings(tmp_path, {}).http.max_backlog == 100_000  # on by default
     config = "http:\n  header_timeout: 5s\n  max_backlog: 500\n"
     (tmp_path / "postwright.yaml").write_text(config, encoding="utf-8")
     settings = load_settings(tmp_path, {"POSTWRIGHT_HTTP_MAX_BACKLOG": "20"})
@@ -168,4 +168,4 @@ def test_the_sample_configuration_loads(tmp_path: Path) -> None:
     environ["POSTWRIGHT_UNSUBSCRIBE_KEY"] = "x" * 32
     settings = load_settings(tmp_path, environ)
     assert "postwright.internal" in settings.allowed_hosts
-    assert settings.http.max_backlog == 10_000
+    assert settings.http.max_backlog == 100_000
