@@ -1,7 +1,8 @@
 """uvicorn's httptools protocol with the limits it lacks, and the uvicorn configuration.
 
-uvicorn (0.30 to 0.55 at least) bounds neither how long a client may take to send its
-request headers nor its body: a connection that opens and sends nothing, or half a
+uvicorn (read at 0.55, whose httptools protocol this subclasses: tests/test_http_limits.py
+notices if a later version moves its parts) bounds neither how long a client may take to
+send its request headers nor its body: a connection that opens and sends nothing, or half a
 header, or a chunked body that never ends, holds its file descriptor for ever, and a few
 hundred of them exhaust the process's open-file limit so that no one else connects.
 `limit_concurrency` does not help: it answers 503 only once headers are complete. This
