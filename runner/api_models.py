@@ -9,11 +9,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from runner import strict_json
 from runner.model import EVENT_NAME_PATTERN
 from runner.store.records import IncomingEvent
 
 MAX_BATCH = 1000
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# No spaces, controls (NUL), or the characters that would end or split an address in a
+# `To:` header (`<>`, `,`, `;`, quotes, parentheses, brackets, backslash).
+_ADDRESS_PART = r'[^@\s\x00-\x1f\x7f<>()\[\],;:"\\]+'
+EMAIL_PATTERN = rf"^{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}$"
 # Email events come from the sender and provider feedback only: a client posting one would fake
 # a delivery, an open or a click (docs/events.md, "Reserved names").
 RESERVED_PREFIX = "email."
@@ -161,13 +165,12 @@ def invalid(
 
 
 def parse_json(raw: bytes) -> Any:
-    """The JSON value of a body, or a 422 saying it is not JSON."""
+    """The JSON value of a body, or a 422 naming where it is not acceptable JSON."""
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise RequestError(
-            422, {"error": "invalid_json", "field": "(body)", "message": str(error)}
-        ) from None
+        return strict_json.loads(raw)
+    except strict_json.JsonRefused as refused:
+        body = {"error": "invalid_json", "field": refused.field, "message": refused.message}
+        raise RequestError(422, body) from None
 
 
 def parse_events(value: Any) -> list[IncomingEvent]:

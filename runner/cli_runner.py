@@ -87,8 +87,11 @@ def settings_of(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 8
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    from runner.http_protocol import raise_open_file_limit
+
     settings = settings_of(args, args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    raise_open_file_limit()
     serving = _serve_async(settings, args.access_log, args.poll, args.allow_mass_delete)
     try:  # uvloop when installed (uvicorn's standard extra): a faster event loop
         import uvloop
@@ -125,6 +128,7 @@ async def _serve_store(
 ) -> int:
     import uvicorn
 
+    from runner.http_protocol import uvicorn_config
     from runner.reload import Reloader
     from runner.server import build_worker, create_app
 
@@ -134,15 +138,7 @@ async def _serve_store(
         # Start-up applies the files like any reload (SPEC 6); the reloader logs each change.
         await reloader.reload(None, reason="startup")
         app = create_app(settings, store, worker, clock, reloader=reloader, poll=poll)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            lifespan="on",
-            access_log=access_log,
-        )
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(uvicorn_config(app, settings, access_log=access_log)).serve()
     finally:
         await store.close()
     return 0

@@ -77,6 +77,23 @@ Provider = Annotated[
     Field(discriminator="type"),
 ]
 DEFAULT_PROVIDERS: dict[str, Provider] = {"default": OutboxProvider(type="outbox")}
+# A host as a browser names it in `Host`, without scheme or port: `mail.shop.example`, an
+# IPv4 address, or an IPv6 address in brackets.
+HOST_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$"
+HostName = Annotated[str, Field(pattern=HOST_PATTERN, examples=["mail.shop.example"])]
+
+
+class HttpLimits(_Strict):
+    """How long a client may take to send a request, and how much the server takes at once.
+
+    Every bound is on by default; docs/postwright.example.yaml explains each one.
+    """
+
+    header_timeout: PositiveDuration = 10
+    body_timeout: PositiveDuration = 30
+    max_connections: Annotated[int, Field(ge=1)] = 1024
+    max_in_flight: Annotated[int, Field(ge=1)] = 256
+    max_backlog: Annotated[int, Field(ge=1)] = 100_000
 
 
 class Config(_Strict):
@@ -90,6 +107,8 @@ class Config(_Strict):
     unsubscribe_key_env: ENV_NAME | None = None
     event_id_retention: PositiveDuration = 30 * 86_400
     max_emails_per_day: Annotated[int, Field(ge=1)] = 3
+    allowed_hosts: list[HostName] = Field(default_factory=list)
+    http: HttpLimits = Field(default_factory=HttpLimits)
     providers: dict[Annotated[str, Field(pattern=ID_PATTERN)], Provider] = Field(
         default_factory=lambda: dict(DEFAULT_PROVIDERS), min_length=1
     )

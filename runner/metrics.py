@@ -25,6 +25,18 @@ class Metrics:
             "Events stored by POST /v1/events (duplicates excluded)",
             registry=self.registry,
         )
+        self.requests_refused = Counter(
+            "postwright_http_requests_refused",
+            "Requests refused before any handler: shed load (backlog, in_flight), a foreign "
+            "host or origin, a body that is not JSON",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.events_backlog = Gauge(
+            "postwright_events_backlog",
+            "Received events the engine has not processed yet (this process's count)",
+            registry=self.registry,
+        )
         self.sends = _SendTotals()
         self.registry.register(self.sends)
         self.queue_depth = Gauge(

@@ -42,7 +42,9 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "not found",
         409: "conflict",
         413: "body over 5 MiB",
+        415: "a body that is not Content-Type: application/json",
         422: "invalid body, naming the field",
+        429: "overloaded: retry after the Retry-After header's seconds",
     }
     return {str(code): _answer(text[code], _ref("Error")) for code in codes}
 
@@ -103,7 +105,7 @@ def _subscriber_paths() -> dict[str, Any]:
                     "201": _answer("created: the subscriber"),
                     "202": _answer("stored, still being processed"),
                 },
-                (401, 413, 422),
+                (401, 413, 415, 422),
                 "SubscriberPut",
             ),
             "delete": _op(
@@ -119,7 +121,7 @@ def _subscriber_paths() -> dict[str, Any]:
                 "Lift a hard-bounce or complaint suppression (recorded with by and note); "
                 "409 for an unsubscribe, which only a resubscribe lifts",
                 {"200": _answer("the lift (null when not suppressed) and the subscriber")},
-                (401, 404, 409, 422),
+                (401, 404, 409, 415, 422),
                 "UnsuppressBody",
             ),
         },
@@ -149,7 +151,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "Store one event or a batch of up to 1,000 (atomic, idempotent by id)",
                 {"202": _answer("committed: stored / duplicate per event", results)},
-                (401, 409, 413, 422),
+                (401, 409, 413, 415, 422, 429),
                 "EventsBody",
             )
         },
@@ -158,7 +160,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "Provider events (outbox format: one event or a list)",
                 {"202": _answer("stored / duplicate per event", results)},
-                (401, 404, 413, 422),
+                (401, 404, 413, 415, 422),
                 "OutboxWebhookEvent",
             ),
         },
@@ -179,7 +181,7 @@ def openapi_document() -> dict[str, Any]:
                     "202": _answer("accepted, with pending_send_id"),
                     "200": _answer("not accepted, with the reason"),
                 },
-                (401, 404, 409, 413, 422),
+                (401, 404, 409, 413, 415, 422),
                 "TriggerBody",
             ),
         },

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from runner.api.automations import AutomationsApi
 from runner.api.base import MAX_BODY, Reloading, guard
 from runner.api.events import EventsApi
+from runner.api.gate import INGEST_PATH, Gate
 from runner.api.operations import (
     ACTIVE,
     outbox,
@@ -61,7 +62,6 @@ __all__ = [
 
 log = logging.getLogger("postwright.server")
 
-INGEST_PATH = "/v1/events"
 STOP_TIMEOUT = 30.0
 WATCH_START_TIMEOUT = 10.0
 
@@ -173,12 +173,14 @@ def create_app(
                 await worker.providers.aclose()  # the shared HTTP client's connections
 
     app = _App(events.ingest_asgi, routes=routes, lifespan=lifespan)
+    app.gate = Gate(app.route, settings, worker.backlog, events.metrics)
     app.state.api = (events, automations, public, people)
     return app
 
 
 class _App(Starlette):
-    """Starlette answering `POST /v1/events` before its middleware and router.
+    """Starlette behind the gate (runner.api.gate), answering `POST /v1/events` before its
+    middleware and router.
 
     Routing and Starlette's request/response layers cost more than the handler itself at
     thousands of requests/s; every other request (and other methods on /v1/events, which
@@ -188,8 +190,13 @@ class _App(Starlette):
     def __init__(self, ingest: ASGIApp, **options: Any) -> None:
         super().__init__(**options)
         self._ingest = ingest
+        self.gate: ASGIApp = self.route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.gate(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The fast way for ingestion, Starlette for the rest."""
         if scope["type"] == "http" and scope["path"] == INGEST_PATH and scope["method"] == "POST":
             scope["app"] = self
             await self._ingest(scope, receive, send)

@@ -7,13 +7,17 @@ environment variable, that needs fixing.
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from runner.config import Config, Provider
+from pydantic import ValidationError
+
+from runner.config import HOST_PATTERN, Config, HttpLimits, Provider
 from runner.errors import PostwrightError
 from runner.loader import load_config
 from runner.store.base import Store, WriteTx
@@ -24,6 +28,8 @@ DEFAULT_PORT = 8080
 TIMEZONE_VARIABLE = "POSTWRIGHT_TIMEZONE"
 PUBLIC_URL_VARIABLE = "POSTWRIGHT_PUBLIC_URL"
 API_KEYS_VARIABLE = "POSTWRIGHT_API_KEYS"
+ALLOWED_HOSTS_VARIABLE = "POSTWRIGHT_ALLOWED_HOSTS"
+HTTP_VARIABLE_PREFIX = "POSTWRIGHT_HTTP_"  # + a key of `http:` in capitals
 UNSUBSCRIBE_KEY_META = "unsubscribe_key"
 
 
@@ -45,6 +51,9 @@ class Settings:
     event_webhook_secrets: tuple[str, ...] = ()
     unsubscribe_key: bytes | None = None
     event_id_retention: int = 30 * 86_400
+    # Hosts a keyless runner answers besides loopback ones: `allowed_hosts` and public_url's.
+    allowed_hosts: frozenset[str] = frozenset()
+    http: HttpLimits = field(default_factory=HttpLimits)
     config: Config = field(default_factory=Config)
     providers: Mapping[str, Provider] = field(default_factory=dict)
     # provider name -> {setting without `_env`: secret value}, resolved from the environment
@@ -116,6 +125,8 @@ def load_settings(
         event_webhook_secrets=webhook_secrets,
         unsubscribe_key=key_text.encode("utf-8") if key_text is not None else None,
         event_id_retention=config.event_id_retention,
+        allowed_hosts=_allowed_hosts(config, environ, public_url),
+        http=_http_limits(config, environ),
         config=config,
         providers=dict(config.providers),
         provider_secrets={
@@ -123,6 +134,38 @@ def load_settings(
             for name, provider in config.providers.items()
         },
     )
+
+
+def _allowed_hosts(config: Config, environ: Mapping[str, str], public_url: str) -> frozenset[str]:
+    """The configured hosts (the environment replaces the file's list) and public_url's."""
+    text = environ.get(ALLOWED_HOSTS_VARIABLE)
+    hosts = _split(text) if text is not None else list(config.allowed_hosts)
+    for host in hosts:
+        if re.fullmatch(HOST_PATTERN, host) is None:
+            raise SettingsError(
+                f"{ALLOWED_HOSTS_VARIABLE}: {host!r} is not a host name (no scheme, no port)"
+            )
+    public_host = urlsplit(public_url).hostname
+    if public_host is not None:
+        hosts.append(f"[{public_host}]" if ":" in public_host else public_host)
+    return frozenset(host.lower().rstrip(".") for host in hosts)
+
+
+def _http_limits(config: Config, environ: Mapping[str, str]) -> HttpLimits:
+    """`http:` of postwright.yaml with POSTWRIGHT_HTTP_<KEY> variables over it."""
+    values = config.http.model_dump(mode="json")
+    named: dict[str, str] = {}
+    for key in HttpLimits.model_fields:
+        variable = HTTP_VARIABLE_PREFIX + key.upper()
+        if variable in environ:
+            values[key] = environ[variable].strip()
+            named[key] = variable
+    try:
+        return HttpLimits.model_validate(values)
+    except ValidationError as error:
+        detail = error.errors(include_url=False)[0]
+        key = str(detail["loc"][0])
+        raise SettingsError(f"{named.get(key, f'http.{key}')}: {detail['msg']}") from None
 
 
 def _read_config(repo: Path) -> Config:

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from runner.clock import FakeClock
 from runner.engine.apply import ApplyReport
 from runner.engine.worker import Worker
+from runner.http_protocol import uvicorn_config
 from runner.server import create_app, prepare
 from runner.settings import Settings, load_settings
 from runner.store import open_store
@@ -132,7 +133,8 @@ class Harness:
             self.app = create_app(
                 self.settings, store, self.worker, self.clock, background=self.background
             )
-            config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+            # The server `serve` runs: its protocol, timeouts and connection cap.
+            config = uvicorn_config(self.app, self.settings, log_level="warning")
             self._server = uvicorn.Server(config)
             serving = asyncio.create_task(self._server.serve(sockets=[self._sock]))
             while not self._server.started and not serving.done():

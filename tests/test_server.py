@@ -20,6 +20,7 @@ from tests.harness import WELCOME, Harness, write_repo
 KEYS = {"POSTWRIGHT_API_KEYS": "key-1", "POSTWRIGHT_PUBLIC_URL": "https://mail.shop.test"}
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 AUTH = {"Authorization": "Bearer key-1"}
+JSON = {"content-type": "application/json"}
 
 REMINDER = """\
 id: reminder
@@ -106,7 +107,7 @@ def test_duplicate_and_conflict(app: Harness) -> None:
     assert again.json()["results"] == [{"id": "d1", "status": "duplicate"}]
     # the same body with other key order and spacing is still a duplicate
     text = json.dumps({"subscriber": {"email": "a@shop.test"}, "type": "signup", "id": "d1"})
-    reordered = app.http.post("/v1/events", content=text, headers={"content-type": "x/y"})
+    reordered = app.http.post("/v1/events", content=text, headers=JSON)
     assert reordered.json()["results"][0]["status"] == "duplicate"
     conflict = app.http.post("/v1/events", json=event("d1", email="other@shop.test"))
     assert conflict.status_code == 409
@@ -156,7 +157,7 @@ def test_422_names_the_field(app: Harness, body: object, field: str) -> None:
 
 
 def test_not_json_is_422(app: Harness) -> None:
-    response = app.http.post("/v1/events", content=b"{nope")
+    response = app.http.post("/v1/events", content=b"{nope", headers=JSON)
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_json"
 

@@ -127,3 +127,45 @@ def test_configured_unsubscribe_key_wins(tmp_path: Path) -> None:
     (tmp_path / "postwright.yaml").write_text("unsubscribe_key_env: UNSUB\n", "utf-8")
     settings = load_settings(tmp_path, {"UNSUB": "a-long-enough-secret-key"})
     assert settings.unsubscribe_key == b"a-long-enough-secret-key"
+
+
+def test_http_limits_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, {}).http.max_backlog == 100_000  # on by default
+    config = "http:\n  header_timeout: 5s\n  max_backlog: 500\n"
+    (tmp_path / "postwright.yaml").write_text(config, encoding="utf-8")
+    settings = load_settings(tmp_path, {"POSTWRIGHT_HTTP_MAX_BACKLOG": "20"})
+    assert (settings.http.header_timeout, settings.http.max_backlog) == (5, 20)
+    assert settings.http.body_timeout == 30
+    with pytest.raises(SettingsError, match=r"POSTWRIGHT_HTTP_BODY_TIMEOUT: .*duration"):
+        load_settings(tmp_path, {"POSTWRIGHT_HTTP_BODY_TIMEOUT": "soon"})
+    with pytest.raises(SettingsError, match="POSTWRIGHT_HTTP_MAX_IN_FLIGHT"):
+        load_settings(tmp_path, {"POSTWRIGHT_HTTP_MAX_IN_FLIGHT": "0"})
+    (tmp_path / "postwright.yaml").write_text("http:\n  max_connections: 0\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"postwright\.yaml:2:.*max_connections"):
+        load_settings(tmp_path, {})
+
+
+def test_allowed_hosts_include_public_url(tmp_path: Path) -> None:
+    config = "allowed_hosts: [Postwright.Internal]\npublic_url: http://[::2]:8080\n"
+    (tmp_path / "postwright.yaml").write_text(config, encoding="utf-8")
+    assert load_settings(tmp_path, {}).allowed_hosts == {"postwright.internal", "[::2]"}
+    environ = {"POSTWRIGHT_ALLOWED_HOSTS": "a.example b.example"}
+    assert load_settings(tmp_path, environ).allowed_hosts == {"a.example", "b.example", "[::2]"}
+    with pytest.raises(SettingsError, match="POSTWRIGHT_ALLOWED_HOSTS: 'http://x' is not a"):
+        load_settings(tmp_path, {"POSTWRIGHT_ALLOWED_HOSTS": "http://x"})
+
+
+def test_the_sample_configuration_loads(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parent.parent / "docs" / "postwright.example.yaml"
+    (tmp_path / "postwright.yaml").write_bytes(sample.read_bytes())
+    environ = dict.fromkeys(
+        ["POSTWRIGHT_API_KEYS", "POSTWRIGHT_EVENT_SECRETS", "POSTMARK_TOKEN", "POSTMARK_HOOK_USER",
+         "POSTMARK_HOOK_PASSWORD", "RESEND_API_KEY", "RESEND_WEBHOOK_SECRET", "MAILGUN_API_KEY",
+         "MAILGUN_SIGNING_KEY", "SENDGRID_API_KEY", "SENDGRID_WEBHOOK_KEY"],
+        "k",
+    )  # fmt: skip
+    environ["POSTWRIGHT_EVENT_SECRETS"] = "whsec_c2VjcmV0"
+    environ["POSTWRIGHT_UNSUBSCRIBE_KEY"] = "x" * 32
+    settings = load_settings(tmp_path, environ)
+    assert "postwright.internal" in settings.allowed_hosts
+    assert settings.http.max_backlog == 100_000

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+import json
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Send
 
 from runner import auth
 from runner.api_models import RequestError
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 MAX_BODY = 5 * 1024 * 1024
 MAX_LIST = 1000
+_JSON_TYPE = (b"content-type", b"application/json")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -66,10 +69,16 @@ class Handlers:
             if int(length) > MAX_BODY:
                 raise RequestError(413, too_large())
         received = bytearray()
-        async for chunk in request.stream():
-            received += chunk
-            if len(received) > MAX_BODY:
-                raise RequestError(413, too_large())
+        try:
+            async for chunk in request.stream():
+                received += chunk
+                if len(received) > MAX_BODY:
+                    raise RequestError(413, too_large())
+        except ClientDisconnect:
+            # The client left, or the server cut a body that took too long
+            # (runner.http_protocol): nobody reads this answer, but no handler runs on.
+            message = "the client disconnected before sending the whole body"
+            raise RequestError(400, {"error": "incomplete_body", "message": message}) from None
         return bytes(received)
 
     async def authenticated_body(self, request: Request) -> bytes:
@@ -132,6 +141,23 @@ def too_large() -> dict[str, Any]:
 def unauthorised(message: str) -> dict[str, Any]:
     """The 401 answer."""
     return {"error": "unauthorized", "message": message}
+
+
+def json_bytes(payload: dict[str, Any]) -> bytes:
+    """`payload` as JSONResponse renders it."""
+    return json.dumps(
+        payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+async def send_json(
+    send: Send, status: int, payload: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer with `payload` through bare ASGI messages (no response class: hot paths)."""
+    body = json_bytes(payload)
+    start = [(b"content-length", str(len(body)).encode()), _JSON_TYPE, *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": body})
 
 
 def guard(handler: Handler) -> Handler:

@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from runner.api.base import MAX_LIST, Handlers
+from runner.api.base import MAX_LIST, Handlers, send_json
+from runner.api.gate import is_json
 from runner.api.subscriber_ops import SubscriberOps, internal_event_id, upsert_event
 from runner.api_models import (
     OutboxWebhookEvent,
@@ -33,8 +34,6 @@ from runner.providers import webhook_parser
 from runner.providers.webhooks import WebhookRejected
 from runner.store.base import EventConflict, ReadTx, WriteTx
 from runner.store.records import MessageEvent
-
-_JSON_TYPE = (b"content-type", b"application/json")
 
 
 class EventsApi(Handlers):
@@ -56,7 +55,9 @@ class EventsApi(Handlers):
             field = f"events[{index}].id" if batch else "id"
             body = {"error": "conflict", "id": conflict.event_id, "field": field}
             raise RequestError(409, {**body, "index": index, "message": str(conflict)}) from None
-        self.metrics.events_ingested.inc(statuses.count("stored"))
+        stored = statuses.count("stored")
+        self.metrics.events_ingested.inc(stored)
+        self.worker.backlog.added(stored)
         self.worker.wake()
         return {
             "results": [{"id": e.id, "status": s} for e, s in zip(events, statuses, strict=True)]
@@ -65,17 +66,13 @@ class EventsApi(Handlers):
     async def ingest_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST /v1/events as a bare ASGI endpoint: the same answers as `post_events`
         without the router, middleware and response classes (the ingest hot path)."""
-        status = 202
         try:
             payload = await self.ingest(Request(scope, receive))
         except RequestError as error:
-            status, payload = error.status, error.body
-        body = _json_bytes(payload)
-        headers = [(b"content-length", str(len(body)).encode()), _JSON_TYPE]
-        if status == 401:
-            headers.append((b"www-authenticate", b"Bearer"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            challenge = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
+            await send_json(send, error.status, error.body, challenge)
+            return
+        await send_json(send, 202, payload)
 
     async def provider_webhook(self, request: Request) -> Response:
         """POST /v1/providers/{name}/webhook: provider events (outbox format for now)."""
@@ -89,8 +86,13 @@ class EventsApi(Handlers):
         value = parse_json(await self.authenticated_body(request))
         items = value if isinstance(value, list) else [value]
         batch = isinstance(value, list)
+        if len(items) > MAX_LIST:
+            # Refused whole, like an events batch: recording a part would look like success.
+            message = f"at most {MAX_LIST} provider events per request, not {len(items)}"
+            body = {"error": "invalid_batch", "field": "(body)", "message": message}
+            raise RequestError(422, body)
         parsed: list[OutboxWebhookEvent] = []
-        for index, item in enumerate(items[:MAX_LIST]):
+        for index, item in enumerate(items):
             try:
                 parsed.append(OutboxWebhookEvent.model_validate(item))
             except ValidationError as error:
@@ -114,6 +116,8 @@ class EventsApi(Handlers):
         parser = webhook_parser(provider.type)
         assert parser is not None
         body = await self.body(request)
+        if is_json(request.headers.get("content-type")):
+            parse_json(body)  # hostile JSON (NUL, lone surrogates, NaN, ...) is a 422 here
         headers = {key.lower(): value for key, value in request.headers.items()}
         now = self.now()
         secrets = self.settings.provider_secrets.get(name, {})
@@ -281,10 +285,3 @@ class _Replay:
 
 def _digest(text: str | None) -> str:
     return hashlib.sha256((text or "").encode("utf-8")).hexdigest()
-
-
-def _json_bytes(payload: dict[str, Any]) -> bytes:
-    # Exactly what JSONResponse renders.
-    return json.dumps(
-        payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")

@@ -116,6 +116,7 @@ class PublicApi(Handlers):
         scraped = await self.store.read(_scrape)
         metrics = self.metrics
         metrics.queue_depth.set(scraped.depth)
+        metrics.events_backlog.set(self.worker.backlog.count)
         metrics.sends.update(scraped.totals)
         metrics.reload_errors.set(scraped.errors)
         summary = scraped.summary

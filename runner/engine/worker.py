@@ -17,6 +17,7 @@ from enum import Enum
 
 from runner.clock import Clock
 from runner.engine import events, scheduler, sender
+from runner.engine.backlog import Backlog
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.errors import PostwrightError
@@ -76,6 +77,7 @@ class Worker:
         self.event_id_retention = event_id_retention
         self._purged_at: datetime | None = None
         self.catch_up_seconds = CATCH_UP_SECONDS
+        self.backlog = Backlog()  # read by load shedding on every POST /v1/events
 
     def wake(self) -> None:
         """Start the next round now (called after an ingest or a trigger)."""
@@ -99,9 +101,11 @@ class Worker:
             ticked = await self.store.write(lambda tx: scheduler.tick(tx, catalog, self.ctx, now))
             if ticked:
                 catalog = await self.catalog()
+            mark = self.backlog.mark()
             processed = await self.store.write(
                 lambda tx: events.process_pending(tx, catalog, self.ctx, limit=PROCESS_BATCH)
             )
+            self.backlog.processed(processed, drained=processed < PROCESS_BATCH, mark=mark)
             if processed:
                 catalog = await self.catalog()
             sent = await sender.send_due(
