@@ -79,6 +79,16 @@ Provider = Annotated[
 DEFAULT_PROVIDERS: dict[str, Provider] = {"default": OutboxProvider(type="outbox")}
 
 
+class StoreConfig(_Strict):
+    """How the runner opens its store (docs/scaling.md); environment variables override it."""
+
+    integrity_check: Literal["quick", "off"] = "quick"  # SQLite: quick_check at start-up
+    lock_timeout: PositiveDuration = 10  # PostgreSQL: the longest wait for a lock
+    statement_timeout: PositiveDuration = 60  # PostgreSQL: the longest statement
+    # PostgreSQL: a session idle this long inside a transaction is ended by the server
+    idle_in_transaction_timeout: PositiveDuration = 5
+
+
 class Config(_Strict):
     """`postwright.yaml` at the repository root; every key optional."""
 
@@ -90,6 +100,7 @@ class Config(_Strict):
     unsubscribe_key_env: ENV_NAME | None = None
     event_id_retention: PositiveDuration = 30 * 86_400
     max_emails_per_day: Annotated[int, Field(ge=1)] = 3
+    store: StoreConfig = Field(default_factory=StoreConfig)
     providers: dict[Annotated[str, Field(pattern=ID_PATTERN)], Provider] = Field(
         default_factory=lambda: dict(DEFAULT_PROVIDERS), min_length=1
     )

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from runner.config import Config, Provider
+from pydantic import ValidationError
+
+from runner.config import Config, Provider, StoreConfig
 from runner.errors import PostwrightError
 from runner.loader import load_config
 from runner.store.base import Store, WriteTx
+from runner.store.options import StoreOptions
 from runner.tree import CONFIG_PATH
 
 DEFAULT_HOST = "127.0.0.1"
@@ -25,6 +28,7 @@ TIMEZONE_VARIABLE = "POSTWRIGHT_TIMEZONE"
 PUBLIC_URL_VARIABLE = "POSTWRIGHT_PUBLIC_URL"
 API_KEYS_VARIABLE = "POSTWRIGHT_API_KEYS"
 UNSUBSCRIBE_KEY_META = "unsubscribe_key"
+STORE_VARIABLE_PREFIX = "POSTWRIGHT_STORE_"  # + the `store:` key in capitals
 
 
 class SettingsError(PostwrightError):
@@ -45,6 +49,7 @@ class Settings:
     event_webhook_secrets: tuple[str, ...] = ()
     unsubscribe_key: bytes | None = None
     event_id_retention: int = 30 * 86_400
+    store: StoreOptions = field(default_factory=StoreOptions)
     config: Config = field(default_factory=Config)
     providers: Mapping[str, Provider] = field(default_factory=dict)
     # provider name -> {setting without `_env`: secret value}, resolved from the environment
@@ -116,6 +121,7 @@ def load_settings(
         event_webhook_secrets=webhook_secrets,
         unsubscribe_key=key_text.encode("utf-8") if key_text is not None else None,
         event_id_retention=config.event_id_retention,
+        store=_store_options(config.store, environ),
         config=config,
         providers=dict(config.providers),
         provider_secrets={
@@ -134,6 +140,25 @@ def _read_config(repo: Path) -> Config:
         lines = [f"{path}:{f.line}:{f.col}: {f.message} [{f.rule}]" for f in loaded.findings]
         raise SettingsError("invalid configuration:\n" + "\n".join(lines))
     return loaded.model
+
+
+def _store_options(config: StoreConfig, environ: Mapping[str, str]) -> StoreOptions:
+    """`store:` of postwright.yaml, each key overridden by POSTWRIGHT_STORE_<KEY>."""
+    for key in StoreConfig.model_fields:
+        variable = STORE_VARIABLE_PREFIX + key.upper()
+        text = environ.get(variable, "").strip()
+        if not text:
+            continue
+        try:
+            config = StoreConfig.model_validate({**config.model_dump(mode="json"), key: text})
+        except ValidationError as error:
+            raise SettingsError(f"{variable}={text!r}: {error.errors()[0]['msg']}") from None
+    return StoreOptions(
+        integrity_check=config.integrity_check == "quick",
+        lock_timeout=config.lock_timeout,
+        statement_timeout=config.statement_timeout,
+        idle_in_transaction_timeout=config.idle_in_transaction_timeout,
+    )
 
 
 def _split(text: str | None) -> list[str]:

@@ -1,8 +1,8 @@
-"""The engine loop: scheduler, event processing and sender, one round at a time.
+"""The engine loops: scheduler and event processing in one, the sender in another.
 
 The worker keeps the `Catalog` of applied automations and rebuilds it whenever
-meta "catalog_revision" changes. Rounds never overlap (a lock), so tests may
-call `drain()` while the background loop runs.
+meta "catalog_revision" changes. Rounds of one kind never overlap (a lock each), so
+tests may call `drain()` while the background loops run.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
 from runner.clock import Clock
@@ -19,7 +19,7 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.metrics import Metrics
 from runner.providers.base import Provider
-from runner.store.base import ReadTx, Store
+from runner.store.base import ReadTx, Store, StoreUnavailable
 
 log = logging.getLogger("postwright.worker")
 
@@ -53,15 +53,18 @@ class Worker:
         self.metrics = metrics
         self._catalog: Catalog | None = None
         self._revision: str | None = None
-        self._lock = asyncio.Lock()
+        self._engine_lock = asyncio.Lock()  # rounds of one kind never overlap
+        self._send_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._send_wake = asyncio.Event()
         self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
         self.event_id_retention = event_id_retention
         self._purged_at: datetime | None = None
 
     def wake(self) -> None:
-        """Start the next round now (called after an ingest or a trigger)."""
+        """Start the next rounds now (called after an ingest or a trigger)."""
         self._wake.set()
+        self._send_wake.set()
 
     async def catalog(self) -> Catalog:
         """The catalog of the applied automations, rebuilt when their revision changed."""
@@ -74,8 +77,14 @@ class Worker:
         return self._catalog
 
     async def run_once(self) -> bool:
-        """One round; True when it did any work (so another round may find more)."""
-        async with self._lock:
+        """One engine round, then one send round; True when either did any work."""
+        engine = await self.engine_round()
+        sent = await self.send_round()
+        return engine or sent
+
+    async def engine_round(self) -> bool:
+        """Scheduler tick and event processing (each under the engine lock); True on work."""
+        async with self._engine_lock:
             catalog = await self.catalog()
             now = self.clock.now()
             ticked = await self.store.write(lambda tx: scheduler.tick(tx, catalog, self.ctx, now))
@@ -84,15 +93,21 @@ class Worker:
             processed = await self.store.write(
                 lambda tx: events.process_pending(tx, catalog, self.ctx, limit=PROCESS_BATCH)
             )
-            if processed:
-                catalog = await self.catalog()
+            await self._purge(now)  # housekeeping: not work that calls for another round
+            if ticked or processed:
+                self._send_wake.set()  # new sends may be due now
+            return bool(ticked or processed)
+
+    async def send_round(self) -> bool:
+        """Claim and send due sends; never waits for the engine lock. True on work."""
+        async with self._send_lock:
+            catalog = await self.catalog()
             sent = await sender.send_due(
                 self.store, catalog, self.ctx, self.providers, self.clock.now()
             )
             if sent and self.metrics is not None:
                 await self._observe_latency(sent)
-            await self._purge(now)  # housekeeping: not work that calls for another round
-            return bool(ticked or processed or sent)
+            return bool(sent)
 
     async def _purge(self, now: datetime) -> None:
         """Forget event ids past their retention, at most once an hour."""
@@ -114,26 +129,16 @@ class Worker:
         raise RuntimeError(f"the worker still had work after {max_rounds} rounds")
 
     async def run_forever(self, stop: asyncio.Event, interval: float = 0.05) -> None:
-        """Rounds until `stop` is set; an error is logged and the loop goes on."""
-        while not stop.is_set():
-            # Cleared before the round: a wake-up during it starts another one.
-            self._wake.clear()
-            try:
-                busy = await self.run_once()
-            except Exception:
-                log.exception("engine round failed; retrying")
-                busy = False
-            if busy:
-                # Let events arriving meanwhile join the next round: bigger rounds cost
-                # less per event and leave the single writer to the ingests in between.
-                await asyncio.sleep(COALESCE_SECONDS)
-                continue
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            try:
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        """Engine rounds and send rounds, side by side, until `stop` is set.
+
+        They run apart so that sending never waits behind event processing: on PostgreSQL
+        another replica may hold the engine lock for a while (a stopped replica holds it
+        until the server ends its session), and due sends still go out meanwhile.
+        """
+        await asyncio.gather(
+            _loop("engine", self.engine_round, self._wake, stop, interval),
+            _loop("send", self.send_round, self._send_wake, stop, interval),
+        )
 
     async def _observe_latency(self, count: int) -> None:
         """Record due-to-sent for the messages this round stored."""
@@ -152,6 +157,38 @@ class Worker:
         assert self.metrics is not None
         for delay in await self.store.read(recent):
             self.metrics.send_latency.observe(delay)
+
+
+async def _loop(
+    name: str,
+    round_: Callable[[], Awaitable[bool]],
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    interval: float,
+) -> None:
+    """Rounds until `stop` is set; a failed round is logged and the loop goes on."""
+    while not stop.is_set():
+        # Cleared before the round: a wake-up during it starts another one.
+        wake.clear()
+        try:
+            busy = await round_()
+        except StoreUnavailable as error:  # rolled back whole; the next round retries it
+            log.warning("%s round rolled back, retrying: %s", name, error)
+            busy = False
+        except Exception:
+            log.exception("%s round failed; retrying", name)
+            busy = False
+        if busy:
+            # Let events arriving meanwhile join the next round: bigger rounds cost
+            # less per event and leave the single writer to the ingests in between.
+            await asyncio.sleep(COALESCE_SECONDS)
+            continue
+        waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
 
 def _build(tx: ReadTx, previous: Catalog | None) -> tuple[str | None, Catalog]:

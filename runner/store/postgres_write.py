@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from runner.store import postgres_rows as rows
 from runner.store.base import EventConflict, StoreError, TransactionAborted
 from runner.store.postgres_read import PgReadTx
+from runner.store.postgres_session import is_server_fault, unavailable
 from runner.store.records import (
     AppliedAutomation,
     Entry,
@@ -197,6 +198,8 @@ class PgWriteTx(PgReadTx):
         try:
             yield
         except BaseException as error:
+            if is_server_fault(error):  # a timeout or a lost session, not this block's data
+                raise unavailable(error) from error
             if not self._in_transaction():
                 raise TransactionAborted(f"the transaction was lost: {error}") from error
             try:

@@ -24,6 +24,7 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
+from runner.store.sqlite_faults import is_store_fault, unavailable
 from runner.store.sqlite_read import SqliteReadTx, marks
 
 _CHUNK = 500  # ids per IN list, well under SQLite's bound-variable limit
@@ -181,6 +182,8 @@ class SqliteWriteTx(SqliteReadTx):
             # run after that would autocommit one by one, so the caller must stop.
             if not self.db.in_transaction:
                 raise TransactionAborted(f"the transaction was lost: {error}") from error
+            if is_store_fault(error):  # the disk or the file failed, not this block's data
+                raise unavailable(error) from error
             try:
                 self.db.execute(f"ROLLBACK TO {name}")
                 self.db.execute(f"RELEASE {name}")
