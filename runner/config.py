@@ -82,7 +82,7 @@ DEFAULT_PROVIDERS: dict[str, Provider] = {"default": OutboxProvider(type="outbox
 class StoreConfig(_Strict):
     """How the runner opens its store (docs/scaling.md); environment variables override it."""
 
-    integrity_check: Literal["quick", "off"] = "quick"  # SQLite: quick_check at start-up
+    integrity_check: Literal["quick", "skip"] = "quick"  # SQLite: quick_check at start-up
     lock_timeout: PositiveDuration = 10  # PostgreSQL: the longest wait for a lock
     statement_timeout: PositiveDuration = 60  # PostgreSQL: the longest statement
     # PostgreSQL: a session idle this long inside a transaction is ended by the server

@@ -19,6 +19,7 @@ from runner.store.versions import migration_files, refuse_unknown
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
 _CHECK_ROWS = 3  # problems quoted from quick_check at most
+_READ_AHEAD_CHUNK = 1 << 20
 
 # The settings the store relies on; checked on every connection it opens.
 PRAGMAS = {
@@ -56,7 +57,7 @@ def open_writer(
     """The writer connection of a checked, migrated file, and the migrations applied now.
 
     With `integrity_check`, `PRAGMA quick_check` reads the whole file first (about a second
-    per GB here, docs/scaling.md), so a damaged file is refused before it is served. Every
+    per GB, docs/scaling.md), so a damaged file is refused before it is served. Every
     failure is a StoreError whose one line names the file and what to do.
     """
     try:
@@ -83,12 +84,22 @@ def check_integrity(db: sqlite3.Connection, path: Path) -> None:
     quick_check verifies every page's structure, not that indexes match their tables (that
     is integrity_check, several times slower): enough to find pages overwritten or lost.
     """
+    _read_ahead(path)
     rows = [row[0] for row in db.execute(f"PRAGMA quick_check({_CHECK_ROWS})")]
     if rows == ["ok"]:
         return
     # The first row may hold several problems on lines of their own, after a heading.
     lines = [line for row in rows for line in str(row).splitlines() if not line.startswith("***")]
     raise damaged(path, "; ".join(lines[:_CHECK_ROWS]))
+
+
+def _read_ahead(path: Path) -> None:
+    """Read the file once from start to end, so that quick_check, which visits pages in
+    tree order, finds them in the page cache: on a cold 1 GB file about 1 s in all instead
+    of 15 s of scattered reads (benchmarks/integrity.py)."""
+    with path.open("rb", buffering=0) as file:
+        while file.read(_READ_AHEAD_CHUNK):
+            pass
 
 
 def _check_writable(db: sqlite3.Connection) -> None:
