@@ -113,7 +113,8 @@ def test_a_stopped_replica_holding_the_engine_lock_does_not_stop_the_others(
         # its engine transaction (the ingesting one would hold the HTTP posts up).
         with posting_in_background(ingesting.url, busy, "b"):
             frozen, backend = freeze_lock_holder(watcher, others)
-            assert session_state(watcher, backend) == "idle in transaction"
+            # Stopped between statements (or, rarely, while one waits for a row lock).
+            assert session_state(watcher, backend) in ("idle in transaction", "active")
 
             cluster.set_clock(START + timedelta(hours=1, minutes=1))  # the reminders are due
             stopped_at = time.monotonic()

@@ -7,6 +7,7 @@ migrations_pg/ applied at start-up under an advisory lock so replicas may start 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -58,11 +59,13 @@ _STOP = object()
 
 
 def connect(conninfo: str, options: StoreOptions = DEFAULT_OPTIONS) -> psycopg.Connection[Any]:
-    """A connection configured like the pool's, without the lock and statement bounds
-    (it runs the migrations)."""
+    """A connection configured like the pool's but without lock and statement bounds: it
+    runs the migrations, which may rewrite big tables and wait for other replicas'
+    transactions to end. The idle bound holds."""
+    unbounded = dataclasses.replace(options, lock_timeout=0, statement_timeout=0)
     conn = psycopg.connect(conninfo, **connection_kwargs(conninfo))
     try:
-        session_setup(options, exempt_statements=True)(conn)
+        session_setup(unbounded)(conn)
     except BaseException:
         conn.close()
         raise
@@ -164,7 +167,7 @@ class PostgresStore:
         try:
             with connect(conninfo, options) as conn:
                 self.migrated = migrate(conn, clock)
-        except psycopg.Error as error:
+        except psycopg.OperationalError as error:  # no server, refused, timed out
             raise startup_error(error) from error
         # A connection the server closed (a session ended while this replica was stopped)
         # is found broken when it comes back and discarded by the pool, never reused.

@@ -41,17 +41,14 @@ def connection_kwargs(conninfo: str) -> dict[str, Any]:
     return {"autocommit": True} | {k: v for k, v in defaults.items() if k not in given}
 
 
-def session_setup(
-    options: StoreOptions, *, exempt_statements: bool = False
-) -> Callable[[psycopg.Connection[Any]], None]:
-    """What every new connection runs first: UTC, and the session timeouts of `options`.
-
-    `exempt_statements` lifts the lock and statement bounds (migrations may rewrite big
-    tables and wait for other replicas' transactions to end); the idle bound always holds.
-    """
-    lock_ms = 0 if exempt_statements else options.lock_timeout * 1000
-    statement_ms = 0 if exempt_statements else options.statement_timeout * 1000
-    idle_ms = options.idle_in_transaction_timeout * 1000
+def session_setup(options: StoreOptions) -> Callable[[psycopg.Connection[Any]], None]:
+    """What every new connection runs first: UTC, and the session timeouts of `options`
+    (a timeout of 0 sets no bound)."""
+    values = (
+        str(options.lock_timeout * 1000),
+        str(options.statement_timeout * 1000),
+        str(options.idle_in_transaction_timeout * 1000),
+    )
 
     def configure(conn: psycopg.Connection[Any]) -> None:
         conn.execute(
@@ -59,7 +56,7 @@ def session_setup(
             " set_config('lock_timeout', %s, false),"
             " set_config('statement_timeout', %s, false),"
             " set_config('idle_in_transaction_session_timeout', %s, false)",
-            (str(lock_ms), str(statement_ms), str(idle_ms)),
+            values,
         )
 
     return configure
