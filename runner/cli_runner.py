@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -110,7 +111,7 @@ async def _serve_async(
     with single_runner(settings.database_url):
         return await _serve_store(
             settings,
-            open_store(settings.database_url, clock),
+            open_store(settings.database_url, clock, settings.store),
             clock,
             access_log,
             poll,
@@ -151,8 +152,11 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store, Clock], Awaitab
     settings = settings_of(args)
     clock = clock_from_env(os.environ)
 
+    # A short command skips the integrity check: it reads the whole file, and `serve` ran it.
+    options = dataclasses.replace(settings.store, integrity_check=False)
+
     async def run() -> int:
-        store = open_store(settings.database_url, clock)
+        store = open_store(settings.database_url, clock, options)
         try:
             return await work(store, clock)
         finally:

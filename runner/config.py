@@ -96,6 +96,16 @@ class HttpLimits(_Strict):
     max_backlog: Annotated[int, Field(ge=1)] = 100_000
 
 
+class StoreConfig(_Strict):
+    """How the runner opens its store (docs/scaling.md); environment variables override it."""
+
+    integrity_check: Literal["quick", "skip"] = "quick"  # SQLite: quick_check at start-up
+    lock_timeout: PositiveDuration = 10  # PostgreSQL: the longest wait for a lock
+    statement_timeout: PositiveDuration = 60  # PostgreSQL: the longest statement
+    # PostgreSQL: a session idle this long inside a transaction is ended by the server
+    idle_in_transaction_timeout: PositiveDuration = 5
+
+
 class Config(_Strict):
     """`postwright.yaml` at the repository root; every key optional."""
 
@@ -109,6 +119,7 @@ class Config(_Strict):
     max_emails_per_day: Annotated[int, Field(ge=1)] = 3
     allowed_hosts: list[HostName] = Field(default_factory=list)
     http: HttpLimits = Field(default_factory=HttpLimits)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     providers: dict[Annotated[str, Field(pattern=ID_PATTERN)], Provider] = Field(
         default_factory=lambda: dict(DEFAULT_PROVIDERS), min_length=1
     )

@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from runner.config import HOST_PATTERN, Config, HttpLimits, Provider
+from runner.config import HOST_PATTERN, Config, HttpLimits, Provider, StoreConfig
 from runner.errors import PostwrightError
 from runner.loader import load_config
 from runner.store.base import Store, WriteTx
+from runner.store.options import StoreOptions
 from runner.tree import CONFIG_PATH
 
 DEFAULT_HOST = "127.0.0.1"
@@ -31,6 +32,7 @@ API_KEYS_VARIABLE = "POSTWRIGHT_API_KEYS"
 ALLOWED_HOSTS_VARIABLE = "POSTWRIGHT_ALLOWED_HOSTS"
 HTTP_VARIABLE_PREFIX = "POSTWRIGHT_HTTP_"  # + a key of `http:` in capitals
 UNSUBSCRIBE_KEY_META = "unsubscribe_key"
+STORE_VARIABLE_PREFIX = "POSTWRIGHT_STORE_"  # + the `store:` key in capitals
 
 
 class SettingsError(PostwrightError):
@@ -54,6 +56,7 @@ class Settings:
     # Hosts a keyless runner answers besides loopback ones: `allowed_hosts` and public_url's.
     allowed_hosts: frozenset[str] = frozenset()
     http: HttpLimits = field(default_factory=HttpLimits)
+    store: StoreOptions = field(default_factory=StoreOptions)
     config: Config = field(default_factory=Config)
     providers: Mapping[str, Provider] = field(default_factory=dict)
     # provider name -> {setting without `_env`: secret value}, resolved from the environment
@@ -127,6 +130,7 @@ def load_settings(
         event_id_retention=config.event_id_retention,
         allowed_hosts=_allowed_hosts(config, environ, public_url),
         http=_http_limits(config, environ),
+        store=_store_options(config.store, environ),
         config=config,
         providers=dict(config.providers),
         provider_secrets={
@@ -177,6 +181,25 @@ def _read_config(repo: Path) -> Config:
         lines = [f"{path}:{f.line}:{f.col}: {f.message} [{f.rule}]" for f in loaded.findings]
         raise SettingsError("invalid configuration:\n" + "\n".join(lines))
     return loaded.model
+
+
+def _store_options(config: StoreConfig, environ: Mapping[str, str]) -> StoreOptions:
+    """`store:` of postwright.yaml, each key overridden by POSTWRIGHT_STORE_<KEY>."""
+    for key in StoreConfig.model_fields:
+        variable = STORE_VARIABLE_PREFIX + key.upper()
+        text = environ.get(variable, "").strip()
+        if not text:
+            continue
+        try:
+            config = StoreConfig.model_validate({**config.model_dump(mode="json"), key: text})
+        except ValidationError as error:
+            raise SettingsError(f"{variable}={text!r}: {error.errors()[0]['msg']}") from None
+    return StoreOptions(
+        integrity_check=config.integrity_check == "quick",
+        lock_timeout=config.lock_timeout,
+        statement_timeout=config.statement_timeout,
+        idle_in_transaction_timeout=config.idle_in_transaction_timeout,
+    )
 
 
 def _split(text: str | None) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from runner.clock import FakeClock
 from runner.settings import SettingsError, is_loopback, load_settings, unsubscribe_key
 from runner.store import open_store
+from runner.store.options import StoreOptions
 from tests.harness import START
 
 
@@ -36,6 +37,33 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.public_url == "https://mail.example"
     assert settings.database_url == "sqlite:///elsewhere.db"
     assert settings.api_keys == frozenset({"one", "two"})
+
+
+def test_store_options_come_from_the_file_then_the_environment(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, {}).store == StoreOptions(
+        integrity_check=True, lock_timeout=10, statement_timeout=60, idle_in_transaction_timeout=5
+    )
+    config = "store:\n  integrity_check: skip\n  lock_timeout: 30s\n  statement_timeout: 2m\n"
+    (tmp_path / "postwright.yaml").write_text(config, encoding="utf-8")
+    environ = {"POSTWRIGHT_STORE_LOCK_TIMEOUT": "15s", "POSTWRIGHT_STORE_INTEGRITY_CHECK": "quick"}
+    assert load_settings(tmp_path, environ).store == StoreOptions(
+        integrity_check=True, lock_timeout=15, statement_timeout=120, idle_in_transaction_timeout=5
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("POSTWRIGHT_STORE_IDLE_IN_TRANSACTION_TIMEOUT", "0s", "longer than zero"),
+        ("POSTWRIGHT_STORE_LOCK_TIMEOUT", "soon", "not a duration"),
+        ("POSTWRIGHT_STORE_INTEGRITY_CHECK", "full", "'quick' or 'skip'"),
+    ],
+)
+def test_a_bad_store_override_names_its_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"{variable}='{value}': .*{message}"):
+        load_settings(tmp_path, {variable: value})
 
 
 def test_file_timezone_used_without_override(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
-"""SQLite serves one runner: a second `postwright serve` on the same file is refused (SPEC 8)."""
+"""SQLite serves one runner: a second `postwright serve` on the same file is refused (SPEC 8),
+whatever path names the file (the lock is on the file itself)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,38 +24,29 @@ def free_port() -> int:
         return port
 
 
-def test_a_second_runner_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "automations").mkdir()
-    first_port, second_port = free_port(), free_port()
+@contextmanager
+def serving(repo: Path) -> Iterator[None]:
+    """A `postwright serve` on `repo` (its default SQLite file), once ready."""
+    (repo / "automations").mkdir(exist_ok=True)
+    port = free_port()
     first = subprocess.Popen(
-        [POSTWRIGHT, "serve", "--repo", str(tmp_path), "--port", str(first_port)],
+        [POSTWRIGHT, "serve", "--repo", str(repo), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=_environ(),
     )
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{first_port}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
+            assert first.poll() is None, "the first runner exited"
             assert time.monotonic() < deadline, "the first runner did not become ready"
             time.sleep(0.05)
-        second = subprocess.run(
-            [POSTWRIGHT, "serve", "--repo", str(tmp_path), "--port", str(second_port)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert second.returncode == 2
-        assert "another `postwright serve` is already running" in second.stderr
-        assert "postgresql://" in second.stderr
-        # Short commands still read the same file while the runner serves.
-        stats = subprocess.run(
-            [POSTWRIGHT, "outbox", "--repo", str(tmp_path)], capture_output=True, timeout=30
-        )
-        assert stats.returncode == 0
+        yield
     finally:
         first.terminate()
         try:
@@ -59,3 +54,57 @@ def test_a_second_runner_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             first.kill()
             first.wait()
+
+
+def _environ(**extra: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("POSTWRIGHT_")}
+    return environ | extra
+
+
+def second(command: str, repo: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run another command on `repo` to its end (a serve that is not refused would not end)."""
+    port = ["--port", str(free_port())] if command == "serve" else []
+    return subprocess.run(
+        [POSTWRIGHT, command, "--repo", str(repo), *port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_environ(**environ),
+    )
+
+
+def test_a_second_runner_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    with serving(tmp_path):
+        refused = second("serve", tmp_path)
+        assert refused.returncode == 2
+        assert "another `postwright serve` is already running" in refused.stderr
+        assert "postgresql://" in refused.stderr
+        # Short commands still read the same file while the runner serves.
+        assert second("outbox", tmp_path).returncode == 0
+
+
+def test_the_lock_holds_whatever_path_names_the_file(tmp_path: Path) -> None:
+    repo, other = tmp_path / "repo", tmp_path / "other"
+    repo.mkdir()
+    (other / "automations").mkdir(parents=True)
+    real = repo / ".postwright" / "postwright.db"
+    with serving(repo):
+        (other / "link.db").symlink_to(real)
+        os.link(real, other / "hard.db")
+        (other / ".postwright").symlink_to(real.parent)  # the default path, through a link
+        for name in ("link.db", "hard.db"):
+            url = f"sqlite:///{other / name}"
+            refused = second("serve", other, POSTWRIGHT_DATABASE_URL=url)
+            assert refused.returncode == 2, (name, refused.stderr)
+            assert refused.stderr.strip().splitlines() == [
+                "postwright: error: another `postwright serve` is already running on "
+                f"{(other / name).resolve()}: "
+                "SQLite serves one runner; for several replicas set "
+                "POSTWRIGHT_DATABASE_URL=postgresql://..."
+            ]
+        refused = second("serve", other)
+        assert refused.returncode == 2
+        assert "already running" in refused.stderr
+        # Short commands work through any of the names while the runner serves.
+        url = f"sqlite:///{other / 'link.db'}"
+        assert second("stats", other, POSTWRIGHT_DATABASE_URL=url).returncode == 0

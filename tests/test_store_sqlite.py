@@ -23,7 +23,8 @@ from runner.engine.context import EngineContext
 from runner.engine.worker import Worker
 from runner.store import open_store
 from runner.store.base import ReadTx, Store, StoreError, TransactionAborted, WriteTx
-from runner.store.sqlite import MIGRATIONS, SqliteStore, connect, migrate
+from runner.store.sqlite import SqliteStore
+from runner.store.sqlite_open import MIGRATIONS, connect, migrate
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_write import SqliteWriteTx
 from tests.store_contract import CONTRACT, START, Check, event, seed, send

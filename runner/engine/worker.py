@@ -1,8 +1,8 @@
-"""The engine loop: scheduler, event processing and sender, one round at a time.
+"""The engine loops: scheduler and event processing in one, the sender in another.
 
 The worker keeps the `Catalog` of applied automations and rebuilds it whenever
-meta "catalog_revision" changes. Rounds never overlap (a lock), so tests may
-call `drain()` while the background loop runs.
+meta "catalog_revision" changes. Rounds of one kind never overlap (a lock each), so
+tests may call `drain()` while the background loops run.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -23,7 +23,7 @@ from runner.engine.context import EngineContext
 from runner.errors import PostwrightError
 from runner.metrics import Metrics
 from runner.providers.base import Provider
-from runner.store.base import ReadTx, Store, WriteTx
+from runner.store.base import ReadTx, Store, StoreUnavailable, WriteTx
 
 log = logging.getLogger("postwright.worker")
 
@@ -71,8 +71,10 @@ class Worker:
         self.metrics = metrics
         self._catalog: Catalog | None = None
         self._revision: str | None = None
-        self._lock = asyncio.Lock()
+        self._engine_lock = asyncio.Lock()  # rounds of one kind never overlap
+        self._send_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._send_wake = asyncio.Event()
         self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
         self.event_id_retention = event_id_retention
         self._purged_at: datetime | None = None
@@ -80,8 +82,9 @@ class Worker:
         self.backlog = Backlog()  # read by load shedding on every POST /v1/events
 
     def wake(self) -> None:
-        """Start the next round now (called after an ingest or a trigger)."""
+        """Start the next rounds now (called after an ingest or a trigger)."""
         self._wake.set()
+        self._send_wake.set()
 
     async def catalog(self) -> Catalog:
         """The catalog of the applied automations, rebuilt when their revision changed."""
@@ -94,8 +97,14 @@ class Worker:
         return self._catalog
 
     async def run_once(self) -> bool:
-        """One round; True when it did any work (so another round may find more)."""
-        async with self._lock:
+        """One engine round, then one send round; True when either did any work."""
+        engine = await self.engine_round()
+        sent = await self.send_round()
+        return engine or sent
+
+    async def engine_round(self) -> bool:
+        """Scheduler tick and event processing (each under the engine lock); True on work."""
+        async with self._engine_lock:
             catalog = await self.catalog()
             now = self.clock.now()
             ticked = await self.store.write(lambda tx: scheduler.tick(tx, catalog, self.ctx, now))
@@ -106,15 +115,21 @@ class Worker:
                 lambda tx: events.process_pending(tx, catalog, self.ctx, limit=PROCESS_BATCH)
             )
             self.backlog.processed(processed, drained=processed < PROCESS_BATCH, mark=mark)
-            if processed:
-                catalog = await self.catalog()
+            await self._purge(now)  # housekeeping: not work that calls for another round
+            if ticked or processed:
+                self._send_wake.set()  # new sends may be due now
+            return bool(ticked or processed)
+
+    async def send_round(self) -> bool:
+        """Claim and send due sends; never waits for the engine lock. True on work."""
+        async with self._send_lock:
+            catalog = await self.catalog()
             sent = await sender.send_due(
                 self.store, catalog, self.ctx, self.providers, self.clock.now()
             )
             if sent and self.metrics is not None:
                 await self._observe_latency(sent)
-            await self._purge(now)  # housekeeping: not work that calls for another round
-            return bool(ticked or processed or sent)
+            return bool(sent)
 
     async def catch_up(self) -> None:
         """Return once every event committed before this call has been processed: processed
@@ -171,26 +186,16 @@ class Worker:
         raise RuntimeError(f"the worker still had work after {max_rounds} rounds")
 
     async def run_forever(self, stop: asyncio.Event, interval: float = 0.05) -> None:
-        """Rounds until `stop` is set; an error is logged and the loop goes on."""
-        while not stop.is_set():
-            # Cleared before the round: a wake-up during it starts another one.
-            self._wake.clear()
-            try:
-                busy = await self.run_once()
-            except Exception:
-                log.exception("engine round failed; retrying")
-                busy = False
-            if busy:
-                # Let events arriving meanwhile join the next round: bigger rounds cost
-                # less per event and leave the single writer to the ingests in between.
-                await asyncio.sleep(COALESCE_SECONDS)
-                continue
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            try:
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        """Engine rounds and send rounds, side by side, until `stop` is set.
+
+        They run apart so that sending never waits behind event processing: on PostgreSQL
+        another replica may hold the engine lock for a while (a stopped replica holds it
+        until the server ends its session), and due sends still go out meanwhile.
+        """
+        await asyncio.gather(
+            _loop("engine", self.engine_round, self._wake, stop, interval),
+            _loop("send", self.send_round, self._send_wake, stop, interval),
+        )
 
     async def _observe_latency(self, count: int) -> None:
         """Record due-to-sent for the messages this round stored."""
@@ -220,6 +225,38 @@ def _help(tx: WriteTx, catalog: Catalog, ctx: EngineContext, through: int) -> _H
         return _Help.BUSY
     events.process_pending(tx, catalog, ctx, limit=PROCESS_BATCH)
     return _Help.PROGRESS
+
+
+async def _loop(
+    name: str,
+    round_: Callable[[], Awaitable[bool]],
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    interval: float,
+) -> None:
+    """Rounds until `stop` is set; a failed round is logged and the loop goes on."""
+    while not stop.is_set():
+        # Cleared before the round: a wake-up during it starts another one.
+        wake.clear()
+        try:
+            busy = await round_()
+        except StoreUnavailable as error:  # rolled back whole; the next round retries it
+            log.warning("%s round rolled back, retrying: %s", name, error)
+            busy = False
+        except Exception:
+            log.exception("%s round failed; retrying", name)
+            busy = False
+        if busy:
+            # Let events arriving meanwhile join the next round: bigger rounds cost
+            # less per event and leave the single writer to the ingests in between.
+            await asyncio.sleep(COALESCE_SECONDS)
+            continue
+        waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
 
 def _build(tx: ReadTx, previous: Catalog | None) -> tuple[str | None, Catalog]:

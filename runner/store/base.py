@@ -51,6 +51,12 @@ class TransactionAborted(StoreError):
     nothing more can run in it, so the caller must not go on as if only its block failed."""
 
 
+class StoreUnavailable(TransactionAborted):
+    """The database, not the work, failed: a lock or statement timed out, the server ended the
+    session, the disk is full. The transaction was rolled back as a whole; the same work may
+    succeed when tried again, so it says nothing about the data it was given."""
+
+
 @dataclass
 class Stats:
     """Per-automation counts (SPEC 3.5); rates are computed from the counts."""

@@ -7,6 +7,7 @@ migrations_pg/ applied at start-up under an advisory lock so replicas may start 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -22,9 +23,18 @@ from psycopg_pool import ConnectionPool
 
 from runner.clock import Clock
 from runner.store.base import ReadTx, StoreError, TransactionAborted, WriteTx
+from runner.store.options import DEFAULT_OPTIONS, StoreOptions
 from runner.store.postgres_read import PgReadTx
+from runner.store.postgres_session import (
+    connection_kwargs,
+    is_server_fault,
+    session_setup,
+    startup_error,
+    unavailable,
+)
 from runner.store.postgres_write import PgWriteTx
 from runner.store.records import IncomingEvent
+from runner.store.versions import migration_files, refuse_unknown
 
 T = TypeVar("T")
 
@@ -48,14 +58,17 @@ class _Ingest:
 _STOP = object()
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SET TIME ZONE 'UTC'")
-
-
-def connect(conninfo: str) -> psycopg.Connection[Any]:
-    """A connection configured like the pool's (autocommit: the store issues BEGIN itself)."""
-    conn = psycopg.connect(conninfo, autocommit=True)
-    _configure(conn)
+def connect(conninfo: str, options: StoreOptions = DEFAULT_OPTIONS) -> psycopg.Connection[Any]:
+    """A connection configured like the pool's but without lock and statement bounds: it
+    runs the migrations, which may rewrite big tables and wait for other replicas'
+    transactions to end. The idle bound holds."""
+    unbounded = dataclasses.replace(options, lock_timeout=0, statement_timeout=0)
+    conn = psycopg.connect(conninfo, **connection_kwargs(conninfo))
+    try:
+        session_setup(unbounded)(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -87,9 +100,10 @@ def migrate(conn: psycopg.Connection[Any], clock: Clock, directory: Path = MIGRA
     Each transaction first takes MIGRATION_LOCK, so replicas starting together apply every
     file once; files are named `NNNN_name.sql`. Returns the versions applied now.
     """
+    files = migration_files(directory)
+    refuse_unknown(_recorded_versions(conn), files, "the PostgreSQL database")
     applied: list[int] = []
-    for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql")):
-        version = int(path.name[:4])
+    for version, path in files.items():
         with transaction(conn):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             conn.execute(
@@ -112,20 +126,57 @@ def migrate(conn: psycopg.Connection[Any], clock: Clock, directory: Path = MIGRA
     return applied
 
 
+def _recorded_versions(conn: psycopg.Connection[Any]) -> set[int]:
+    with transaction(conn, _BEGIN_READ):
+        exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+        if exists is None or exists[0] is None:
+            return set()
+        return {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+
+
+@contextmanager
+def _server_faults() -> Iterator[None]:
+    """Server faults leave the block as StoreUnavailable (retry later), others as raised."""
+    try:
+        yield
+    except psycopg.Error as error:
+        if is_server_fault(error):
+            raise unavailable(error) from error
+        raise
+
+
+def _failure(error: BaseException) -> BaseException:
+    """What a caller sees of a failed transaction: server faults as StoreUnavailable (retry
+    later), everything else as raised."""
+    return unavailable(error) if is_server_fault(error) else error
+
+
 class PostgresStore:
     """The `Store` over one PostgreSQL database, shared by any number of replicas."""
 
-    def __init__(self, conninfo: str, clock: Clock, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        clock: Clock,
+        options: StoreOptions = DEFAULT_OPTIONS,
+        *,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
         self.clock = clock
         self.transactions = 0  # committed ingest transactions (a group commit counts once)
-        with connect(conninfo) as conn:
-            self.migrated = migrate(conn, clock)
+        try:
+            with connect(conninfo, options) as conn:
+                self.migrated = migrate(conn, clock)
+        except psycopg.OperationalError as error:  # no server, refused, timed out
+            raise startup_error(error) from error
+        # A connection the server closed (a session ended while this replica was stopped)
+        # is found broken when it comes back and discarded by the pool, never reused.
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             conninfo,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True},
-            configure=_configure,
+            kwargs=connection_kwargs(conninfo),
+            configure=session_setup(options),
             open=True,
             name="postwright-store",
         )
@@ -171,11 +222,11 @@ class PostgresStore:
         await asyncio.to_thread(self._pool.close)
 
     def _write(self, work: Callable[[WriteTx], T]) -> T:
-        with self._pool.connection() as conn, transaction(conn):
+        with _server_faults(), self._pool.connection() as conn, transaction(conn):
             return work(PgWriteTx(conn))
 
     def _read(self, work: Callable[[ReadTx], T]) -> T:
-        with self._pool.connection() as conn, transaction(conn, _BEGIN_READ):
+        with _server_faults(), self._pool.connection() as conn, transaction(conn, _BEGIN_READ):
             return work(PgReadTx(conn))
 
     # The ingest thread -------------------------------------------------------------------
@@ -224,7 +275,7 @@ class PostgresStore:
                 outcomes = tx.ingest_group([item.events for item in calls], received_at)
         except BaseException as error:
             for item in calls:
-                item.done.set_exception(error)
+                item.done.set_exception(_failure(error))
             return
         self.transactions += 1
         for item, outcome in zip(calls, outcomes, strict=True):

@@ -21,6 +21,7 @@ from runner.store import postgres_rows as rows
 from runner.store.base import EventConflict, StoreError, TransactionAborted
 from runner.store.postgres_claims import PgClaimsTx
 from runner.store.postgres_people import PeopleWrites
+from runner.store.postgres_session import is_server_fault, unavailable
 from runner.store.records import (
     AppliedAutomation,
     Entry,
@@ -178,6 +179,8 @@ class PgWriteTx(PgClaimsTx, PeopleWrites):
         try:
             yield
         except BaseException as error:
+            if is_server_fault(error):  # a timeout or a lost session, not this block's data
+                raise unavailable(error) from error
             if not self._in_transaction():
                 raise TransactionAborted(f"the transaction was lost: {error}") from error
             try:

@@ -11,36 +11,25 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from runner.clock import Clock
 from runner.store.base import ReadTx, StoreError, WriteTx
+from runner.store.options import DEFAULT_OPTIONS, StoreOptions
 from runner.store.records import IncomingEvent
+from runner.store.sqlite_faults import is_store_fault, unavailable
+from runner.store.sqlite_open import connect, open_writer, transaction
 from runner.store.sqlite_read import SqliteReadTx
-from runner.store.sqlite_rows import time_text
 from runner.store.sqlite_write import SqliteWriteTx
 
 T = TypeVar("T")
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-BUSY_TIMEOUT_MS = 10_000
 READERS = 4
 MAX_GROUP = 256  # ingest calls committed together at most
-
-# The settings the store relies on; checked on every connection it opens.
-PRAGMAS = {
-    "journal_mode": "wal",
-    "synchronous": 2,  # FULL: the WAL is synced at every commit, so a 202 survives power loss
-    "busy_timeout": BUSY_TIMEOUT_MS,
-    "foreign_keys": 1,
-    # Freed space is zeroed, so an erased address leaves no copy in free pages or cells.
-    "secure_delete": 1,
-}
 
 
 @dataclass
@@ -59,93 +48,22 @@ _STOP = object()
 _I = TypeVar("_I", _Ingest, _Write)
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection with the store's pragmas set and checked (StoreError when one did not hold)."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = FULL")
-    db.execute("PRAGMA foreign_keys = ON")
-    db.execute("PRAGMA secure_delete = ON")
-    for name, wanted in PRAGMAS.items():
-        found = db.execute(f"PRAGMA {name}").fetchone()[0]
-        if found != wanted:
-            db.close()
-            raise StoreError(f"{path}: PRAGMA {name} is {found!r}, the store needs {wanted!r}")
-    if readonly:
-        db.execute("PRAGMA query_only = ON")
-    return db
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The statements of a migration script, one by one (triggers' inner `;` handled)."""
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            yield buffer
-            buffer = ""
-    leftover = [
-        line for line in buffer.splitlines() if line.strip() and not line.strip().startswith("--")
-    ]
-    if leftover:
-        raise StoreError(f"unterminated SQL statement in a migration: {leftover[0].strip()[:60]}")
-
-
-def migrate(db: sqlite3.Connection, clock: Clock, directory: Path = MIGRATIONS) -> list[int]:
-    """Apply the migrations not yet recorded in schema_migrations, in one transaction each.
-
-    Files are named `NNNN_name.sql`; returns the versions applied now.
-    """
-    applied: list[int] = []
-    for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql")):
-        version = int(path.name[:4])
-        with _transaction(db):
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-            )
-            done = db.execute(
-                "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
-            ).fetchone()
-            if done is not None:
-                continue
-            for statement in _statements(path.read_text(encoding="utf-8")):
-                db.execute(statement)
-            db.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, path.stem, time_text(clock.now())),
-            )
-            applied.append(version)
-    return applied
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
-    db.execute(begin)
-    try:
-        yield
-    except BaseException:
-        if db.in_transaction:  # SQLite may have ended it already (disk full, I/O error)
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+def _failure(error: BaseException) -> BaseException:
+    """What a caller sees of a failed transaction: faults of the file or disk as
+    StoreUnavailable (retry later), everything else as raised."""
+    return unavailable(error) if is_store_fault(error) else error
 
 
 class SqliteStore:
     """The `Store` over one SQLite file (single runner replica, SPEC 8)."""
 
-    def __init__(self, path: Path, clock: Clock) -> None:
+    def __init__(self, path: Path, clock: Clock, options: StoreOptions = DEFAULT_OPTIONS) -> None:
         self.path = path
         self.clock = clock
         self.transactions = 0  # committed write transactions (a group commit counts once)
-        self._writer = connect(path)
-        try:
-            self.migrated = migrate(self._writer, clock)
-        except BaseException:
-            self._writer.close()
-            raise
+        self._writer, self.migrated = open_writer(
+            path, clock, integrity_check=options.integrity_check
+        )
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._opened: list[sqlite3.Connection] = []
@@ -208,7 +126,7 @@ class SqliteStore:
     def _read(self, work: Callable[[ReadTx], T]) -> T:
         db = self._reader()
         try:
-            with _transaction(db, "BEGIN"):
+            with transaction(db, "BEGIN"):
                 return work(SqliteReadTx(db))
         finally:
             self._readers.put(db)
@@ -281,7 +199,7 @@ class SqliteStore:
             return
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with _transaction(self._writer):
+            with transaction(self._writer):
                 tx = SqliteWriteTx(self._writer)
                 if len(live) == 1:
                     outcomes.append((True, live[0].work(tx)))
@@ -289,7 +207,7 @@ class SqliteStore:
                     outcomes.extend(self._in_savepoint(tx, item) for item in live)
         except BaseException as error:
             for item in live:
-                item.done.set_exception(error)
+                item.done.set_exception(_failure(error))
             return
         self.transactions += 1
         for item, (ok, value) in zip(live, outcomes, strict=True):
@@ -317,13 +235,13 @@ class SqliteStore:
         if not calls:
             return
         try:
-            with _transaction(self._writer):
+            with transaction(self._writer):
                 received_at = self.clock.now()  # one trigger time per commit (SPEC 3.0)
                 tx = SqliteWriteTx(self._writer)
                 outcomes = tx.ingest_group([item.events for item in calls], received_at)
         except BaseException as error:
             for item in calls:
-                item.done.set_exception(error)
+                item.done.set_exception(_failure(error))
             return
         self.transactions += 1
         for item, outcome in zip(calls, outcomes, strict=True):

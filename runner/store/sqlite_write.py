@@ -26,6 +26,7 @@ from runner.store.records import (
 )
 from runner.store.rows import SUBSCRIBER_COLUMNS
 from runner.store.sqlite_claims import SqliteClaimsTx
+from runner.store.sqlite_faults import is_store_fault, unavailable
 from runner.store.sqlite_people import PeopleWrites
 from runner.store.sqlite_rows import marks
 
@@ -169,6 +170,8 @@ class SqliteWriteTx(SqliteClaimsTx, PeopleWrites):
             # run after that would autocommit one by one, so the caller must stop.
             if not self.db.in_transaction:
                 raise TransactionAborted(f"the transaction was lost: {error}") from error
+            if is_store_fault(error):  # the disk or the file failed, not this block's data
+                raise unavailable(error) from error
             try:
                 self.db.execute(f"ROLLBACK TO {name}")
                 self.db.execute(f"RELEASE {name}")
