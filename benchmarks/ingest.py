@@ -282,9 +282,9 @@ class _Rollback(Exception):
 
 
 async def _due_query(database: Path, pending: int) -> tuple[float, float, float, float]:
-    from runner.clock import FakeClock
+    from runner.core.clock import FakeClock
+    from runner.core.records import AppliedAutomation, PendingSend, SendStatus, Subscriber
     from runner.store import open_store
-    from runner.store.records import AppliedAutomation, PendingSend, SendStatus, Subscriber
 
     now = datetime(2027, 1, 1, tzinfo=UTC)
     store = open_store(f"sqlite:///{database}", FakeClock(now))

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner.clock import FakeClock
+from runner.core.clock import FakeClock
 from runner.store.sqlite_open import open_writer
 
 ROW_PAYLOAD = 900  # bytes of event data per row

@@ -30,8 +30,9 @@ import httpx
 import uvicorn
 from httpx_aiohttp import AiohttpTransport
 
-from runner.clock import FakeClock
-from runner.config import PostmarkProvider as PostmarkSettings
+from runner.core.clock import FakeClock
+from runner.core.config import PostmarkProvider as PostmarkSettings
+from runner.core.records import AppliedAutomation, HistoryEntry, PendingSend, SendStatus, Subscriber
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.sender import send_due
@@ -40,13 +41,6 @@ from runner.providers.http import make_client
 from runner.providers.postmark import PostmarkProvider, payload
 from runner.store import open_store
 from runner.store.base import Store, WriteTx
-from runner.store.records import (
-    AppliedAutomation,
-    HistoryEntry,
-    PendingSend,
-    SendStatus,
-    Subscriber,
-)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

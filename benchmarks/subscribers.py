@@ -24,15 +24,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runner.api.subscriber_ops import SubscriberOps
-from runner.clock import FakeClock
+from runner.checking.workspace import check_working_tree
+from runner.core.clock import FakeClock
+from runner.core.records import IncomingEvent, Message, PendingSend, SendStatus
 from runner.engine.context import EngineContext
 from runner.engine.worker import Worker
-from runner.reload import apply_repository
+from runner.gitops.reload import apply_repository
+from runner.server.api.subscriber_ops import SubscriberOps
 from runner.store.base import WriteTx
-from runner.store.records import IncomingEvent, Message, PendingSend, SendStatus
 from runner.store.sqlite import SqliteStore
-from runner.workspace import check_working_tree
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 CTX = EngineContext("UTC", "https://mail.shop.test", b"unsubscribe-key-for-bench-000000")

@@ -290,7 +290,7 @@ def run(reps: int, keep: bool, profile: bool) -> int:
             argv = [str(bin_dir / "postwright"), "validate", "--base", base, *common]
             command(f"(c) postwright validate --base ({COMMITS} commits)", argv)
         else:
-            print("(c) skipped: runner/walk.py (the history walk) is not there yet")
+            print("(c) skipped: runner/checking/walk.py (the history walk) is not there yet")
         measures.append(
             Measure(
                 "(d) PyYAML CSafeLoader, in process",
@@ -351,7 +351,7 @@ def profile_validate(work: Path, bin_dir: Path) -> None:
     # A fresh process, so no cache warmed by phases() flatters the profile.
     script = (
         "import cProfile, io, pstats, sys\n"
-        "from runner import cli\n"
+        "from runner.cli import main as cli\n"
         "profiler = cProfile.Profile()\n"
         "profiler.runcall(cli.main, sys.argv[1:], io.StringIO())\n"
         "pstats.Stats(profiler).sort_stats('cumulative').print_stats(30)\n"
@@ -366,13 +366,14 @@ def phases(work: Path) -> None:
     """Seconds of each stage of checking the 1,000 files, in process (one cold run each)."""
     from datetime import datetime
 
-    from runner import semantics, templates
-    from runner.config import Config
-    from runner.files import walk_directory
-    from runner.loader import Loaded, load_automation
-    from runner.model import Automation
-    from runner.version import template_paths
-    from runner.yamlread import read_yaml
+    from runner.checking import semantics
+    from runner.core.config import Config
+    from runner.core.loader import Loaded, load_automation
+    from runner.core.model import Automation
+    from runner.core.version import template_paths
+    from runner.core.yamlread import read_yaml
+    from runner.repo.files import walk_directory
+    from runner.templating import checks as templates
 
     now = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
     paths = [p for p in walk_directory(work, ["automations"]) if p.endswith(".yaml")]

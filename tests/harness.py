@@ -21,15 +21,15 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from runner.clock import FakeClock
+from runner.checking.workspace import check_working_tree
+from runner.cli.settings import Settings, load_settings
+from runner.core.clock import FakeClock
 from runner.engine.apply import ApplyReport
 from runner.engine.worker import Worker
-from runner.http_protocol import uvicorn_config
-from runner.server import create_app, prepare
-from runner.settings import Settings, load_settings
+from runner.server.app import create_app, prepare
+from runner.server.http_protocol import uvicorn_config
 from runner.store import open_store
 from runner.store.base import ReadTx, Store, WriteTx
-from runner.workspace import check_working_tree
 
 T = TypeVar("T")
 

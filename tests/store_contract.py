@@ -13,9 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runner.clock import FakeClock
-from runner.store.base import EventConflict, Stats, Store, StoreError, WriteTx
-from runner.store.records import (
+from runner.core.clock import FakeClock
+from runner.core.records import (
     AppliedAutomation,
     HistoryEntry,
     IncomingEvent,
@@ -25,6 +24,7 @@ from runner.store.records import (
     SendStatus,
     Subscriber,
 )
+from runner.store.base import EventConflict, Stats, Store, StoreError, WriteTx
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ACTIVE = (SendStatus.PENDING, SendStatus.CLAIMED)

@@ -9,14 +9,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from runner.clock import FakeClock
+from runner.core.clock import FakeClock
+from runner.core.records import SendStatus, Subscriber, SubscriberQuery, SuppressionLift
 from runner.store.base import Store, WriteTx
-from runner.store.records import (
-    SendStatus,
-    Subscriber,
-    SubscriberQuery,
-    SuppressionLift,
-)
 from tests.store_contract import START, Check, event, feedback, message, seed, send
 
 

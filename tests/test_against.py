@@ -16,20 +16,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner import findings
-from runner.against import (
+from runner.checking.against import (
     RunnerClient,
     RunnerUnavailable,
     applied_version,
     children_of,
     fetch_deployed,
 )
-from runner.cli import main
+from runner.checking.plan import Impact
+from runner.checking.tree import Tree
+from runner.cli.main import main
+from runner.core import findings
+from runner.core.loader import load_automation
+from runner.core.version import Version
 from runner.errors import UsageError
-from runner.loader import load_automation
-from runner.plan import Impact
-from runner.tree import Tree
-from runner.version import Version
 from tests.gitrepo import GitRepo
 from tests.harness import START, WELCOME, Harness, write_repo
 

@@ -10,20 +10,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from runner.clock import FakeClock
+from runner.checking.tree import TreeChecker
+from runner.core.clock import FakeClock
+from runner.core.records import AppliedAutomation, HistoryEntry, PendingSend, SendStatus, Subscriber
 from runner.engine.apply import ApplyReport, apply_files
 from runner.engine.catalog import Catalog
-from runner.snapshot import MemorySnapshot
+from runner.repo.snapshot import MemorySnapshot
 from runner.store import open_store
 from runner.store.base import ReadTx, WriteTx
-from runner.store.records import (
-    AppliedAutomation,
-    HistoryEntry,
-    PendingSend,
-    SendStatus,
-    Subscriber,
-)
-from runner.tree import TreeChecker
 
 T = TypeVar("T")
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runner.auth import AuthError, bearer_ok, sign, verify_webhook
+from runner.server.auth import AuthError, bearer_ok, sign, verify_webhook
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()

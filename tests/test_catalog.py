@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+from runner.core.records import AppliedAutomation, HistoryEntry
 from runner.engine.catalog import Catalog
-from runner.store.records import AppliedAutomation, HistoryEntry
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

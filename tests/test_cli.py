@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
-from runner.schema import schema_text
+from runner.cli.main import main
+from runner.core.schema import schema_text
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO_ROOT = Path(__file__).parent.parent

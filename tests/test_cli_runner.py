@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from tests.harness import WELCOME, Harness, write_repo
 
 REMINDER = """\

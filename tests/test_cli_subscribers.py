@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from tests.harness import WELCOME, Harness, write_repo
 
 REMINDER = """\

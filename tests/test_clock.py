@@ -1,4 +1,4 @@
-"""Tests of runner/clock.py: the system, fake and file-backed clocks."""
+"""Tests of runner/core/clock.py: the system, fake and file-backed clocks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner.clock import (
+from runner.core.clock import (
     FAKE_CLOCK_VARIABLE,
     Clock,
     FakeClock,
@@ -100,7 +100,7 @@ def test_clock_from_env(tmp_path: Path) -> None:
 def test_a_file_clock_is_shared_with_another_process(tmp_path: Path) -> None:
     path = tmp_path / "clock"
     FileClock.write(path, START + timedelta(days=3))
-    program = "import os; from runner.clock import clock_from_env; "
+    program = "import os; from runner.core.clock import clock_from_env; "
     program += "print(clock_from_env(os.environ).now().isoformat())"
     result = subprocess.run(
         [sys.executable, "-c", program],

@@ -12,18 +12,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from runner.clock import FakeClock
+from runner.checking.tree import Tree, TreeChecker
+from runner.core.clock import FakeClock
+from runner.core.records import HistoryEntry, PendingSend, SendStatus, Subscriber
 from runner.engine import scheduler
 from runner.engine.apply import AppliedVersions, ApplyReport, apply_files, execute, plan_files
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
-from runner.providers.shared_rate import SharedRateLimiter
-from runner.snapshot import MemorySnapshot
+from runner.engine.shared_rate import SharedRateLimiter
+from runner.repo.snapshot import MemorySnapshot
 from runner.store import open_store
 from runner.store.base import Store, WriteTx
 from runner.store.postgres import PostgresStore
-from runner.store.records import HistoryEntry, PendingSend, SendStatus, Subscriber
-from runner.tree import Tree, TreeChecker
 from tests.test_apply import automation, files
 
 T = TypeVar("T")
@@ -257,8 +257,8 @@ def test_a_shared_limiter_gives_up_within_max_wait(tmp_path: Path) -> None:
 def test_replicas_on_postgresql_share_provider_rate_limits(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    from runner.server import build_worker
-    from runner.settings import load_settings
+    from runner.cli.settings import load_settings
+    from runner.server.app import build_worker
 
     (tmp_path / "automations").mkdir()
     (tmp_path / "postwright.yaml").write_text(

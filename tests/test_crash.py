@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from runner.clock import FAKE_CLOCK_VARIABLE, FileClock
-from runner.store.records import SendStatus
+from runner.core.clock import FAKE_CLOCK_VARIABLE, FileClock
+from runner.core.records import SendStatus
 from tests.harness import START, Harness, write_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ CLAIM_AND_DIE = """\
 import asyncio, os, signal, sys
 from datetime import timedelta
 from pathlib import Path
-from runner.clock import FileClock
+from runner.core.clock import FileClock
 from runner.store import open_store
 
 async def main() -> None:

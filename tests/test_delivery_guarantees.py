@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.clock import FileClock
+from runner.core.clock import FileClock
+from runner.core.records import Message, PendingSend, SendStatus
 from runner.providers.postmark import basic_authorization
-from runner.store.records import Message, PendingSend, SendStatus
 from tests import harness
 from tests.fakes import serve as serve_fake
 from tests.fakes.flaky import Action, Flaky

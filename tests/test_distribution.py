@@ -44,15 +44,15 @@ def test_rules_doc_is_generated_from_the_catalogue() -> None:
 
 
 def test_rules_doc_lists_every_rule_id() -> None:
-    from runner.rules import RULES
+    from runner.core.rules import RULES
 
     text = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
     assert [rule for rule in RULES if f"| `{rule}` |" not in text] == []
 
 
 def _version(status: str, *, edited: bool = False) -> Any:
-    from runner.loader import load_automation
-    from runner.version import Version
+    from runner.core.loader import load_automation
+    from runner.core.version import Version
 
     start = "start_at: 2030-01-01T09:00:00Z\n" if status == "scheduled" else ""
     subject = "Changed" if edited else "Hello"
@@ -73,7 +73,7 @@ CELLS = [(p, c) for p in (None, *STATUSES) for c in STATUSES if p != c]
 def test_transition_table_in_the_doc_is_what_lifecycle_enforces(
     parent: str | None, child: str
 ) -> None:
-    from runner import lifecycle
+    from runner.core import lifecycle
 
     table: Mapping[str | None, Mapping[str, str]] = _load_script("gen_rules_doc").TRANSITIONS
     documented = table[parent].get(child, "no") != "no"

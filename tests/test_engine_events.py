@@ -13,14 +13,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from runner.clock import FakeClock
-from runner.engine import events as events_module
-from runner.engine.catalog import Catalog
-from runner.engine.context import EngineContext
-from runner.engine.events import process_pending
-from runner.store import open_store
-from runner.store.base import ReadTx, TransactionAborted, WriteTx
-from runner.store.records import (
+from runner.core.clock import FakeClock
+from runner.core.records import (
     AppliedAutomation,
     HistoryEntry,
     IncomingEvent,
@@ -30,6 +24,12 @@ from runner.store.records import (
     StoredEvent,
     Subscriber,
 )
+from runner.engine import events as events_module
+from runner.engine.catalog import Catalog
+from runner.engine.context import EngineContext
+from runner.engine.events import process_pending
+from runner.store import open_store
+from runner.store.base import ReadTx, TransactionAborted, WriteTx
 
 T = TypeVar("T")
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # a Monday, 10:00 in Seoul

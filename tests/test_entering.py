@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from runner.core.records import SendStatus, Subscriber
 from runner.engine.entering import EnterResult, api_trigger, enter
 from runner.store.base import WriteTx
-from runner.store.records import SendStatus, Subscriber
 from tests.test_engine_events import HOUR, T0, Harness
 
 API = {"type": "api"}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.snapshot import DirectorySnapshot
-from runner.tree import TreeChecker
+from runner.checking.tree import TreeChecker
+from runner.repo.snapshot import DirectorySnapshot
 
 EXAMPLES = Path(__file__).parent / "examples"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

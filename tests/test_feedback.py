@@ -10,12 +10,8 @@ from typing import Any
 
 import pytest
 
-from runner.clock import FakeClock
-from runner.engine.catalog import Catalog
-from runner.engine.feedback import record_provider_event
-from runner.store import open_store
-from runner.store.base import Store, WriteTx
-from runner.store.records import (
+from runner.core.clock import FakeClock
+from runner.core.records import (
     AppliedAutomation,
     Message,
     MessageEvent,
@@ -24,6 +20,10 @@ from runner.store.records import (
     StoredEvent,
     Subscriber,
 )
+from runner.engine.catalog import Catalog
+from runner.engine.feedback import record_provider_event
+from runner.store import open_store
+from runner.store.base import Store, WriteTx
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 LATER = T0 + timedelta(hours=3)

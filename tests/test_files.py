@@ -12,8 +12,8 @@ from typing import TypeVar
 
 import pytest
 
-from runner.files import MAX_FILE_BYTES, Refused, is_present, read_repo_file, walk_directory
-from runner.snapshot import DirectorySnapshot, git_blob_id
+from runner.repo.files import MAX_FILE_BYTES, Refused, is_present, read_repo_file, walk_directory
+from runner.repo.snapshot import DirectorySnapshot, git_blob_id
 
 T = TypeVar("T")
 FAST = 2.0  # seconds: every refusal is immediate; this only bounds a test that would hang

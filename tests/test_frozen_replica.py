@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psycopg
 
+from runner.core.records import SendStatus
 from runner.store.postgres_write import ENGINE_LOCK
-from runner.store.records import SendStatus
 from tests.harness import START, write_repo
 from tests.test_replicas import REMINDER, WORK_WAIT, Cluster, Replica, post_round_robin
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import GitError
-from runner.history import CommitInfo, Entry, Git
-from runner.snapshot import git_blob_id
+from runner.repo.git import CommitInfo, Entry, Git
+from runner.repo.snapshot import git_blob_id
 from tests.gitrepo import GitRepo, automation
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.store.records import SendStatus
+from runner.core.records import SendStatus
 from tests.harness import TIMEOUT, WELCOME, Harness, write_repo
 
 JSON = {"content-type": "application/json"}

@@ -1,4 +1,4 @@
-"""Tests of the lifecycle rules (runner/lifecycle.py): effective status, the
+"""Tests of the lifecycle rules (runner/core/lifecycle.py): effective status, the
 transition table, edits, lifecycle times, metadata, deletes, moves, ids and
 email-trigger sources, each judged at one fixed instant."""
 
@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runner.findings import Severity
-from runner.lifecycle import Change, check_step, effective_status
-from runner.loader import load_automation
-from runner.model import Status
-from runner.version import Version
+from runner.core.findings import Severity
+from runner.core.lifecycle import Change, check_step, effective_status
+from runner.core.loader import load_automation
+from runner.core.model import Status
+from runner.core.version import Version
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 EARLIER = "2025-06-01T00:00:00Z"

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.findings import Finding
-from runner.loader import Loaded, load_automation, load_config
-from runner.model import Automation
+from runner.core.findings import Finding
+from runner.core.loader import Loaded, load_automation, load_config
+from runner.core.model import Automation
 
 PATH = "automations/x.yaml"
 MARK = "# <-"

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from runner.config import MailgunProvider as MailgunSettings
+from runner.core.config import MailgunProvider as MailgunSettings
+from runner.core.records import MessageEvent
 from runner.providers.base import OutgoingMessage, ProviderConfigError, ProviderError, SendResult
 from runner.providers.mailgun import (
     EU_BASE_URL,
@@ -25,7 +26,6 @@ from runner.providers.mailgun import (
     signature,
 )
 from runner.providers.webhooks import WebhookRejected
-from runner.store.records import MessageEvent
 from tests.fakes.mailgun import FakeMailgun, Reply, parse_multipart
 
 T = TypeVar("T")

@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from runner import durations
-from runner.config import Config, OutboxProvider
-from runner.model import (
+from runner.core import durations
+from runner.core.config import Config, OutboxProvider
+from runner.core.model import (
     AllCondition,
     Automation,
     Cooldown,

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from runner import findings
-from runner.findings import Finding
-from runner.lifecycle import Change
-from runner.model import Status
-from runner.plan import Plan, build_plan, render_plan
+from runner.checking.plan import Plan, build_plan, render_plan
+from runner.core import findings
+from runner.core.findings import Finding
+from runner.core.lifecycle import Change
+from runner.core.model import Status
 
 BASE = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 STEP = "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -20,7 +20,7 @@ STEP = "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 @dataclass(frozen=True)
 class FakeChange:
-    """The fields of runner.lifecycle.Change that the plan reads."""
+    """The fields of runner.core.lifecycle.Change that the plan reads."""
 
     id: str
     kind: str

@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from runner.config import PostmarkProvider as PostmarkSettings
+from runner.cli.settings import load_settings
+from runner.core.config import PostmarkProvider as PostmarkSettings
+from runner.core.records import MessageEvent
 from runner.providers import build_providers
 from runner.providers.base import OutgoingMessage, ProviderConfigError, ProviderError, SendResult
 from runner.providers.http import make_client
 from runner.providers.postmark import PostmarkProvider, basic_authorization, parse_webhook
 from runner.providers.webhooks import WebhookRejected
-from runner.settings import load_settings
-from runner.store.records import MessageEvent
 from tests.fakes import serve
 from tests.fakes.postmark import FakePostmark
 

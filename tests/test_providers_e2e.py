@@ -23,11 +23,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from runner.core.records import Message, PendingSend, SendStatus
 from runner.providers import Providers
 from runner.providers.mailgun import signature as mailgun_signature
 from runner.providers.postmark import basic_authorization
 from runner.providers.resend import secret_key, sign
-from runner.store.records import Message, PendingSend, SendStatus
 from tests.fakes import serve
 from tests.fakes.mailgun import FakeMailgun
 from tests.fakes.postmark import FakePostmark

@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
-from runner import tree as tree_module
-from runner.api_models import body_hash
-from runner.clock import FakeClock
+from runner.checking import tree as tree_module
+from runner.cli.settings import load_settings
+from runner.core.clock import FakeClock
+from runner.core.loader import load_automation
+from runner.core.records import AppliedAutomation, HistoryEntry, IncomingEvent, PendingSend
+from runner.core.records import SendStatus as S
 from runner.engine.worker import Worker
-from runner.loader import load_automation
-from runner.reload import (
+from runner.gitops.reload import (
     APPLIED_COMMIT_META,
     Reloader,
     ReloadResult,
@@ -25,12 +27,10 @@ from runner.reload import (
     reload_state,
     reload_summary,
 )
-from runner.server import build_worker
-from runner.settings import load_settings
+from runner.server.api.models import body_hash
+from runner.server.app import build_worker
 from runner.store import open_store
 from runner.store.base import ReadTx, Store
-from runner.store.records import AppliedAutomation, HistoryEntry, IncomingEvent, PendingSend
-from runner.store.records import SendStatus as S
 from tests.gitrepo import GitRepo, automation
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

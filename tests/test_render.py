@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from runner import sandbox
-from runner.loader import load_automation
-from runner.model import Automation
-from runner.render import RenderedEmail, RenderError, email_job, render_job
-from runner.store.records import Subscriber
+from runner.core.loader import load_automation
+from runner.core.model import Automation
+from runner.core.records import Subscriber
+from runner.templating import sandbox
+from runner.templating.render import RenderedEmail, RenderError, email_job, render_job
 
 URL = "https://mail.shop.test/u/TOKEN"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from runner import renderpool
-from runner.render import EmailJob, RenderedEmail, RenderError, RenderUnavailable
-from runner.renderpool import RenderPool
+from runner.templating import renderpool
+from runner.templating.render import EmailJob, RenderedEmail, RenderError, RenderUnavailable
+from runner.templating.renderpool import RenderPool
 
 VALUES: dict[str, Any] = {
     "subscriber": {"email": "ann@shop.test", "fields": {"name": "Ann"}, "groups": []},

@@ -25,10 +25,10 @@ from typing import TypeVar
 
 import httpx
 
-from runner.clock import FAKE_CLOCK_VARIABLE, FileClock
+from runner.core.clock import FAKE_CLOCK_VARIABLE, FileClock
+from runner.core.records import Message, SendStatus
 from runner.store import open_store
 from runner.store.base import ReadTx
-from runner.store.records import Message, SendStatus
 from tests.harness import START, write_repo
 from tests.pg import free_port
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import report
-from runner.findings import Finding, Severity
+from runner.checking import report
+from runner.core.findings import Finding, Severity
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from runner.config import ResendProvider as ResendSettings
+from runner.core.config import ResendProvider as ResendSettings
+from runner.core.records import MessageEvent
 from runner.providers.base import OutgoingMessage, ProviderConfigError, ProviderError, SendResult
 from runner.providers.resend import (
     ResendProvider,
@@ -24,7 +25,6 @@ from runner.providers.resend import (
     sign,
 )
 from runner.providers.webhooks import WebhookRejected
-from runner.store.records import MessageEvent
 from tests.fakes.mailgun import Reply
 from tests.fakes.resend import KEY_TTL, FakeResend, error
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from runner.store.records import PendingSend, SendStatus
+from runner.core.records import PendingSend, SendStatus
 from tests.harness import START, Harness, write_repo
 
 FROM = 'from: "Shop <news@shop.test>"'

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runner.store.records import SendStatus
+from runner.core.records import SendStatus
 from tests.harness import START, Harness, write_repo
 from tests.test_scenarios_delivery import (
     DAY,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner.store.records import PendingSend, SendStatus
+from runner.core.records import PendingSend, SendStatus
 from tests.harness import START, Harness, write_repo
 
 T0 = START  # Monday 2026-03-02 09:00 UTC

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from runner.core.model import EmailAction, EmailTrigger
+from runner.core.records import Message, MessageEvent, PendingSend, SendStatus, Subscriber
 from runner.engine import scheduler
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
-from runner.model import EmailAction, EmailTrigger
-from runner.store.records import Message, MessageEvent, PendingSend, SendStatus, Subscriber
 from tests.test_apply import Db, apply, automation, db, files, meta, pending
 
 __all__ = ["db"]  # the store fixture, shared with the applier's tests

@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from runner.cli import main
-from runner.schema import schema_text
+from runner.cli.main import main
+from runner.core.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "schema" / "automation.schema.json"

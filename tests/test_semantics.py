@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runner.config import Config, OutboxProvider
-from runner.loader import Loaded, load_automation
-from runner.model import Automation
-from runner.semantics import cross_file_findings
-from runner.version import Version
+from runner.checking.semantics import cross_file_findings
+from runner.core.config import Config, OutboxProvider
+from runner.core.loader import Loaded, load_automation
+from runner.core.model import Automation
+from runner.core.version import Version
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 PAST = "2026-05-01T00:00:00Z"

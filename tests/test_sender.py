@@ -16,16 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from runner.clock import FakeClock
-from runner.engine.catalog import Catalog
-from runner.engine.context import EngineContext
-from runner.engine.sender import send_due
-from runner.providers import OutgoingMessage, Provider, ProviderError, SendResult, retry
-from runner.providers.outbox import OutboxProvider
-from runner.renderpool import RenderPool
-from runner.store import open_store
-from runner.store.base import Store, WriteTx
-from runner.store.records import (
+from runner.core.clock import FakeClock
+from runner.core.records import (
     AppliedAutomation,
     HistoryEntry,
     Message,
@@ -34,7 +26,15 @@ from runner.store.records import (
     StoredEvent,
     Subscriber,
 )
-from runner.unsubscribe import read_token
+from runner.core.unsubscribe import read_token
+from runner.engine.catalog import Catalog
+from runner.engine.context import EngineContext
+from runner.engine.sender import send_due
+from runner.providers import OutgoingMessage, Provider, ProviderError, SendResult, retry
+from runner.providers.outbox import OutboxProvider
+from runner.store import open_store
+from runner.store.base import Store, WriteTx
+from runner.templating.renderpool import RenderPool
 
 T = TypeVar("T")
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
@@ -876,7 +876,7 @@ def test_a_batch_that_may_have_gone_out_is_repeated_whole_and_unchanged(db: str)
 
 
 def test_outbox_accepts_every_message_under_our_id() -> None:
-    from runner.config import Config
+    from runner.core.config import Config
     from runner.providers import build_providers
 
     providers = build_providers(Config())
@@ -887,7 +887,7 @@ def test_outbox_accepts_every_message_under_our_id() -> None:
 
 
 def test_a_provider_needing_secrets_is_not_built_from_a_bare_config() -> None:
-    from runner.config import Config
+    from runner.core.config import Config
     from runner.providers import ProviderConfigError, build_providers
 
     config = Config.model_validate({"providers": {"bulk": {"type": "resend", "api_key_env": "K"}}})
@@ -901,8 +901,8 @@ def test_build_providers_from_settings_shares_one_client_secrets_and_limits(
     import httpx
 
     from runner import providers as registry
-    from runner.config import Config
-    from runner.settings import Settings
+    from runner.cli.settings import Settings
+    from runner.core.config import Config
 
     built: list[tuple[str, Any, Any, httpx.AsyncClient]] = []
 

@@ -17,7 +17,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from runner.config import SendgridProvider as SendgridSettings
+from runner.cli.settings import load_settings
+from runner.core.config import SendgridProvider as SendgridSettings
+from runner.core.records import MessageEvent
 from runner.providers import build_providers
 from runner.providers.base import OutgoingMessage, ProviderConfigError, ProviderError, SendResult
 from runner.providers.http import make_client
@@ -29,8 +31,6 @@ from runner.providers.sendgrid import (
     verify,
 )
 from runner.providers.webhooks import WebhookRejected
-from runner.settings import load_settings
-from runner.store.records import MessageEvent
 from tests.fakes import serve
 from tests.fakes.sendgrid import FakeSendgrid
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from runner.clock import FileClock
+from runner.core.clock import FileClock
 from tests.harness import START, write_repo
 from tests.test_crash import WAIT, serve
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.auth import sign
-from runner.server import MAX_BODY
-from runner.store.records import SendStatus
+from runner.core.records import SendStatus
+from runner.server.app import MAX_BODY
+from runner.server.auth import sign
 from tests.harness import WELCOME, Harness, write_repo
 
 KEYS = {"POSTWRIGHT_API_KEYS": "key-1", "POSTWRIGHT_PUBLIC_URL": "https://mail.shop.test"}

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.clock import FakeClock
-from runner.settings import SettingsError, is_loopback, load_settings, unsubscribe_key
+from runner.cli.settings import SettingsError, is_loopback, load_settings, unsubscribe_key
+from runner.core.clock import FakeClock
+from runner.core.store_options import StoreOptions
 from runner.store import open_store
-from runner.store.options import StoreOptions
 from tests.harness import START
 
 

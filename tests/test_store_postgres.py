@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from runner.clock import FakeClock
+from runner.core.clock import FakeClock
+from runner.core.records import SendStatus, Subscriber
 from runner.store.base import ReadTx, Store, StoreError, TransactionAborted, WriteTx
 from runner.store.postgres import MIGRATIONS, PostgresStore
 from runner.store.postgres_read import PgReadTx
 from runner.store.postgres_write import ENGINE_LOCK, PgWriteTx
-from runner.store.records import SendStatus, Subscriber
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
 from tests.store_contract_people import PEOPLE_CONTRACT
 

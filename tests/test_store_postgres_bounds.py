@@ -13,12 +13,12 @@ from typing import TypeVar
 import psycopg
 import pytest
 
-from runner.clock import FakeClock
+from runner.core.clock import FakeClock
+from runner.core.store_options import StoreOptions
 from runner.engine import events
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.store.base import ReadTx, StoreError, StoreUnavailable, WriteTx
-from runner.store.options import StoreOptions
 from runner.store.postgres import PostgresStore
 from runner.store.postgres_read import PgReadTx
 from runner.store.postgres_write import PgWriteTx

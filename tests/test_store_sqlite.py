@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import pytest
 
-from runner.clock import FakeClock
+from runner.core.clock import FakeClock
 from runner.engine.context import EngineContext
 from runner.engine.worker import Worker
 from runner.store import open_store
@@ -230,7 +230,7 @@ def test_due_query_uses_the_partial_index(tmp_path: Path) -> None:
 CHILD = """
 import asyncio, json, os, sys
 from datetime import UTC, datetime
-from runner.clock import FakeClock
+from runner.core.clock import FakeClock
 from runner.store import open_store
 from tests.store_contract import event
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.clock import FakeClock
+from runner.core.clock import FakeClock
 from runner.store import open_store
 from tests.harness import START
 from tests.test_single_runner import POSTWRIGHT, free_port

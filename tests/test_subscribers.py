@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from runner.core.records import StoredEvent, Subscriber
 from runner.engine.subscribers import apply_event, normalise_email, tombstone
-from runner.store.records import StoredEvent, Subscriber
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 T1 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

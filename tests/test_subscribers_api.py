@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from runner.api.subscriber_views import after_cursor, cursor_of
-from runner.api_models import RequestError
+from runner.server.api.models import RequestError
+from runner.server.api.subscriber_views import after_cursor, cursor_of
 from runner.store.postgres_write import ENGINE_LOCK
 from tests import harness
 from tests.harness import WELCOME, Harness, write_repo

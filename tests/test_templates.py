@@ -7,10 +7,10 @@ from collections.abc import Mapping
 
 import pytest
 
-from runner import templates
-from runner.loader import Loaded, load_automation
-from runner.model import Automation
-from runner.version import template_paths
+from runner.core.loader import Loaded, load_automation
+from runner.core.model import Automation
+from runner.core.version import template_paths
+from runner.templating import checks as templates
 
 EVENT = "type: event\n  event: subscriber.added"
 Row = tuple[str, str, int, int]
@@ -260,7 +260,7 @@ def test_thousand_files_validate_fast() -> None:
     ],
 )
 def test_the_fast_path_agrees_with_the_parser(text: str) -> None:
-    from runner.templates import _analyse_parsed, _analyse_simple
+    from runner.templating.checks import _analyse_parsed, _analyse_simple
 
     fast = _analyse_simple(text)
     assert fast is not None
@@ -285,6 +285,6 @@ def test_the_fast_path_agrees_with_the_parser(text: str) -> None:
     ],
 )
 def test_the_fast_path_leaves_everything_else_to_the_parser(text: str) -> None:
-    from runner.templates import _analyse_simple
+    from runner.templating.checks import _analyse_simple
 
     assert _analyse_simple(text) is None

@@ -1,4 +1,4 @@
-"""Tests of runner/timing.py: send windows, wait, repeats, date and cron firings across zones."""
+"""Tests of runner/core/timing.py: send windows, wait, repeats, date and cron firings across zones."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import timing
-from runner.model import DAY_ORDER, SendWindow
+from runner.core import timing
+from runner.core.model import DAY_ORDER, SendWindow
 
 SEOUL = ZoneInfo("Asia/Seoul")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runner.snapshot import MemorySnapshot
-from runner.tree import TreeChecker
+from runner.checking.tree import TreeChecker
+from runner.repo.snapshot import MemorySnapshot
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

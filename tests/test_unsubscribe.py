@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from runner.unsubscribe import make_token, read_token, unsubscribe_url
+from runner.core.unsubscribe import make_token, read_token, unsubscribe_url
 
 KEY = b"k" * 32
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from runner import tree as tree_module
-from runner.cli import main
-from runner.loader import load_automation
+from runner.checking import tree as tree_module
+from runner.cli.main import main
+from runner.core.loader import load_automation
 from tests.gitrepo import GitRepo
 
 NOW = "2026-12-01T00:00:00Z"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
+from runner.checking.walk import validate_history, walk_history
+from runner.cli.main import main
+from runner.core.findings import Finding, Severity
 from runner.errors import GitError
-from runner.findings import Finding, Severity
-from runner.walk import validate_history, walk_history
 from tests.gitrepo import GitRepo, automation
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

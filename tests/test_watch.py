@@ -24,9 +24,9 @@ import httpx
 import pytest
 from watchfiles import Change
 
-from runner.reload import ReloadResult
-from runner.settings import load_settings
-from runner.watch import WatchFilter, changed_paths, watch
+from runner.cli.settings import load_settings
+from runner.gitops.reload import ReloadResult
+from runner.gitops.watch import WatchFilter, changed_paths, watch
 from tests.gitrepo import GitRepo
 
 ROOT = Path(__file__).resolve().parents[1]

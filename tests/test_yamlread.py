@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.findings import Finding
-from runner.yamlread import MAX_BYTES, MAX_DEPTH, Document, read_yaml
+from runner.core.findings import Finding
+from runner.core.yamlread import MAX_BYTES, MAX_DEPTH, Document, read_yaml
 
 
 def read(text: str | bytes) -> tuple[Document | None, list[Finding]]:

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from runner.checking.tree import Tree
+from runner.core.findings import Finding, Severity
+from runner.core.lifecycle import Change, check_step
+from runner.core.model import EmailTrigger, Status
+from runner.core.records import AppliedAutomation, CancelReason, HistoryEntry, SendStatus
+from runner.core.version import Version
 from runner.engine.catalog import DELETED, Catalog, version_of
-from runner.findings import Finding, Severity
-from runner.lifecycle import Change, check_step
-from runner.model import EmailTrigger, Status
 from runner.store.base import ReadTx, WriteTx
-from runner.store.records import AppliedAutomation, CancelReason, HistoryEntry, SendStatus
-from runner.tree import Tree
-from runner.version import Version
 
 REVISION_META = "catalog_revision"
 _CANCEL_PAGE = 500

@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from runner.loader import load_automation
-from runner.model import Automation, EmailTrigger, EventTrigger, Status
-from runner.store.records import AppliedAutomation, HistoryEntry
-from runner.version import Version
+from runner.core.loader import load_automation
+from runner.core.model import Automation, EmailTrigger, EventTrigger, Status
+from runner.core.records import AppliedAutomation, HistoryEntry
+from runner.core.version import Version
 
 DELETED = "deleted"
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from runner.core.records import CancelReason, PendingSend, Subscriber
 from runner.engine import suppression
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
@@ -27,7 +28,6 @@ from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
 from runner.store.base import Store, TransactionAborted, WriteTx
-from runner.store.records import CancelReason, PendingSend, Subscriber
 
 log = logging.getLogger("runner.engine.sender")
 

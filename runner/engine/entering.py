@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from runner import timing
-from runner.conditions import evaluate
+from runner.core import timing
+from runner.core.conditions import evaluate
+from runner.core.model import ApiTrigger, Automation, Cooldown, DateTrigger, ScheduleTrigger
+from runner.core.records import CancelReason, PendingSend, SendStatus, Subscriber
 from runner.engine.catalog import Catalog, Live
 from runner.engine.context import EngineContext, new_id
 from runner.engine.subscribers import normalise_email
-from runner.model import ApiTrigger, Automation, Cooldown, DateTrigger, ScheduleTrigger
 from runner.store.base import WriteTx
-from runner.store.records import CancelReason, PendingSend, SendStatus, Subscriber
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import quote, quote_plus
 
-from runner.engine.catalog import Catalog
-from runner.engine.subscribers import TOMBSTONE_PREFIX, tombstone
-from runner.store.base import ReadTx, WriteTx
-from runner.store.records import (
+from runner.core.records import (
     CancelReason,
     Message,
     PendingSend,
@@ -26,6 +23,9 @@ from runner.store.records import (
     StoredEvent,
     Subscriber,
 )
+from runner.engine.catalog import Catalog
+from runner.engine.subscribers import TOMBSTONE_PREFIX, tombstone
+from runner.store.base import ReadTx, WriteTx
 
 ERASED_SUBJECT = "(erased)"
 _ERASED_ID = "erased:"

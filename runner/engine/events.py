@@ -12,14 +12,14 @@ from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
-from runner.conditions import evaluate
+from runner.core.conditions import evaluate
+from runner.core.model import EmailAction, EmailTrigger, EventTrigger
+from runner.core.records import CancelReason, SendStatus, StoredEvent, Subscriber
 from runner.engine.catalog import Catalog, Live
 from runner.engine.context import EngineContext
 from runner.engine.entering import enter
 from runner.engine.subscribers import DELETED, apply_event, normalise_email
-from runner.model import EmailAction, EmailTrigger, EventTrigger
 from runner.store.base import TransactionAborted, WriteTx
-from runner.store.records import CancelReason, SendStatus, StoredEvent, Subscriber
 
 EMAIL_EVENTS = frozenset(
     f"email.{action}" for action in ("sent", "delivered", "opened", "clicked", "failed")

@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from runner.core.records import Message, MessageEvent, SendStatus
 from runner.engine import suppression
 from runner.engine.catalog import Catalog
 from runner.engine.erasure import erased
 from runner.store.base import WriteTx
-from runner.store.records import Message, MessageEvent, SendStatus
 
 log = logging.getLogger(__name__)
 

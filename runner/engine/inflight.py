@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runner.core.records import PendingSend
 from runner.engine.outcomes import Attempt, Ready
 from runner.providers.base import OutgoingMessage
 from runner.store.base import Store, WriteTx
-from runner.store.records import PendingSend
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from runner import timing
-from runner.engine.catalog import Catalog, Live
-from runner.engine.context import EngineContext, new_id
-from runner.model import Automation
-from runner.providers import retry
-from runner.providers.base import OutgoingMessage, ProviderError, SendResult
-from runner.store.base import WriteTx
-from runner.store.records import (
+from runner.core import timing
+from runner.core.model import Automation
+from runner.core.records import (
     SERIES_ENDING,
     CancelReason,
     Message,
@@ -26,6 +21,11 @@ from runner.store.records import (
     SendStatus,
     Subscriber,
 )
+from runner.engine.catalog import Catalog, Live
+from runner.engine.context import EngineContext, new_id
+from runner.providers import retry
+from runner.providers.base import OutgoingMessage, ProviderError, SendResult
+from runner.store.base import WriteTx
 
 log = logging.getLogger("runner.engine.sender")
 

@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from runner import conditions, timing
+from runner.core import conditions, timing
+from runner.core.model import Automation
+from runner.core.records import CancelReason, PendingSend, SendStatus, Subscriber
 from runner.engine.catalog import Catalog, Live
 from runner.engine.context import EngineContext
 from runner.engine.outcomes import Ready, cancel, zone
-from runner.model import Automation
 from runner.store.base import WriteTx
-from runner.store.records import CancelReason, PendingSend, SendStatus, Subscriber
 
 log = logging.getLogger("runner.engine.sender")
 

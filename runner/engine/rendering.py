@@ -1,7 +1,7 @@
 """Rendering the ready sends of one round, and what a render that could not run becomes.
 
 Every ready send of a round is rendered in one hand-over to the render workers
-(runner.renderpool): the server's event loop never runs a template. A template's own
+(runner.templating.renderpool): the server's event loop never runs a template. A template's own
 failure (`RenderError`) fails its send; a render that could not run (`RenderUnavailable`:
 a worker killed by the system, no worker available) is retried like a provider's
 temporary error, and fails only once the send's attempts are spent.
@@ -13,13 +13,13 @@ import logging
 import random
 from datetime import datetime, timedelta
 
+from runner.core.unsubscribe import make_token, unsubscribe_url
 from runner.engine.context import EngineContext
 from runner.engine.outcomes import Ready, render_failed
 from runner.providers import retry
-from runner.render import EmailJob, RenderError, RenderUnavailable, email_job
-from runner.renderpool import Outcome, RenderPool
 from runner.store.base import WriteTx
-from runner.unsubscribe import make_token, unsubscribe_url
+from runner.templating.render import EmailJob, RenderError, RenderUnavailable, email_job
+from runner.templating.renderpool import Outcome, RenderPool
 
 log = logging.getLogger("runner.engine.sender")
 

@@ -15,21 +15,15 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from runner import timing
-from runner.conditions import evaluate
+from runner.core import timing
+from runner.core.conditions import evaluate
+from runner.core.model import DateTrigger, EmailAction, EmailTrigger, ScheduleTrigger, Status
+from runner.core.records import Message, Subscriber
 from runner.engine.apply import advance_lifecycle
 from runner.engine.catalog import DELETED, Catalog, Live
 from runner.engine.context import EngineContext
 from runner.engine.entering import enter
-from runner.model import (
-    DateTrigger,
-    EmailAction,
-    EmailTrigger,
-    ScheduleTrigger,
-    Status,
-)
 from runner.store.base import ReadTx, WriteTx
-from runner.store.records import Message, Subscriber
 
 SUBSCRIBER_BUDGET = 1000  # subscribers looked at per tick, over every date/schedule automation
 _NEGATIVE = (EmailAction.NOT_OPENED, EmailAction.NOT_CLICKED)

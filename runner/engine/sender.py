@@ -17,6 +17,7 @@ import random
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
+from runner.core.records import PendingSend, SendStatus
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext, new_id
 from runner.engine.dispatch import Job, Round, Work, deliver, putter, unknown_recorder
@@ -28,10 +29,9 @@ from runner.providers import Providers
 from runner.providers.base import OutgoingMessage, Provider, ProviderError
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
-from runner.render import RenderedEmail, RenderError, RenderUnavailable
-from runner.renderpool import RenderPool, shared_pool
 from runner.store.base import Store, TransactionAborted, WriteTx
-from runner.store.records import PendingSend, SendStatus
+from runner.templating.render import RenderedEmail, RenderError, RenderUnavailable
+from runner.templating.renderpool import RenderPool, shared_pool
 
 log = logging.getLogger(__name__)
 

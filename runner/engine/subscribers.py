@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runner.core.records import StoredEvent, Subscriber
 from runner.engine import suppression
-from runner.store.records import StoredEvent, Subscriber
 
 ADDED = "subscriber.added"
 UPDATED = "subscriber.updated"

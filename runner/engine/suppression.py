@@ -14,8 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from runner.core.records import MessageEvent, StoredEvent, Subscriber, SuppressionLift
 from runner.store.base import WriteTx
-from runner.store.records import MessageEvent, StoredEvent, Subscriber, SuppressionLift
 
 UNSUBSCRIBED = "unsubscribed"
 # Provider event ids of one-click unsubscribes (POST /u/{token}): one per message.

@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from enum import Enum
 
-from runner.clock import Clock
+from runner.core.clock import Clock
 from runner.engine import events, scheduler, sender
 from runner.engine.backlog import Backlog
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.errors import PostwrightError
-from runner.metrics import Metrics
 from runner.providers.base import Provider
+from runner.server.metrics import Metrics
 from runner.store.base import ReadTx, Store, StoreUnavailable, WriteTx
 
 log = logging.getLogger("postwright.worker")
@@ -173,7 +173,7 @@ class Worker:
         self._purged_at = now
         before = now - self.event_id_retention
         purged = await self.store.write(lambda tx: tx.purge_event_ids(before))
-        # Shared rate-limit slots are claims of a window long gone (runner.providers.shared_rate).
+        # Shared rate-limit slots are claims of a window long gone (runner.engine.shared_rate).
         await self.store.write(lambda tx: tx.purge_claims("rate:", now - _PURGE_EVERY))
         if purged:
             log.info("forgot %d event ids received before %s", purged, before.isoformat())

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from runner.config import Config
-from runner.config import Provider as ProviderSettings
+from runner.core.config import Config
+from runner.core.config import Provider as ProviderSettings
 from runner.providers.base import (
     OutgoingMessage,
     Provider,
@@ -29,7 +29,7 @@ from runner.providers.ratelimit import RateLimiter
 from runner.providers.webhooks import WebhookBatch
 
 if TYPE_CHECKING:
-    from runner.settings import Settings
+    from runner.cli.settings import Settings
 
 __all__ = [
     "PROVIDER_TYPES",

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
-from runner.config import MailgunProvider as MailgunSettings
+from runner.core.config import MailgunProvider as MailgunSettings
+from runner.core.records import MessageEvent
 from runner.providers.base import (
     OutgoingMessage,
     ProviderError,
@@ -28,7 +29,6 @@ from runner.providers.base import (
 )
 from runner.providers.http import TRANSPORT_ERRORS, classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
-from runner.store.records import MessageEvent
 
 US_BASE_URL = "https://api.mailgun.net"
 EU_BASE_URL = "https://api.eu.mailgun.net"

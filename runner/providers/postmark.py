@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from runner.config import PostmarkProvider as PostmarkSettings
+from runner.core.config import PostmarkProvider as PostmarkSettings
+from runner.core.records import MessageEvent
 from runner.providers.base import (
     OutgoingMessage,
     ProviderError,
@@ -27,7 +28,6 @@ from runner.providers.base import (
 )
 from runner.providers.http import TRANSPORT_ERRORS, classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
-from runner.store.records import MessageEvent
 
 MAX_BATCH = 500  # https://postmarkapp.com/developer/api/email-api#send-batch-emails
 SEND_ID_KEY = "postwright_send_id"

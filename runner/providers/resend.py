@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from runner.config import ResendProvider as ResendSettings
+from runner.core.config import ResendProvider as ResendSettings
+from runner.core.records import MessageEvent
 from runner.providers.base import (
     IDEMPOTENCY_PREFIX,
     OutgoingMessage,
@@ -30,7 +31,6 @@ from runner.providers.base import (
 )
 from runner.providers.http import TRANSPORT_ERRORS, classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
-from runner.store.records import MessageEvent
 
 MAX_BATCH = 100
 TOLERANCE = 300  # seconds either side of now for svix-timestamp

@@ -20,7 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from runner.config import SendgridProvider as SendgridSettings
+from runner.core.config import SendgridProvider as SendgridSettings
+from runner.core.records import MessageEvent
 from runner.providers.base import (
     OutgoingMessage,
     ProviderError,
@@ -30,7 +31,6 @@ from runner.providers.base import (
 )
 from runner.providers.http import TRANSPORT_ERRORS, classify_exception, classify_response
 from runner.providers.webhooks import WebhookBatch, WebhookRejected
-from runner.store.records import MessageEvent
 
 SEND_PATH = "/v3/mail/send"
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"

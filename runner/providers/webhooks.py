@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runner.core.records import MessageEvent
 from runner.errors import PostwrightError
-from runner.store.records import MessageEvent
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from runner.clock import Clock
+from runner.core.clock import Clock
+from runner.core.store_options import DEFAULT_OPTIONS, StoreOptions
 from runner.store.base import Store, StoreError
-from runner.store.options import DEFAULT_OPTIONS, StoreOptions
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIX = "postgresql://"

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from runner.errors import PostwrightError
-from runner.store.records import (
+from runner.core.records import (
     AppliedAutomation,
     Entry,
     HistoryEntry,
@@ -30,6 +29,7 @@ from runner.store.records import (
     SubscriberQuery,
     SuppressionLift,
 )
+from runner.errors import PostwrightError
 
 T = TypeVar("T")
 

@@ -21,9 +21,10 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from runner.clock import Clock
+from runner.core.clock import Clock
+from runner.core.records import IncomingEvent
+from runner.core.store_options import DEFAULT_OPTIONS, StoreOptions
 from runner.store.base import ReadTx, StoreError, TransactionAborted, WriteTx
-from runner.store.options import DEFAULT_OPTIONS, StoreOptions
 from runner.store.postgres_read import PgReadTx
 from runner.store.postgres_session import (
     connection_kwargs,
@@ -33,7 +34,6 @@ from runner.store.postgres_session import (
     unavailable,
 )
 from runner.store.postgres_write import PgWriteTx
-from runner.store.records import IncomingEvent
 from runner.store.versions import migration_files, refuse_unknown
 
 T = TypeVar("T")

@@ -10,9 +10,9 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from runner.core.records import PendingSend, SendStatus
 from runner.store import postgres_rows as rows
 from runner.store.postgres_read import PgReadTx
-from runner.store.records import PendingSend, SendStatus
 
 # Leases that expired are resumed: their sender crashed or lost the lease. A resumed send
 # keeps its `in_flight` mark, so the new sender knows a request may have gone out. Rows

@@ -9,8 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from runner.store import postgres_rows as rows
-from runner.store.records import (
+from runner.core.records import (
     Message,
     MessageEvent,
     PendingSend,
@@ -20,6 +19,7 @@ from runner.store.records import (
     SuppressionLift,
     normalise_email,
 )
+from runner.store import postgres_rows as rows
 from runner.store.rows import LIFT_COLUMNS, subscriber_page_sql
 
 

@@ -9,10 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from runner.store import postgres_rows as rows
-from runner.store.base import Stats
-from runner.store.postgres_people import PeopleReads
-from runner.store.records import (
+from runner.core.records import (
     AppliedAutomation,
     Entry,
     HistoryEntry,
@@ -24,6 +21,9 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
+from runner.store import postgres_rows as rows
+from runner.store.base import Stats
+from runner.store.postgres_people import PeopleReads
 from runner.store.rows import stats_of
 
 ACTIVE = (SendStatus.PENDING.value, SendStatus.CLAIMED.value)

@@ -18,8 +18,8 @@ from typing import Any, TypeGuard
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from runner.core.store_options import StoreOptions
 from runner.store.base import StoreError, StoreUnavailable
-from runner.store.options import StoreOptions
 
 # libpq parameters a connection URL may set itself; these apply where it does not.
 _KEEPALIVES = {

@@ -17,12 +17,7 @@ from datetime import datetime
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from runner.store import postgres_rows as rows
-from runner.store.base import EventConflict, StoreError, TransactionAborted
-from runner.store.postgres_claims import PgClaimsTx
-from runner.store.postgres_people import PeopleWrites
-from runner.store.postgres_session import is_server_fault, unavailable
-from runner.store.records import (
+from runner.core.records import (
     AppliedAutomation,
     Entry,
     HistoryEntry,
@@ -35,6 +30,11 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
+from runner.store import postgres_rows as rows
+from runner.store.base import EventConflict, StoreError, TransactionAborted
+from runner.store.postgres_claims import PgClaimsTx
+from runner.store.postgres_people import PeopleWrites
+from runner.store.postgres_session import is_server_fault, unavailable
 from runner.store.rows import SUBSCRIBER_COLUMNS
 
 # Held (transaction-scoped) by every ingest: client events get their seq and commit in the

@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from runner.store.base import Stats
-from runner.store.records import (
+from runner.core.records import (
     AppliedAutomation,
     Entry,
     HistoryEntry,
@@ -26,6 +25,7 @@ from runner.store.records import (
     SubscriberQuery,
     SuppressionLift,
 )
+from runner.store.base import Stats
 
 # Column lists in the order of RowCodec's *_values tuples.
 SUBSCRIBER_COLUMNS = (

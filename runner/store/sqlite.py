@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runner.clock import Clock
+from runner.core.clock import Clock
+from runner.core.records import IncomingEvent
+from runner.core.store_options import DEFAULT_OPTIONS, StoreOptions
 from runner.store.base import ReadTx, StoreError, WriteTx
-from runner.store.options import DEFAULT_OPTIONS, StoreOptions
-from runner.store.records import IncomingEvent
 from runner.store.sqlite_faults import is_store_fault, unavailable
 from runner.store.sqlite_open import connect, open_writer, transaction
 from runner.store.sqlite_read import SqliteReadTx

@@ -8,8 +8,8 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
+from runner.core.records import PendingSend, SendStatus
 from runner.store import sqlite_rows as rows
-from runner.store.records import PendingSend, SendStatus
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_rows import marks
 

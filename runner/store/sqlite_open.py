@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.clock import Clock
+from runner.core.clock import Clock
 from runner.store.base import StoreError
 from runner.store.sqlite_faults import damaged, startup_error
 from runner.store.sqlite_rows import time_text

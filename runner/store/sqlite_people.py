@@ -6,8 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Sequence
 
-from runner.store import sqlite_rows as rows
-from runner.store.records import (
+from runner.core.records import (
     Message,
     MessageEvent,
     PendingSend,
@@ -17,6 +16,7 @@ from runner.store.records import (
     SuppressionLift,
     normalise_email,
 )
+from runner.store import sqlite_rows as rows
 from runner.store.rows import LIFT_COLUMNS, subscriber_page_sql
 from runner.store.sqlite_rows import marks
 

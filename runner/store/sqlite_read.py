@@ -6,9 +6,7 @@ import sqlite3
 from collections.abc import Collection
 from datetime import datetime
 
-from runner.store import sqlite_rows as rows
-from runner.store.base import Stats
-from runner.store.records import (
+from runner.core.records import (
     AppliedAutomation,
     Entry,
     HistoryEntry,
@@ -20,6 +18,8 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
+from runner.store import sqlite_rows as rows
+from runner.store.base import Stats
 from runner.store.rows import stats_of
 from runner.store.sqlite_people import PeopleReads
 from runner.store.sqlite_rows import marks

@@ -9,9 +9,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
-from runner.store import sqlite_rows as rows
-from runner.store.base import EventConflict, StoreError, TransactionAborted
-from runner.store.records import (
+from runner.core.records import (
     AppliedAutomation,
     Entry,
     HistoryEntry,
@@ -24,6 +22,8 @@ from runner.store.records import (
     Subscriber,
     normalise_email,
 )
+from runner.store import sqlite_rows as rows
+from runner.store.base import EventConflict, StoreError, TransactionAborted
 from runner.store.rows import SUBSCRIBER_COLUMNS
 from runner.store.sqlite_claims import SqliteClaimsTx
 from runner.store.sqlite_faults import is_store_fault, unavailable

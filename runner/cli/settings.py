@@ -1,0 +1,253 @@
+"""Runner settings: `postwright.yaml` plus environment overrides, read once at start-up (SPEC 5.3).
+
+Every problem is a `SettingsError` (exit 2) that names the file and line, or the
+environment variable, that needs fixing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ValidationError
+
+from runner.checking.tree import CONFIG_PATH
+from runner.core.config import HOST_PATTERN, Config, HttpLimits, Provider, StoreConfig
+from runner.core.loader import load_config
+from runner.core.store_options import StoreOptions
+from runner.errors import PostwrightError
+from runner.store.base import Store, WriteTx
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+TIMEZONE_VARIABLE = "POSTWRIGHT_TIMEZONE"
+PUBLIC_URL_VARIABLE = "POSTWRIGHT_PUBLIC_URL"
+API_KEYS_VARIABLE = "POSTWRIGHT_API_KEYS"
+ALLOWED_HOSTS_VARIABLE = "POSTWRIGHT_ALLOWED_HOSTS"
+HTTP_VARIABLE_PREFIX = "POSTWRIGHT_HTTP_"  # + a key of `http:` in capitals
+UNSUBSCRIBE_KEY_META = "unsubscribe_key"
+STORE_VARIABLE_PREFIX = "POSTWRIGHT_STORE_"  # + the `store:` key in capitals
+
+
+class SettingsError(PostwrightError):
+    """The runner cannot start with this configuration (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the runner reads from its configuration, fixed at start-up."""
+
+    repo: Path
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str = ""
+    timezone: str = "UTC"
+    public_url: str = "http://127.0.0.1:8080"
+    api_keys: frozenset[str] = frozenset()
+    event_webhook_secrets: tuple[str, ...] = ()
+    unsubscribe_key: bytes | None = None
+    event_id_retention: int = 30 * 86_400
+    # Hosts a keyless runner answers besides loopback ones: `allowed_hosts` and public_url's.
+    allowed_hosts: frozenset[str] = frozenset()
+    http: HttpLimits = field(default_factory=HttpLimits)
+    store: StoreOptions = field(default_factory=StoreOptions)
+    config: Config = field(default_factory=Config)
+    providers: Mapping[str, Provider] = field(default_factory=dict)
+    # provider name -> {setting without `_env`: secret value}, resolved from the environment
+    provider_secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def auth_required(self) -> bool:
+        """Requests need a bearer key (or a webhook signature) only when keys are configured."""
+        return bool(self.api_keys)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to `host` keeps the server reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_database_url(repo: Path) -> str:
+    """SQLite under `<repo>/.postwright/` (SPEC 5.1 zero configuration)."""
+    return f"sqlite:///{repo / '.postwright' / 'postwright.db'}"
+
+
+def load_settings(
+    repo: Path, environ: Mapping[str, str], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> Settings:
+    """Read `<repo>/postwright.yaml` (optional) and apply the environment over it."""
+    config = _read_config(repo)
+    timezone = environ.get(TIMEZONE_VARIABLE) or config.timezone
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{TIMEZONE_VARIABLE}={timezone!r} is not an IANA time zone") from None
+    public_url = (environ.get(PUBLIC_URL_VARIABLE) or config.public_url).rstrip("/")
+    database_url = environ.get(config.database_url_env) or default_database_url(repo)
+    api_keys = frozenset(_split(_named(environ, config.api_keys_env, API_KEYS_VARIABLE)))
+    secrets_text = _required(environ, config.event_webhook_secrets_env)
+    webhook_secrets = tuple(_split(secrets_text)) if secrets_text is not None else ()
+    for secret in webhook_secrets:
+        if not secret.startswith("whsec_"):
+            raise SettingsError(
+                f"{config.event_webhook_secrets_env}: every secret must start with `whsec_`"
+            )
+    key_text = _required(environ, config.unsubscribe_key_env)
+    if key_text is not None and len(key_text) < 16:
+        raise SettingsError(f"{config.unsubscribe_key_env}: the unsubscribe key needs 16+ chars")
+    if api_keys and not public_url.startswith("https://"):
+        raise SettingsError(
+            f"public_url {public_url!r} must be https when API keys are set "
+            f"(unsubscribe links leave the machine); set {PUBLIC_URL_VARIABLE}"
+        )
+    if not api_keys and not is_loopback(host):
+        raise SettingsError(
+            f"refusing to listen on {host}: no API keys are configured, so anyone who can "
+            f"reach this address could post events; set {config.api_keys_env or API_KEYS_VARIABLE}"
+            " or bind to 127.0.0.1"
+        )
+    return Settings(
+        repo=repo,
+        host=host,
+        port=port,
+        database_url=database_url,
+        timezone=timezone,
+        public_url=public_url,
+        api_keys=api_keys,
+        event_webhook_secrets=webhook_secrets,
+        unsubscribe_key=key_text.encode("utf-8") if key_text is not None else None,
+        event_id_retention=config.event_id_retention,
+        allowed_hosts=_allowed_hosts(config, environ, public_url),
+        http=_http_limits(config, environ),
+        store=_store_options(config.store, environ),
+        config=config,
+        providers=dict(config.providers),
+        provider_secrets={
+            name: _provider_secrets(name, provider, environ)
+            for name, provider in config.providers.items()
+        },
+    )
+
+
+def _allowed_hosts(config: Config, environ: Mapping[str, str], public_url: str) -> frozenset[str]:
+    """The configured hosts (the environment replaces the file's list) and public_url's."""
+    text = environ.get(ALLOWED_HOSTS_VARIABLE)
+    hosts = _split(text) if text is not None else list(config.allowed_hosts)
+    for host in hosts:
+        if re.fullmatch(HOST_PATTERN, host) is None:
+            raise SettingsError(
+                f"{ALLOWED_HOSTS_VARIABLE}: {host!r} is not a host name (no scheme, no port)"
+            )
+    public_host = urlsplit(public_url).hostname
+    if public_host is not None:
+        hosts.append(f"[{public_host}]" if ":" in public_host else public_host)
+    return frozenset(host.lower().rstrip(".") for host in hosts)
+
+
+def _http_limits(config: Config, environ: Mapping[str, str]) -> HttpLimits:
+    """`http:` of postwright.yaml with POSTWRIGHT_HTTP_<KEY> variables over it."""
+    values = config.http.model_dump(mode="json")
+    named: dict[str, str] = {}
+    for key in HttpLimits.model_fields:
+        variable = HTTP_VARIABLE_PREFIX + key.upper()
+        if variable in environ:
+            values[key] = environ[variable].strip()
+            named[key] = variable
+    try:
+        return HttpLimits.model_validate(values)
+    except ValidationError as error:
+        detail = error.errors(include_url=False)[0]
+        key = str(detail["loc"][0])
+        raise SettingsError(f"{named.get(key, f'http.{key}')}: {detail['msg']}") from None
+
+
+def _read_config(repo: Path) -> Config:
+    path = repo / CONFIG_PATH
+    if not path.is_file():
+        return Config()
+    loaded = load_config(CONFIG_PATH, path.read_bytes())
+    if loaded.model is None:
+        lines = [f"{path}:{f.line}:{f.col}: {f.message} [{f.rule}]" for f in loaded.findings]
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines))
+    return loaded.model
+
+
+def _store_options(config: StoreConfig, environ: Mapping[str, str]) -> StoreOptions:
+    """`store:` of postwright.yaml, each key overridden by POSTWRIGHT_STORE_<KEY>."""
+    for key in StoreConfig.model_fields:
+        variable = STORE_VARIABLE_PREFIX + key.upper()
+        text = environ.get(variable, "").strip()
+        if not text:
+            continue
+        try:
+            config = StoreConfig.model_validate({**config.model_dump(mode="json"), key: text})
+        except ValidationError as error:
+            raise SettingsError(f"{variable}={text!r}: {error.errors()[0]['msg']}") from None
+    return StoreOptions(
+        integrity_check=config.integrity_check == "quick",
+        lock_timeout=config.lock_timeout,
+        statement_timeout=config.statement_timeout,
+        idle_in_transaction_timeout=config.idle_in_transaction_timeout,
+    )
+
+
+def _split(text: str | None) -> list[str]:
+    if not text:
+        return []
+    return [part for part in text.replace(",", " ").split() if part]
+
+
+def _named(environ: Mapping[str, str], configured: str | None, default: str) -> str | None:
+    """A configured variable must exist; the default one is optional."""
+    if configured is not None:
+        return _required(environ, configured)
+    return environ.get(default)
+
+
+def _required(environ: Mapping[str, str], name: str | None) -> str | None:
+    if name is None:
+        return None
+    value = environ.get(name)
+    if value is None or not value.strip():
+        raise SettingsError(f"environment variable {name} is not set (named in {CONFIG_PATH})")
+    return value.strip()
+
+
+def _provider_secrets(name: str, provider: Provider, environ: Mapping[str, str]) -> dict[str, str]:
+    resolved: dict[str, str] = {}
+    for key, value in provider.model_dump().items():
+        if key.endswith("_env") and isinstance(value, str):
+            text = environ.get(value)
+            if text is None or not text.strip():
+                raise SettingsError(
+                    f"environment variable {value} is not set "
+                    f"(providers.{name}.{key} in {CONFIG_PATH})"
+                )
+            resolved[key.removesuffix("_env")] = text.strip()
+    return resolved
+
+
+async def unsubscribe_key(settings: Settings, store: Store) -> bytes:
+    """The configured key, else the one generated on first start and kept in the store."""
+    if settings.unsubscribe_key is not None:
+        return settings.unsubscribe_key
+
+    def work(tx: WriteTx) -> bytes:
+        stored = tx.meta(UNSUBSCRIBE_KEY_META)
+        if stored is None:
+            stored = secrets.token_hex(32)
+            tx.set_meta(UNSUBSCRIBE_KEY_META, stored)
+        return bytes.fromhex(stored)
+
+    return await store.write(work)

@@ -1,0 +1,552 @@
+"""Pydantic models of one automation file (SPEC section 1); no I/O.
+
+The models are the single declaration of the file format: the JSON Schema in
+schema/ is generated from them. Values are normalised while validating
+(durations to seconds, times to `HH:MM`, datetimes to UTC), so two files that
+mean the same thing produce equal models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from runner.core import durations
+
+ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+FIELD_PATH_PATTERN = r"^(subscriber|event)(\.[A-Za-z0-9_-]+)+$"
+# Validation context key: leave cross-field rules to the caller (see constraint_violations).
+COLLECT_VIOLATIONS = "collect_violations"
+
+
+class Status(StrEnum):
+    """The five statuses a file may write (SPEC 2.1)."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+# --- small value types -------------------------------------------------------
+
+
+def _duration(minimum: int) -> Any:
+    def parse(value: object) -> int:
+        seconds = durations.parse_duration(value) if isinstance(value, str) else None
+        if seconds is None:
+            raise PydanticCustomError(
+                "invalid-duration",
+                "`{value}` is not a duration such as 30s, 15m, 12h, 7d, 2w or 1d12h",
+                {"value": value},
+            )
+        if seconds < minimum:
+            raise PydanticCustomError(
+                "invalid-duration", "the duration must be longer than zero", {"value": value}
+            )
+        return seconds
+
+    return BeforeValidator(parse)
+
+
+_DURATION_SCHEMA = WithJsonSchema(
+    {"type": "string", "pattern": durations.DURATION_PATTERN, "examples": ["30s", "7d", "1d12h"]}
+)
+_AS_TEXT = PlainSerializer(durations.format_duration, return_type=str, when_used="json")
+Duration = Annotated[int, _duration(0), _AS_TEXT, _DURATION_SCHEMA]
+PositiveDuration = Annotated[int, _duration(1), _AS_TEXT, _DURATION_SCHEMA]
+
+
+def _day_offset(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return 0
+    seconds = durations.parse_day_offset(value) if isinstance(value, str) else None
+    if seconds is None:
+        raise PydanticCustomError(
+            "invalid-duration",
+            "`{value}` is not a whole number of days or weeks such as -3d or 1w",
+            {"value": value},
+        )
+    return seconds
+
+
+DayOffset = Annotated[
+    int,
+    BeforeValidator(_day_offset),
+    PlainSerializer(
+        lambda s: durations.format_duration(s) if s else 0, return_type=str | int, when_used="json"
+    ),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": durations.DAY_OFFSET_PATTERN},
+                {"const": 0},
+            ],
+            "examples": ["-3d", "1w"],
+        }
+    ),
+]
+
+
+def _time_of_day(value: object) -> str:
+    normal = durations.normalise_time(value) if isinstance(value, str) else None
+    if normal is None:
+        raise PydanticCustomError(
+            "invalid-time", '`{value}` is not a time of day "HH:MM"', {"value": value}
+        )
+    return normal
+
+
+TimeOfDay = Annotated[
+    str,
+    BeforeValidator(_time_of_day),
+    WithJsonSchema({"type": "string", "pattern": durations.TIME_PATTERN, "examples": ["09:00"]}),
+]
+
+
+def _timezone(allow_subscriber: bool) -> Any:
+    def check(value: str) -> str:
+        if value == "subscriber" and allow_subscriber:
+            return value
+        if not durations.is_timezone(value):
+            raise PydanticCustomError(
+                "invalid-timezone", "`{value}` is not an IANA time zone name", {"value": value}
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+TimeZone = Annotated[str, _timezone(False)]
+TimeZoneOrSubscriber = Annotated[str, _timezone(True)]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+def _cron(value: str) -> str:
+    problem = durations.cron_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("invalid-cron", problem)
+    return " ".join(value.split())
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+def _field_path(value: str) -> str:
+    import re
+
+    if re.match(FIELD_PATH_PATTERN, value) is None:
+        raise PydanticCustomError(
+            "invalid-field-path",
+            "`{value}` is not a dotted path starting with `subscriber.` or `event.`",
+            {"value": value},
+        )
+    return value
+
+
+FieldPath = Annotated[
+    str,
+    AfterValidator(_field_path),
+    WithJsonSchema({"type": "string", "pattern": FIELD_PATH_PATTERN}),
+]
+AutomationId = Annotated[str, Field(pattern=ID_PATTERN)]
+EventName = Annotated[str, Field(pattern=EVENT_NAME_PATTERN, max_length=200)]
+Scalar = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+# --- conditions (SPEC 4) ------------------------------------------------------
+
+
+class Op(StrEnum):
+    """Comparison operators of a field condition."""
+
+    EQ = "eq"
+    NE = "ne"
+    IN = "in"
+    NOT_IN = "not_in"
+    CONTAINS = "contains"
+    STARTS_WITH = "starts_with"
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    EXISTS = "exists"
+
+
+class FieldCondition(_Strict):
+    """`{field, op, value}`: compare one field of the subscriber or event."""
+
+    field: FieldPath
+    op: Op
+    value: Scalar | list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> FieldCondition:
+        has_value = "value" in self.model_fields_set
+        if self.op is Op.EXISTS:
+            if has_value and not isinstance(self.value, bool):
+                raise PydanticCustomError("schema", "`exists` takes no value, or true/false")
+        elif not has_value or self.value is None:
+            raise PydanticCustomError("schema", "`{op}` needs a `value`", {"op": self.op.value})
+        elif self.op in (Op.IN, Op.NOT_IN) and not isinstance(self.value, list):
+            raise PydanticCustomError("schema", "`{op}` needs a list value", {"op": self.op.value})
+        return self
+
+
+class GroupCondition(_Strict):
+    """`{in_group: name}`: the subscriber belongs to the group."""
+
+    in_group: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class AllCondition(_Strict):
+    """`{all: [...]}`: every condition holds."""
+
+    all: Annotated[list[Condition], Field(min_length=1)]
+
+
+class AnyCondition(_Strict):
+    """`{any: [...]}`: at least one condition holds."""
+
+    any: Annotated[list[Condition], Field(min_length=1)]
+
+
+class NotCondition(_Strict):
+    """`{not: cond}`: the condition does not hold."""
+
+    not_: Condition = Field(alias="not")
+
+
+_CONDITION_KEYS = ("field", "in_group", "all", "any", "not")
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return next((key for key in _CONDITION_KEYS if key in value), None)
+    kinds: dict[type, str] = {
+        FieldCondition: "field",
+        GroupCondition: "in_group",
+        AllCondition: "all",
+        AnyCondition: "any",
+        NotCondition: "not",
+    }
+    return kinds.get(type(value))
+
+
+Condition = Annotated[
+    Annotated[FieldCondition, Tag("field")]
+    | Annotated[GroupCondition, Tag("in_group")]
+    | Annotated[AllCondition, Tag("all")]
+    | Annotated[AnyCondition, Tag("any")]
+    | Annotated[NotCondition, Tag("not")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="schema",
+        custom_error_message="a condition has one of: field, in_group, all, any, not",
+    ),
+]
+
+for _model in (AllCondition, AnyCondition, NotCondition):
+    _model.model_rebuild()
+
+
+# --- triggers ------------------------------------------------------------------
+
+GROUP_EVENTS = frozenset({"group.joined", "group.left"})
+NEVER_SENDS_EVENTS = frozenset({"subscriber.unsubscribed", "subscriber.deleted"})
+BUILTIN_EVENTS = frozenset(
+    {
+        "subscriber.added",
+        "subscriber.updated",
+        "group.joined",
+        "group.left",
+        "subscriber.unsubscribed",
+        "subscriber.resubscribed",
+        "subscriber.deleted",
+    }
+)
+
+
+class EmailAction(StrEnum):
+    """What happened to an email, for `email` triggers (SPEC 3.4)."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    NOT_OPENED = "not_opened"
+    NOT_CLICKED = "not_clicked"
+
+
+class EventTrigger(_Strict):
+    """Fires when an event of that name is received."""
+
+    type: Literal["event"]
+    event: EventName
+    group: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    where: Condition | None = None
+
+
+class ApiTrigger(_Strict):
+    """Fires on `POST /v1/automations/{id}/trigger`."""
+
+    type: Literal["api"]
+
+
+class EmailTrigger(_Strict):
+    """Fires on a provider event for an email of another automation."""
+
+    type: Literal["email"]
+    action: EmailAction
+    automation: AutomationId
+    link: Annotated[str, Field(min_length=1)] | None = None
+    link_contains: Annotated[str, Field(min_length=1)] | None = None
+    within: PositiveDuration | None = None
+
+    def matches_link(self, url: object) -> bool:
+        """Whether a clicked URL matches `link` / `link_contains` (any URL when neither)."""
+        if self.link is None and self.link_contains is None:
+            return True
+        if not isinstance(url, str):
+            return False
+        if self.link is not None:
+            return url == self.link
+        return self.link_contains is not None and self.link_contains in url
+
+
+class DateTrigger(_Strict):
+    """Fires every year on the date held in a subscriber field."""
+
+    type: Literal["date"]
+    field: Annotated[str, Field(pattern=r"^subscriber\.fields\.[A-Za-z0-9_-]+$")]
+    offset: DayOffset = 0
+    at: TimeOfDay = "09:00"
+    timezone: TimeZoneOrSubscriber | None = None
+
+
+class ScheduleTrigger(_Strict):
+    """Fires at every tick of a 5-field cron expression."""
+
+    type: Literal["schedule"]
+    cron: Cron
+    timezone: TimeZone | None = None
+
+
+Trigger = Annotated[
+    EventTrigger | ApiTrigger | EmailTrigger | DateTrigger | ScheduleTrigger,
+    Field(discriminator="type"),
+]
+
+
+# --- the rest of an automation -------------------------------------------------
+
+
+class Day(StrEnum):
+    """Days of the week, as a window's opening days."""
+
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+DAY_ORDER = list(Day)
+
+
+def _sorted_days(days: list[Day]) -> list[Day]:
+    return sorted(set(days), key=DAY_ORDER.index)
+
+
+class SendWindow(_Strict):
+    """Only send inside `[start, end)` local time, on windows opening on `days`."""
+
+    days: Annotated[list[Day], Field(min_length=1), AfterValidator(_sorted_days)] = DAY_ORDER
+    start: TimeOfDay
+    end: TimeOfDay
+    timezone: TimeZoneOrSubscriber | None = None
+
+
+class ExitOn(_Strict):
+    """An event that cancels the pending send when the subscriber does it."""
+
+    event: EventName
+    where: Condition | None = None
+
+
+class Cooldown(_Strict):
+    """`retrigger: {cooldown: 1h}`: enter again, but not within the cooldown."""
+
+    cooldown: PositiveDuration
+
+
+class Repeat(_Strict):
+    """After the first email, up to `times` more, each `every` apart."""
+
+    every: PositiveDuration
+    times: Annotated[int, Field(ge=1, le=1000)]
+
+
+class Email(_Strict):
+    """The one email of the automation; bodies inline or from template files."""
+
+    from_: Annotated[str, Field(alias="from", min_length=3)]
+    reply_to: str | None = None
+    subject: Annotated[str, Field(min_length=1, max_length=998)]
+    preheader: str | None = None
+    html: str | None = None
+    html_file: Annotated[str, Field(min_length=1)] | None = None
+    text: str | None = None
+    text_file: Annotated[str, Field(min_length=1)] | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
+
+
+class Automation(_Strict):
+    """One automation file (SPEC 1)."""
+
+    id: AutomationId
+    name: str | None = None
+    description: str | None = None
+    labels: dict[str, str] = {}
+    status: Status
+    start_at: Instant | None = None
+    stop_at: Instant | None = None
+    trigger: Trigger
+    audience: Condition | None = None
+    wait: Duration = 0
+    exit_on: list[ExitOn] = []
+    send_window: SendWindow | None = None
+    retrigger: Annotated[
+        Annotated[bool, Tag("bool")] | Annotated[Cooldown, Tag("Cooldown")],
+        Discriminator(lambda v: "Cooldown" if isinstance(v, dict | Cooldown) else "bool"),
+    ] = False
+    repeat: Repeat | None = None
+    provider: AutomationId = "default"
+    email: Email
+
+    @model_validator(mode="after")
+    def _constraints_hold(self, info: ValidationInfo) -> Automation:
+        if info.context and info.context.get(COLLECT_VIOLATIONS):
+            return self  # the loader reports every violation itself, each at its own line
+        violations = constraint_violations(self)
+        if violations:
+            first = violations[0]
+            raise PydanticCustomError(first.rule, first.message, {"at": ".".join(first.at)})
+        return self
+
+
+class Violation(BaseModel):
+    """A rule broken across fields of one automation, located by a key path."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    at: tuple[str, ...]
+    message: str
+
+
+def constraint_violations(automation: Automation) -> list[Violation]:
+    """Every cross-field rule of SPEC 1 that `automation` breaks (empty when valid)."""
+    found: list[Violation] = []
+
+    def add(rule: str, at: tuple[str, ...], message: str) -> None:
+        found.append(Violation(rule=rule, at=at, message=message))
+
+    a = automation
+    if a.status is Status.SCHEDULED and a.start_at is None:
+        add("start-at-required", ("status",), "a scheduled automation needs `start_at`")
+    if a.start_at is not None and a.stop_at is not None and a.stop_at <= a.start_at:
+        add("stop-at-before-start", ("stop_at",), "`stop_at` must be later than `start_at`")
+    _trigger_violations(a.trigger, add)
+    if isinstance(a.trigger, DateTrigger | ScheduleTrigger) and a.retrigger is not False:
+        add(
+            "retrigger-not-allowed",
+            ("retrigger",),
+            f"a `{a.trigger.type}` trigger takes no `retrigger`",
+        )
+    if isinstance(a.trigger, ScheduleTrigger) and a.repeat is not None:
+        add("repeat-not-allowed", ("repeat",), "a `schedule` trigger takes no `repeat`")
+    if a.send_window is not None and a.send_window.start == a.send_window.end:
+        add("window-empty", ("send_window", "end"), "the window's `start` equals its `end`")
+    email = a.email
+    if email.html is not None and email.html_file is not None:
+        add("email-body-conflict", ("email", "html_file"), "give `html` or `html_file`, not both")
+    if email.text is not None and email.text_file is not None:
+        add("email-body-conflict", ("email", "text_file"), "give `text` or `text_file`, not both")
+    if not any((email.html, email.html_file, email.text, email.text_file)):
+        add(
+            "email-body-required",
+            ("email",),
+            "the email needs `html`, `html_file`, `text` or `text_file`",
+        )
+    return found
+
+
+def _trigger_violations(trigger: Any, add: Any) -> None:
+    if isinstance(trigger, EventTrigger):
+        if trigger.event in NEVER_SENDS_EVENTS:
+            add(
+                "trigger-never-sends",
+                ("trigger", "event"),
+                f"`{trigger.event}` fires only for subscribers who can no longer be emailed",
+            )
+        if trigger.event in GROUP_EVENTS and trigger.group is None:
+            add("trigger-group", ("trigger",), f"`{trigger.event}` needs `group`")
+        if trigger.event not in GROUP_EVENTS and trigger.group is not None:
+            add(
+                "trigger-group",
+                ("trigger", "group"),
+                "`group` applies only to group.joined/group.left",
+            )
+    if isinstance(trigger, EmailTrigger):
+        negative = trigger.action in (EmailAction.NOT_OPENED, EmailAction.NOT_CLICKED)
+        clicks = trigger.action in (EmailAction.CLICKED, EmailAction.NOT_CLICKED)
+        if negative and trigger.within is None:
+            add("trigger-within", ("trigger",), f"`{trigger.action.value}` needs `within`")
+        if not negative and trigger.within is not None:
+            add(
+                "trigger-within",
+                ("trigger", "within"),
+                "`within` applies only to not_opened/not_clicked",
+            )
+        if trigger.link is not None and trigger.link_contains is not None:
+            add(
+                "trigger-link",
+                ("trigger", "link_contains"),
+                "give `link` or `link_contains`, not both",
+            )
+        elif not clicks and (trigger.link or trigger.link_contains):
+            key = "link" if trigger.link is not None else "link_contains"
+            add("trigger-link", ("trigger", key), "link filters apply only to clicked/not_clicked")

@@ -1,0 +1,2 @@
+"""Templates: the sandboxed Jinja environment, rendering one email, the static checks of a
+template, and the worker processes that render under hard CPU and memory caps."""
