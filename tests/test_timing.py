@@ -1,4 +1,4 @@
-"""Tests of runner/core/timing.py: send windows, wait, repeats, date and cron firings across zones."""
+"""Tests of runner/core/timing.py: send windows, wait, repeats, date and cron firings in zones."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from runner.checking import semantics
 from runner.core import findings
 from runner.core.config import Config
 from runner.core.findings import Finding
+from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH
 from runner.core.loader import Loaded, load_automation, load_config
 from runner.core.model import Automation
 from runner.core.version import Version, template_paths
@@ -29,14 +30,6 @@ from runner.templating import checks as templates
 
 log = logging.getLogger("postwright.check")
 M = TypeVar("M", bound=BaseModel)
-
-AUTOMATIONS_DIR = "automations/"
-CONFIG_PATH = "postwright.yaml"
-
-
-def is_automation_path(path: str) -> bool:
-    """Whether `path` is loaded as an automation file."""
-    return path.startswith(AUTOMATIONS_DIR) and path.endswith(".yaml")
 
 
 @dataclass(frozen=True)

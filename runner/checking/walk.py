@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from runner.checking.tree import CONFIG_PATH, Tree, TreeChecker, is_automation_path
+from runner.checking.tree import Tree, TreeChecker
 from runner.core import findings, lifecycle
 from runner.core.findings import Finding, Severity
+from runner.core.layout import CONFIG_PATH, is_automation_path
 from runner.core.lifecycle import Change
 from runner.core.model import EmailTrigger
 from runner.core.version import Version, template_paths

@@ -6,7 +6,8 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from runner.checking.tree import AUTOMATIONS_DIR, CONFIG_PATH, Tree, TreeChecker
+from runner.checking.tree import Tree, TreeChecker
+from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH
 from runner.errors import UsageError
 from runner.repo.files import is_present, walk_directory
 from runner.repo.snapshot import DirectorySnapshot

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from runner.checking.tree import AUTOMATIONS_DIR
 from runner.checking.workspace import check_working_tree, repo_root
 from runner.cli.subscribers import add_subscriber_commands
+from runner.core.layout import AUTOMATIONS_DIR
 from runner.errors import UsageError
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from runner.checking.tree import CONFIG_PATH
 from runner.core.config import HOST_PATTERN, Config, HttpLimits, Provider, StoreConfig
+from runner.core.layout import CONFIG_PATH
 from runner.core.loader import load_config
 from runner.core.store_options import StoreOptions
 from runner.errors import PostwrightError

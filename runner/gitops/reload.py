@@ -32,10 +32,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runner.checking.tree import AUTOMATIONS_DIR, CONFIG_PATH, Tree, TreeChecker, is_automation_path
+from runner.checking.tree import Tree, TreeChecker
 from runner.cli.settings import Settings
 from runner.core.clock import Clock
 from runner.core.findings import Finding, Severity
+from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH, is_automation_path
 from runner.core.lifecycle import Change
 from runner.core.records import AppliedAutomation
 from runner.core.version import Version

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO
 
-from runner.checking.tree import is_automation_path
+from runner.core.layout import is_automation_path
 from runner.errors import GitError
 from runner.repo.files import MAX_FILE_BYTES
 from runner.repo.gitsnapshot import Entry, GitSnapshot
