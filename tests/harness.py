@@ -22,8 +22,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from runner.checking.workspace import check_working_tree
-from runner.cli.settings import Settings, load_settings
+from runner.cli.settings import load_settings
 from runner.core.clock import FakeClock
+from runner.core.settings import Settings
 from runner.engine.apply import ApplyReport
 from runner.engine.worker import Worker
 from runner.server.app import create_app, prepare

@@ -901,8 +901,8 @@ def test_build_providers_from_settings_shares_one_client_secrets_and_limits(
     import httpx
 
     from runner import providers as registry
-    from runner.cli.settings import Settings
     from runner.core.config import Config
+    from runner.core.settings import Settings
 
     built: list[tuple[str, Any, Any, httpx.AsyncClient]] = []
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli.settings import SettingsError, is_loopback, load_settings, unsubscribe_key
+from runner.cli.settings import SettingsError, is_loopback, load_settings
 from runner.core.clock import FakeClock
 from runner.core.store_options import StoreOptions
+from runner.engine.context import unsubscribe_key
 from runner.store import open_store
 from tests.harness import START
 

@@ -25,9 +25,9 @@ from runner.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from runner.cli.settings import Settings
     from runner.core.clock import Clock
     from runner.core.model import Automation
+    from runner.core.settings import Settings
     from runner.store.base import ReadTx, Stats, Store
 
 

@@ -1,4 +1,5 @@
-"""Runner settings: `postwright.yaml` plus environment overrides, read once at start-up (SPEC 5.3).
+"""Reading the runner's `Settings` (core/settings.py) once at start-up: `postwright.yaml`, then
+the environment over it (docs/postwright.example.yaml).
 
 Every problem is a `SettingsError` (exit 2) that names the file and line, or the
 environment variable, that needs fixing.
@@ -8,9 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,52 +19,20 @@ from pydantic import ValidationError
 from runner.core.config import HOST_PATTERN, Config, HttpLimits, Provider, StoreConfig
 from runner.core.layout import CONFIG_PATH
 from runner.core.loader import load_config
+from runner.core.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
 from runner.core.store_options import StoreOptions
 from runner.errors import PostwrightError
-from runner.store.base import Store, WriteTx
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 TIMEZONE_VARIABLE = "POSTWRIGHT_TIMEZONE"
 PUBLIC_URL_VARIABLE = "POSTWRIGHT_PUBLIC_URL"
 API_KEYS_VARIABLE = "POSTWRIGHT_API_KEYS"
 ALLOWED_HOSTS_VARIABLE = "POSTWRIGHT_ALLOWED_HOSTS"
 HTTP_VARIABLE_PREFIX = "POSTWRIGHT_HTTP_"  # + a key of `http:` in capitals
-UNSUBSCRIBE_KEY_META = "unsubscribe_key"
 STORE_VARIABLE_PREFIX = "POSTWRIGHT_STORE_"  # + the `store:` key in capitals
 
 
 class SettingsError(PostwrightError):
     """The runner cannot start with this configuration (exit 2)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the runner reads from its configuration, fixed at start-up."""
-
-    repo: Path
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    database_url: str = ""
-    timezone: str = "UTC"
-    public_url: str = "http://127.0.0.1:8080"
-    api_keys: frozenset[str] = frozenset()
-    event_webhook_secrets: tuple[str, ...] = ()
-    unsubscribe_key: bytes | None = None
-    event_id_retention: int = 30 * 86_400
-    # Hosts a keyless runner answers besides loopback ones: `allowed_hosts` and public_url's.
-    allowed_hosts: frozenset[str] = frozenset()
-    http: HttpLimits = field(default_factory=HttpLimits)
-    store: StoreOptions = field(default_factory=StoreOptions)
-    config: Config = field(default_factory=Config)
-    providers: Mapping[str, Provider] = field(default_factory=dict)
-    # provider name -> {setting without `_env`: secret value}, resolved from the environment
-    provider_secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-    @property
-    def auth_required(self) -> bool:
-        """Requests need a bearer key (or a webhook signature) only when keys are configured."""
-        return bool(self.api_keys)
 
 
 def is_loopback(host: str) -> bool:
@@ -236,18 +203,3 @@ def _provider_secrets(name: str, provider: Provider, environ: Mapping[str, str])
                 )
             resolved[key.removesuffix("_env")] = text.strip()
     return resolved
-
-
-async def unsubscribe_key(settings: Settings, store: Store) -> bytes:
-    """The configured key, else the one generated on first start and kept in the store."""
-    if settings.unsubscribe_key is not None:
-        return settings.unsubscribe_key
-
-    def work(tx: WriteTx) -> bytes:
-        stored = tx.meta(UNSUBSCRIBE_KEY_META)
-        if stored is None:
-            stored = secrets.token_hex(32)
-            tx.set_meta(UNSUBSCRIBE_KEY_META, stored)
-        return bytes.fromhex(stored)
-
-    return await store.write(work)

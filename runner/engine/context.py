@@ -1,10 +1,16 @@
-"""What every engine step needs besides the store and the clock: settings and ids."""
+"""What every engine step needs besides the store and the clock: settings, the unsubscribe key
+and ids."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+
+from runner.core.settings import Settings
+from runner.store.base import Store, WriteTx
+
+UNSUBSCRIBE_KEY_META = "unsubscribe_key"
 
 
 @dataclass(frozen=True)
@@ -22,3 +28,18 @@ def new_id(now: datetime) -> str:
     """A unique id that sorts by creation time (48-bit milliseconds, then 64 random bits)."""
     millis = int(now.timestamp() * 1000)
     return f"{millis:012x}{secrets.token_hex(8)}"
+
+
+async def unsubscribe_key(settings: Settings, store: Store) -> bytes:
+    """The configured key, else the one generated on first start and kept in the store."""
+    if settings.unsubscribe_key is not None:
+        return settings.unsubscribe_key
+
+    def work(tx: WriteTx) -> bytes:
+        stored = tx.meta(UNSUBSCRIBE_KEY_META)
+        if stored is None:
+            stored = secrets.token_hex(32)
+            tx.set_meta(UNSUBSCRIBE_KEY_META, stored)
+        return bytes.fromhex(stored)
+
+    return await store.write(work)

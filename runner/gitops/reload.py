@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from runner.checking.tree import Tree, TreeChecker
-from runner.cli.settings import Settings
 from runner.core.clock import Clock
 from runner.core.findings import Finding, Severity
 from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH, is_automation_path
 from runner.core.lifecycle import Change
 from runner.core.records import AppliedAutomation
+from runner.core.settings import Settings
 from runner.core.version import Version
 from runner.engine.apply import (
     AppliedVersions,

@@ -19,8 +19,8 @@ from pathlib import Path
 from watchfiles import Change, DefaultFilter
 from watchfiles._rust_notify import RustNotify
 
-from runner.cli.settings import Settings
 from runner.core.layout import AUTOMATIONS_DIR
+from runner.core.settings import Settings
 from runner.core.version import template_paths
 from runner.engine.catalog import DELETED, Catalog
 from runner.server.api.base import Reloading

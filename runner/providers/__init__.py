@@ -29,7 +29,7 @@ from runner.providers.ratelimit import RateLimiter
 from runner.providers.webhooks import WebhookBatch
 
 if TYPE_CHECKING:
-    from runner.cli.settings import Settings
+    from runner.core.settings import Settings
 
 __all__ = [
     "PROVIDER_TYPES",

@@ -19,10 +19,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runner.checking.tree import Tree
-from runner.cli.settings import Settings, unsubscribe_key
 from runner.core.clock import Clock
+from runner.core.settings import Settings
 from runner.engine.apply import ApplyReport
-from runner.engine.context import EngineContext
+from runner.engine.context import EngineContext, unsubscribe_key
 from runner.engine.shared_rate import SharedRateLimiter
 from runner.engine.worker import Worker
 from runner.gitops.reload import apply_repository

@@ -30,7 +30,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from runner.cli.settings import Settings
+from runner.core.settings import Settings
 
 log = logging.getLogger("postwright.http")
 

@@ -11,8 +11,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
-from runner.cli.settings import Settings
 from runner.core.clock import Clock
+from runner.core.settings import Settings
 from runner.engine.catalog import Catalog, Live
 from runner.engine.worker import Worker
 from runner.server import auth

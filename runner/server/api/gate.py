@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from runner.cli.settings import Settings
+from runner.core.settings import Settings
 from runner.engine.backlog import Backlog
 from runner.server.api.base import send_json
 from runner.server.metrics import Metrics
