@@ -10,6 +10,7 @@ changed.
 from __future__ import annotations
 
 import logging
+import posixpath
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 from runner.checking import semantics
 from runner.core import findings
 from runner.core.config import Config
-from runner.core.findings import Finding
+from runner.core.findings import Finding, Severity
 from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH
 from runner.core.loader import Loaded, load_automation, load_config
 from runner.core.model import Automation
@@ -63,6 +64,27 @@ class Tree:
             return None
         version = self.versions.get(loaded.model.id)
         return version if version is not None and version.path == path else None
+
+    def invalid_files(self) -> dict[str, tuple[Finding, ...]]:
+        """Automation id (the file stem when it does not load) -> the errors refusing its file."""
+        errors: dict[str, list[Finding]] = {}
+        for finding in self.findings:
+            if finding.severity is Severity.ERROR:
+                errors.setdefault(finding.path, []).append(finding)
+        invalid: dict[str, tuple[Finding, ...]] = {}
+        for path, result in self.files.items():
+            model = result.loaded.model
+            ident = model.id if model is not None else posixpath.basename(path)[: -len(".yaml")]
+            if result.version is None or path in errors:
+                found = errors.get(path) or [
+                    f for f in result.findings if f.severity is Severity.ERROR
+                ]
+                invalid[ident] = (*invalid.get(ident, ()), *found)
+        return invalid
+
+    def read(self, path: str) -> bytes | None:
+        """The bytes of a file of the checked snapshot."""
+        return self.snapshot.read(path)
 
 
 _FileKey = tuple[str, str, tuple[str | None, ...]]

@@ -10,14 +10,13 @@ of one file costs one file (SPEC 6: automations whose files did not change are n
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from runner.checking.tree import Tree
-from runner.core.findings import Finding, Severity
+from runner.core.desired import DesiredState
+from runner.core.findings import Finding
 from runner.core.lifecycle import Change, check_step
 from runner.core.model import EmailTrigger, Status
 from runner.core.records import AppliedAutomation, CancelReason, HistoryEntry, SendStatus
@@ -89,7 +88,7 @@ def _same_version(known: AppliedAutomation, row: AppliedAutomation) -> bool:
 class ApplyPlan:
     """The changes of one step, judged but not yet applied."""
 
-    tree: Tree
+    tree: DesiredState
     changes: list[Change]
     children: dict[str, Version]
     invalid: dict[str, tuple[Finding, ...]]
@@ -109,14 +108,14 @@ class ApplyPlan:
 @dataclass(frozen=True)
 class _Step:
     tx: WriteTx
-    tree: Tree
+    tree: DesiredState
     now: datetime
     commit: str | None
 
 
 def apply_files(
     tx: WriteTx,
-    tree: Tree,
+    tree: DesiredState,
     now: datetime,
     commit: str | None,
     *,
@@ -135,7 +134,7 @@ def apply_files(
 
 def plan_files(
     tx: WriteTx,
-    tree: Tree,
+    tree: DesiredState,
     now: datetime,
     *,
     versions: AppliedVersions,
@@ -146,7 +145,7 @@ def plan_files(
     tx.lock_lifecycle()  # replicas applying together: the later one plans on the first's result
     rows = {row.id: row for row in tx.automations()}
     parents = versions.parents(rows.values())
-    invalid = invalid_files(tree)
+    invalid = tree.invalid_files()
     judged = set(parents) | set(tree.versions) | set(invalid) if only is None else set(only)
     advanced = [
         i for i in sorted(judged & parents.keys()) if _advance_due(tx, rows[i], parents[i], now)
@@ -256,22 +255,6 @@ def _advance_due(tx: WriteTx, row: AppliedAutomation, version: Version, now: dat
     return (start_due or stop_due) and _advance_one(tx, row.id, now)
 
 
-def invalid_files(tree: Tree) -> dict[str, tuple[Finding, ...]]:
-    """Automation id (the file stem when it does not load) -> the errors that refuse its file."""
-    errors: dict[str, list[Finding]] = {}
-    for finding in tree.findings:
-        if finding.severity is Severity.ERROR:
-            errors.setdefault(finding.path, []).append(finding)
-    invalid: dict[str, tuple[Finding, ...]] = {}
-    for path, result in tree.files.items():
-        model = result.loaded.model
-        ident = model.id if model is not None else posixpath.basename(path)[: -len(".yaml")]
-        if result.version is None or path in errors:
-            found = errors.get(path) or [f for f in result.findings if f.severity is Severity.ERROR]
-            invalid[ident] = (*invalid.get(ident, ()), *found)
-    return invalid
-
-
 def _invalid_change(
     change: Change, row: AppliedAutomation | None, invalid: Mapping[str, tuple[Finding, ...]]
 ) -> Change:
@@ -288,8 +271,8 @@ def _invalid_change(
 # --- the three kinds of applied change -------------------------------------------------
 
 
-def _source(tree: Tree, path: str) -> str:
-    content = tree.snapshot.read(path)
+def _source(tree: DesiredState, path: str) -> str:
+    content = tree.read(path)
     assert content is not None, f"{path} was checked but cannot be read"
     return content.decode("utf-8")
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from runner.checking.tree import Tree, TreeChecker
 from runner.core.clock import Clock
+from runner.core.desired import DesiredState
 from runner.core.findings import Finding, Severity
 from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH, is_automation_path
 from runner.core.lifecycle import Change
@@ -520,8 +521,8 @@ def row_revision(row: AppliedAutomation) -> str:
     return revision(row.source.encode("utf-8"), row.templates)
 
 
-def _file_revision(tree: Tree, path: str, version: Version | None) -> str | None:
-    content = tree.snapshot.read(path)
+def _file_revision(tree: DesiredState, path: str, version: Version | None) -> str | None:
+    content = tree.read(path)
     if content is None:
         return None
     templates = version.templates if version is not None and version.path == path else {}
