@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Protocol
 
 from runner.core.clock import Clock
 from runner.engine import events, scheduler, sender
@@ -22,7 +23,6 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.errors import PostwrightError
 from runner.providers.base import Provider
-from runner.server.metrics import Metrics
 from runner.store.base import ReadTx, Store, StoreUnavailable, WriteTx
 
 log = logging.getLogger("postwright.worker")
@@ -45,6 +45,22 @@ class NotCaughtUp(PostwrightError):
     """Events received before a request still waited when its time ran out (HTTP 503)."""
 
 
+class LatencyHistogram(Protocol):
+    """A histogram of delays in seconds."""
+
+    def observe(self, amount: float) -> None:
+        """Record one delay."""
+
+
+class SendMetrics(Protocol):
+    """What the worker records: the delay from a send's due time to its hand-over (the server's
+    Prometheus `Metrics` is one)."""
+
+    @property
+    def send_latency(self) -> LatencyHistogram:
+        """Due time to hand-over, in seconds."""
+
+
 class _Help(Enum):
     DONE = "done"  # nothing up to the mark waits any more
     PROGRESS = "progress"  # one batch processed here
@@ -60,7 +76,7 @@ class Worker:
         ctx: EngineContext,
         clock: Clock,
         providers: Mapping[str, Provider],
-        metrics: Metrics | None = None,
+        metrics: SendMetrics | None = None,
         *,
         event_id_retention: timedelta = EVENT_ID_RETENTION,
     ) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from runner.checking.tree import Tree, TreeChecker
 from runner.core.clock import Clock
@@ -110,6 +110,16 @@ class MassDeleteRefused(Exception):
 def is_mass_delete(deletes: int, live: int) -> bool:
     """More than half of the applied automations at once (and more than one)."""
     return deletes >= 2 and 2 * deletes > live
+
+
+class Reloading(Protocol):
+    """What the API and the watcher need of `Reloader`."""
+
+    async def reload(
+        self, changed: Collection[str] | None = None, *, reason: str = "watch"
+    ) -> ReloadResult:
+        """Apply what changed on disk (or everything when `changed` is None)."""
+        ...
 
 
 # --- reading the recorded state (for the API and metrics) -------------------------------

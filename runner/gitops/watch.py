@@ -23,7 +23,7 @@ from runner.core.layout import AUTOMATIONS_DIR
 from runner.core.settings import Settings
 from runner.core.version import template_paths
 from runner.engine.catalog import DELETED, Catalog
-from runner.server.api.base import Reloading
+from runner.gitops.reload import Reloading
 
 log = logging.getLogger("postwright.watch")
 

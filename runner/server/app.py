@@ -25,10 +25,10 @@ from runner.engine.apply import ApplyReport
 from runner.engine.context import EngineContext, unsubscribe_key
 from runner.engine.shared_rate import SharedRateLimiter
 from runner.engine.worker import Worker
-from runner.gitops.reload import apply_repository
+from runner.gitops.reload import Reloading, apply_repository
 from runner.providers import Providers, build_providers
 from runner.server.api.automations import AutomationsApi
-from runner.server.api.base import MAX_BODY, Reloading, guard
+from runner.server.api.base import MAX_BODY, guard
 from runner.server.api.events import EventsApi
 from runner.server.api.gate import INGEST_PATH, Gate
 from runner.server.api.operations import (

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -15,29 +15,17 @@ from runner.core.clock import Clock
 from runner.core.settings import Settings
 from runner.engine.catalog import Catalog, Live
 from runner.engine.worker import Worker
+from runner.gitops.reload import Reloading
 from runner.server import auth
 from runner.server.api.models import RequestError
 from runner.server.metrics import Metrics
 from runner.store.base import Store
-
-if TYPE_CHECKING:
-    from runner.gitops.reload import ReloadResult
 
 MAX_BODY = 5 * 1024 * 1024
 MAX_LIST = 1000
 _JSON_TYPE = (b"content-type", b"application/json")
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class Reloading(Protocol):
-    """What the API and the watcher need of `runner.gitops.reload.Reloader`."""
-
-    async def reload(
-        self, changed: Collection[str] | None = None, *, reason: str = "watch"
-    ) -> ReloadResult:
-        """Apply what changed on disk (or everything when `changed` is None)."""
-        ...
 
 
 class Handlers:
@@ -56,9 +44,9 @@ class Handlers:
         self.worker = worker
         self.clock = clock
         self.reloader = reloader
-        if worker.metrics is None:
-            worker.metrics = Metrics()
-        self.metrics: Metrics = worker.metrics
+        # One Metrics per app, kept on the worker so that every handler group shares it.
+        metrics = worker.metrics if isinstance(worker.metrics, Metrics) else Metrics()
+        worker.metrics = self.metrics = metrics
 
     async def body(self, request: Request) -> bytes:
         """The raw body, refused with 413 past 5 MiB before anything is parsed."""
