@@ -38,7 +38,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from ingest import BATCH_LUA, free_port, wait_ready, wrk  # noqa: E402
 
-from runner.core.clock import FAKE_CLOCK_VARIABLE, FileClock  # noqa: E402
+from runner.cli.clocks import FAKE_CLOCK_VARIABLE, FileClock  # noqa: E402
 from runner.store import open_store  # noqa: E402
 from runner.store.base import ReadTx  # noqa: E402
 from tests.pg import PostgresServer, find_binaries, start_local_server  # noqa: E402

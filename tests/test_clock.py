@@ -10,14 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner.core.clock import (
-    FAKE_CLOCK_VARIABLE,
-    Clock,
-    FakeClock,
-    FileClock,
-    SystemClock,
-    clock_from_env,
-)
+from runner.cli.clocks import FAKE_CLOCK_VARIABLE, FileClock, clock_from_env
+from runner.core.clock import Clock, FakeClock, SystemClock
 
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -100,7 +94,7 @@ def test_clock_from_env(tmp_path: Path) -> None:
 def test_a_file_clock_is_shared_with_another_process(tmp_path: Path) -> None:
     path = tmp_path / "clock"
     FileClock.write(path, START + timedelta(days=3))
-    program = "import os; from runner.core.clock import clock_from_env; "
+    program = "import os; from runner.cli.clocks import clock_from_env; "
     program += "print(clock_from_env(os.environ).now().isoformat())"
     result = subprocess.run(
         [sys.executable, "-c", program],

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from runner.core.clock import FAKE_CLOCK_VARIABLE, FileClock
+from runner.cli.clocks import FAKE_CLOCK_VARIABLE, FileClock
 from runner.core.records import SendStatus
 from tests.harness import START, Harness, write_repo
 
@@ -49,7 +49,7 @@ CLAIM_AND_DIE = """\
 import asyncio, os, signal, sys
 from datetime import timedelta
 from pathlib import Path
-from runner.core.clock import FileClock
+from runner.cli.clocks import FileClock
 from runner.store import open_store
 
 async def main() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.core.clock import FileClock
+from runner.cli.clocks import FileClock
 from runner.core.records import Message, PendingSend, SendStatus
 from runner.providers.postmark import basic_authorization
 from tests import harness

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import httpx
 
-from runner.core.clock import FAKE_CLOCK_VARIABLE, FileClock
+from runner.cli.clocks import FAKE_CLOCK_VARIABLE, FileClock
 from runner.core.records import Message, SendStatus
 from runner.store import open_store
 from runner.store.base import ReadTx

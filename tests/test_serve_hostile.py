@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from runner.core.clock import FileClock
+from runner.cli.clocks import FileClock
 from tests.harness import START, write_repo
 from tests.test_crash import WAIT, serve
 

@@ -104,7 +104,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
 async def _serve_async(
     settings: Settings, access_log: bool, poll: bool, allow_mass_delete: bool
 ) -> int:
-    from runner.core.clock import clock_from_env
+    from runner.cli.clocks import clock_from_env
     from runner.store import open_store, single_runner
 
     clock = clock_from_env(os.environ)
@@ -146,7 +146,7 @@ async def _serve_store(
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[Store, Clock], Awaitable[int]]) -> int:
-    from runner.core.clock import clock_from_env
+    from runner.cli.clocks import clock_from_env
     from runner.store import open_store
 
     settings = settings_of(args)
