@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runner.checking.workspace import check_working_tree
+from runner.checking.tree import check_working_tree
 from runner.core.clock import FakeClock
 from runner.core.records import IncomingEvent, Message, PendingSend, SendStatus
 from runner.engine.context import EngineContext

@@ -21,7 +21,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from runner.checking.workspace import check_working_tree
+from runner.checking.tree import check_working_tree
 from runner.cli.settings import load_settings
 from runner.core.clock import FakeClock
 from runner.core.settings import Settings

@@ -17,8 +17,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from runner.checking.plan import Impact
-from runner.checking.tree import Tree
-from runner.checking.workspace import check_working_tree
+from runner.checking.tree import Tree, check_working_tree
 from runner.core import lifecycle
 from runner.core.findings import Finding
 from runner.core.layout import is_automation_path

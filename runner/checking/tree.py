@@ -14,6 +14,7 @@ import posixpath
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -26,7 +27,7 @@ from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH
 from runner.core.loader import Loaded, load_automation, load_config
 from runner.core.model import Automation
 from runner.core.version import Version, template_paths
-from runner.repo.snapshot import Snapshot
+from runner.repo.snapshot import Snapshot, working_files
 from runner.templating import checks as templates
 
 log = logging.getLogger("postwright.check")
@@ -260,3 +261,8 @@ def _unique(found: list[Finding]) -> list[Finding]:
             seen.add(key)
             unique.append(finding)
     return unique
+
+
+def check_working_tree(root: Path, now: datetime) -> Tree:
+    """The files on disk checked without history."""
+    return TreeChecker().check(working_files(root), now)

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TextIO
 
 from runner.checking import report
-from runner.checking.workspace import check_working_tree, repo_root
+from runner.checking.tree import check_working_tree
 from runner.cli.running import add_runner_commands
 from runner.core.findings import Severity
 from runner.errors import PostwrightError, UsageError
+from runner.repo.workspace import repo_root
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from runner.checking.workspace import check_working_tree, repo_root
+from runner.checking.tree import check_working_tree
 from runner.cli.subscribers import add_subscriber_commands
 from runner.core.layout import AUTOMATIONS_DIR
 from runner.errors import UsageError
+from runner.repo.workspace import repo_root
 
 if TYPE_CHECKING:
     from rich.console import Console

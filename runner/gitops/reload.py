@@ -51,9 +51,9 @@ from runner.engine.apply import (
 from runner.engine.catalog import DELETED
 from runner.engine.worker import Worker
 from runner.errors import GitError
-from runner.repo.files import Refused, is_present, walk_directory
+from runner.repo.files import Refused, is_present
 from runner.repo.git import Git
-from runner.repo.snapshot import DirectorySnapshot, Snapshot, git_blob_id
+from runner.repo.snapshot import DirectorySnapshot, Snapshot, git_blob_id, working_files
 from runner.store.base import ReadTx, Store, WriteTx
 
 log = logging.getLogger("postwright.reload")
@@ -296,10 +296,7 @@ class Reloader:
     def _plan_directory(self, changed: set[str] | None, now: datetime) -> _Plan:
         previous = self._final if self._final is not None and self._head_tree is None else None
         if previous is None or changed is None:
-            paths = walk_directory(self.root, [AUTOMATIONS_DIR.rstrip("/")])
-            if is_present(self.root, CONFIG_PATH):
-                paths.append(CONFIG_PATH)
-            tree = self._checker.check(DirectorySnapshot(self.root, paths), now)
+            tree = self._checker.check(working_files(self.root), now)
         else:
             present = set(previous.snapshot.paths())
             for path in changed:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from runner.repo.files import Refused, read_repo_file
+from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH
+from runner.repo.files import Refused, is_present, read_repo_file, walk_directory
 
 
 class Snapshot(Protocol):
@@ -107,3 +108,11 @@ class DirectorySnapshot:
             else:
                 self._ids[path] = None if content is None else git_blob_id(content)
         return self._ids[path]
+
+
+def working_files(root: Path) -> DirectorySnapshot:
+    """The automation files and `postwright.yaml` as they are on disk under `root`."""
+    paths = walk_directory(root, [AUTOMATIONS_DIR.rstrip("/")])
+    if is_present(root, CONFIG_PATH):
+        paths.append(CONFIG_PATH)
+    return DirectorySnapshot(root, paths)

@@ -1,16 +1,11 @@
-"""Where the repository is and what its files hold right now (the working tree)."""
+"""Where the repository is: `--repo`, else the enclosing git work tree, else the current folder."""
 
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime
 from pathlib import Path
 
-from runner.checking.tree import Tree, TreeChecker
-from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH
 from runner.errors import UsageError
-from runner.repo.files import is_present, walk_directory
-from runner.repo.snapshot import DirectorySnapshot
 
 
 def repo_root(given: Path | None) -> Path:
@@ -26,11 +21,3 @@ def repo_root(given: Path | None) -> Path:
     except (OSError, subprocess.CalledProcessError):
         return Path.cwd()
     return Path(top)
-
-
-def check_working_tree(root: Path, now: datetime) -> Tree:
-    """The files on disk checked without history."""
-    paths = walk_directory(root, [AUTOMATIONS_DIR.rstrip("/")])
-    if is_present(root, CONFIG_PATH):
-        paths.append(CONFIG_PATH)
-    return TreeChecker().check(DirectorySnapshot(root, paths), now)
