@@ -1,11 +1,33 @@
 """The exception tree of Postwright, drawn once here.
 
-PostwrightError
-├── UsageError        bad command-line input (exit 2)
-└── GitError          a git command failed or an object is missing (exit 2)
+Every error Postwright raises on purpose derives from `PostwrightError`; the command line
+turns one into its `exit_code` and a one-line message (cli/main.py). The subclasses live
+next to the code that raises them:
 
-Findings about automation files are never exceptions: they are `Finding`
-values collected by validation (see `findings.py`).
+PostwrightError                   exit 2 at the command line: could not run
+├── UsageError                    bad command-line input (here)
+├── GitError                      a git command failed or an object is missing (here)
+├── SettingsError                 postwright.yaml or the environment is unusable (cli.settings)
+├── RunnerUnavailable             `--against URL` got no usable answer (checking.against)
+├── RenderError                   a template failed to render (templating.sandbox)
+├── RenderUnavailable             the render workers cannot render now (templating.render)
+├── StoreError                    the store could not do what was asked (store.base)
+│   ├── EventConflict             an event id seen before with another body
+│   ├── ReplicaLockError          a second runner on one SQLite file (store)
+│   ├── SchemaTooNew              the database was migrated by a newer runner (store.versions)
+│   └── TransactionAborted        the database ended the whole transaction
+│       └── StoreUnavailable      the database, not the work, failed: retry the whole
+├── ProviderError                 a provider did not accept a message (providers.base)
+├── ProviderConfigError           a configured provider cannot be built (providers.base)
+├── WebhookRejected               a provider webhook that is not accepted (providers.webhooks)
+├── NotCaughtUp                   events before a request still wait (engine.worker)
+├── MassDeleteRefused             a reload would unload most automations (gitops.reload)
+├── AuthError                     a request is not authenticated (server.auth)
+├── RequestError                  a request the API refuses, with its answer (server.api.models)
+└── JsonRefused                   a body that is not acceptable JSON (server.strict_json)
+
+Findings about automation files are never exceptions: they are `Finding` values collected
+by checking (core/findings.py).
 """
 
 

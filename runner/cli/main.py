@@ -1,54 +1,76 @@
-"""The command line: `main(argv) -> int`, wiring, and one error handler (SPEC 5.1)."""
+"""The command line: `main(argv) -> int`, the sub-commands, and the one error handler that
+turns every failure into an exit code (README.md "The command line")."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import tempfile
+import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from runner.checking import report
-from runner.checking.tree import check_working_tree
+from runner.cli.checking import add_checking_commands
 from runner.cli.running import add_runner_commands
-from runner.core.findings import Severity
-from runner.errors import PostwrightError, UsageError
-from runner.repo.workspace import repo_root
+from runner.errors import PostwrightError
+
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+TRACEBACK_DIR_VARIABLE = "POSTWRIGHT_TRACEBACK_DIR"
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
-    """Run one command; the exit code is 0 clean, 1 failing findings, 2 could not run."""
+    """Run one command. Exit 0 clean, 1 failing findings, 2 could not run (a PostwrightError:
+    its `exit_code` and one line), 3 an internal error (one line naming the traceback's
+    file), 130 interrupted."""
     out = stdout or sys.stdout
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         result: int = args.run(args, out)
         return result
     except PostwrightError as error:
         print(f"postwright: error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print("postwright: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        where = _keep_traceback(error, args.debug, os.environ)
+        summary = f"{type(error).__name__}: {error}".splitlines()[0]
+        print(f"postwright: internal error: {summary} ({where})", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _keep_traceback(error: Exception, debug: bool, environ: Mapping[str, str]) -> str:
+    """Write the traceback to stderr (--debug) or to a file; say where it went."""
+    text = "".join(traceback.format_exception(error))
+    if not debug:
+        folder = environ.get(TRACEBACK_DIR_VARIABLE) or tempfile.gettempdir()
+        try:
+            handle, name = tempfile.mkstemp(
+                prefix="postwright-traceback-", suffix=".txt", dir=folder
+            )
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(text)
+            return f"traceback in {name}; please report it"
+        except OSError:
+            pass  # no writable folder: the traceback goes to stderr after all
+    sys.stderr.write(text)
+    return "traceback above; please report it"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="postwright", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="postwright",
+        description="Automations as YAML in Git, validated per commit, sent by `serve`.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an internal error"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-
-    validate = commands.add_parser("validate", help="check files, cross-file and lifecycle rules")
-    validate.add_argument("paths", nargs="*", help="report findings only for these files")
-    _add_common(validate)
-    validate.add_argument("--format", choices=("text", "json", "github"), default="text")
-    validate.add_argument("--strict", action="store_true", help="warnings fail too")
-    validate.set_defaults(run=_validate)
-
-    plan = commands.add_parser("plan", help="show what a change does to each automation")
-    _add_common(plan)
-    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    plan.set_defaults(run=_plan)
-
-    schema = commands.add_parser("schema", help="print the JSON Schema of automation files")
-    schema.set_defaults(run=_schema)
+    add_checking_commands(commands, _add_repo)
     add_runner_commands(commands, _add_repo)
     return parser
 
@@ -57,104 +79,3 @@ def _add_repo(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--repo", metavar="DIR", type=Path, default=None, help="repository root (default: here)"
     )
-
-
-def _add_common(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--base", metavar="REF", help="check every commit since REF, then the working tree"
-    )
-    command.add_argument(
-        "--now", metavar="T", type=_instant, help="judge times at this RFC 3339 instant"
-    )
-    command.add_argument(
-        "--repo", metavar="DIR", type=Path, default=None, help="repository root (default: here)"
-    )
-    command.add_argument(
-        "--against",
-        metavar="URL",
-        help="compare the working tree with what the runner at URL has applied "
-        "(API key from $POSTWRIGHT_API_KEY)",
-    )
-
-
-def _against(args: argparse.Namespace) -> tuple[str, str | None] | None:
-    """The runner URL and API key of --against, or None; --base cannot be combined with it."""
-    if not args.against:
-        return None
-    if args.base:
-        raise UsageError("--against compares the working tree with a runner: drop --base")
-    from runner.checking.against import API_KEY_ENV
-
-    return args.against, os.environ.get(API_KEY_ENV) or None
-
-
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 instant") from error
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
-    return value.astimezone(UTC)
-
-
-def _validate(args: argparse.Namespace, out: TextIO) -> int:
-    root = repo_root(args.repo)
-    now = args.now or datetime.now(UTC)
-    against = _against(args)
-    if against is not None:
-        from runner.checking.against import RunnerClient, check_against, fetch_deployed
-
-        with RunnerClient(*against) as client:
-            deployed = fetch_deployed(client)
-        result = check_against(root, deployed, now)
-        found, tree = result.findings, result.tree
-    elif args.base:
-        from runner.checking.walk import walk_history
-
-        history = walk_history(root, args.base, now)
-        found, tree = history.findings, history.final_tree
-    else:
-        tree = check_working_tree(root, now)
-        found = tree.findings
-    if args.paths:
-        wanted = {_relative(root, p) for p in args.paths}
-        # A changed template file concerns every automation that reads it.
-        for path in list(wanted):
-            wanted |= tree.template_users.get(path, set())
-        found = [f for f in found if f.path in wanted]
-    found = sorted(found, key=lambda f: f.sort_key)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY") if args.format == "github" else None
-    report.render(found, args.format, out, summary_path=Path(summary) if summary else None)
-    failing = [f for f in found if f.severity is Severity.ERROR or args.strict]
-    return 1 if failing else 0
-
-
-def _relative(root: Path, given: str) -> str:
-    path = Path(given)
-    absolute = path if path.is_absolute() else Path.cwd() / path
-    try:
-        return absolute.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _plan(args: argparse.Namespace, out: TextIO) -> int:
-    from runner.checking.plan import run_plan, run_plan_against
-
-    root = repo_root(args.repo)
-    now = args.now or datetime.now(UTC)
-    against = _against(args)
-    if against is not None:
-        url, key = against
-        code: int = run_plan_against(root, url, key, now, args.format, out)
-        return code
-    code = run_plan(root, args.base, now, args.format, out)
-    return code
-
-
-def _schema(args: argparse.Namespace, out: TextIO) -> int:
-    from runner.core.schema import schema_text
-
-    out.write(schema_text())
-    return 0

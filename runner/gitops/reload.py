@@ -50,7 +50,7 @@ from runner.engine.apply import (
 )
 from runner.engine.catalog import DELETED
 from runner.engine.worker import Worker
-from runner.errors import GitError
+from runner.errors import GitError, PostwrightError
 from runner.repo.files import Refused, is_present
 from runner.repo.git import Git
 from runner.repo.snapshot import DirectorySnapshot, Snapshot, git_blob_id, working_files
@@ -99,7 +99,7 @@ class ReloadResult:
         return len(self.refused)
 
 
-class MassDeleteRefused(Exception):
+class MassDeleteRefused(PostwrightError):
     """A step would unload more than half of the applied automations (rolls the reload back)."""
 
     def __init__(self, deletes: list[str], live: int, commit: str | None) -> None:

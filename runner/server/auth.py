@@ -12,11 +12,13 @@ import hmac
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from runner.errors import PostwrightError
+
 TOLERANCE_SECONDS = 5 * 60
 SECRET_PREFIX = "whsec_"
 
 
-class AuthError(Exception):
+class AuthError(PostwrightError):
     """Why a request was not authenticated (the message is safe to show the client)."""
 
 

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from runner.errors import PostwrightError
+
 MAX_DEPTH = 64
 _PARSER_LEVELS = 2_000
 # A lone surrogate can only arrive escaped (`\ud800`) once the body is strict UTF-8, and
@@ -24,8 +26,9 @@ _PARSER_LEVELS = 2_000
 _UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
-class JsonRefused(ValueError):
-    """A body that is not acceptable JSON; `field` says where (`(body)` for the whole)."""
+class JsonRefused(PostwrightError, ValueError):
+    """A body that is not acceptable JSON; `field` says where (`(body)` for the whole). Also a
+    ValueError, as the parser's own errors are."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")

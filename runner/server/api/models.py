@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from runner.core.model import EVENT_NAME_PATTERN
 from runner.core.records import IncomingEvent
+from runner.errors import PostwrightError
 from runner.server import strict_json
 
 MAX_BATCH = 1000
@@ -124,7 +125,7 @@ class UnsuppressBody(_Body):
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 
-class RequestError(Exception):
+class RequestError(PostwrightError):
     """A request body the API refuses, with the JSON answer to send."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:

@@ -1,0 +1,141 @@
+"""The checking commands: validate, plan and schema (docs/output-formats.md).
+
+They read the repository and never open the store, so they start fast; `--against URL`
+compares the working tree with what a running runner has applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.checking import report
+from runner.checking.tree import check_working_tree
+from runner.core.findings import Severity
+from runner.errors import UsageError
+from runner.repo.workspace import repo_root
+
+
+def add_checking_commands(
+    commands: Any, add_repo: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """Add validate, plan and schema to the CLI's sub-commands."""
+    validate = commands.add_parser("validate", help="check files, cross-file and lifecycle rules")
+    validate.add_argument("paths", nargs="*", help="report findings only for these files")
+    _add_common(validate, add_repo)
+    validate.add_argument("--format", choices=("text", "json", "github"), default="text")
+    validate.add_argument("--strict", action="store_true", help="warnings fail too")
+    validate.set_defaults(run=_validate)
+
+    plan = commands.add_parser("plan", help="show what a change does to each automation")
+    _add_common(plan, add_repo)
+    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.set_defaults(run=_plan)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of automation files")
+    schema.set_defaults(run=_schema)
+
+
+def _add_common(
+    command: argparse.ArgumentParser, add_repo: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    command.add_argument(
+        "--base", metavar="REF", help="check every commit since REF, then the working tree"
+    )
+    command.add_argument(
+        "--now", metavar="T", type=_instant, help="judge times at this RFC 3339 instant"
+    )
+    add_repo(command)
+    command.add_argument(
+        "--against",
+        metavar="URL",
+        help="compare the working tree with what the runner at URL has applied "
+        "(API key from $POSTWRIGHT_API_KEY)",
+    )
+
+
+def _against(args: argparse.Namespace) -> tuple[str, str | None] | None:
+    """The runner URL and API key of --against, or None; --base cannot be combined with it."""
+    if not args.against:
+        return None
+    if args.base:
+        raise UsageError("--against compares the working tree with a runner: drop --base")
+    from runner.checking.against import API_KEY_ENV
+
+    return args.against, os.environ.get(API_KEY_ENV) or None
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 instant") from error
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
+    return value.astimezone(UTC)
+
+
+def _validate(args: argparse.Namespace, out: TextIO) -> int:
+    root = repo_root(args.repo)
+    now = args.now or datetime.now(UTC)
+    against = _against(args)
+    if against is not None:
+        from runner.checking.against import RunnerClient, check_against, fetch_deployed
+
+        with RunnerClient(*against) as client:
+            deployed = fetch_deployed(client)
+        result = check_against(root, deployed, now)
+        found, tree = result.findings, result.tree
+    elif args.base:
+        from runner.checking.walk import walk_history
+
+        history = walk_history(root, args.base, now)
+        found, tree = history.findings, history.final_tree
+    else:
+        tree = check_working_tree(root, now)
+        found = tree.findings
+    if args.paths:
+        wanted = {_relative(root, p) for p in args.paths}
+        # A changed template file concerns every automation that reads it.
+        for path in list(wanted):
+            wanted |= tree.template_users.get(path, set())
+        found = [f for f in found if f.path in wanted]
+    found = sorted(found, key=lambda f: f.sort_key)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") if args.format == "github" else None
+    report.render(found, args.format, out, summary_path=Path(summary) if summary else None)
+    failing = [f for f in found if f.severity is Severity.ERROR or args.strict]
+    return 1 if failing else 0
+
+
+def _relative(root: Path, given: str) -> str:
+    path = Path(given)
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    try:
+        return absolute.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _plan(args: argparse.Namespace, out: TextIO) -> int:
+    from runner.checking.plan import run_plan, run_plan_against
+
+    root = repo_root(args.repo)
+    now = args.now or datetime.now(UTC)
+    against = _against(args)
+    if against is not None:
+        url, key = against
+        code: int = run_plan_against(root, url, key, now, args.format, out)
+        return code
+    code = run_plan(root, args.base, now, args.format, out)
+    return code
+
+
+def _schema(args: argparse.Namespace, out: TextIO) -> int:
+    from runner.core.schema import schema_text
+
+    out.write(schema_text())
+    return 0
