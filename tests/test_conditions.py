@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from runner.core.conditions import evaluate, lookup
-from runner.core.model import Condition
+from runner.core.conditions import Condition, evaluate, lookup
 
 ADAPTER: TypeAdapter[Any] = TypeAdapter(Condition)
 MISSING = object()
@@ -161,7 +160,7 @@ def test_op_table(field_value: Any, op: str, value: Any, expected: bool) -> None
 
 
 def test_table_covers_every_op_present_and_missing() -> None:
-    from runner.core.model import Op
+    from runner.core.conditions import Op
 
     for op in Op:
         rows = [row for row in TABLE if row[1] == op.value]

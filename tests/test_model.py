@@ -12,16 +12,14 @@ import pytest
 from pydantic import ValidationError
 
 from runner.core import durations
+from runner.core.conditions import AllCondition, FieldCondition, NotCondition
 from runner.core.config import Config, OutboxProvider
 from runner.core.model import (
-    AllCondition,
     Automation,
     Cooldown,
     DateTrigger,
     Day,
     EmailTrigger,
-    FieldCondition,
-    NotCondition,
     ScheduleTrigger,
     Status,
     constraint_violations,

@@ -1,4 +1,5 @@
-"""Evaluation of conditions (SPEC 4) against a subscriber and an event; pure and fast.
+"""Conditions: their grammar (the pydantic models of `audience`, `where` and `exit_on[].where`)
+and their evaluation against a subscriber and an event; pure and fast (docs/file-format.md).
 
 The context is `{"subscriber": {"email", "fields", "groups"}, "event": {"name", "data",
 "occurred_at"}}`. Values of different types never match; ISO-8601 strings compare as instants.
@@ -10,26 +11,131 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
-from runner.core.model import (
-    AllCondition,
-    AnyCondition,
-    Condition,
-    FieldCondition,
-    GroupCondition,
-    NotCondition,
-    Op,
-)
+from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic_core import PydanticCustomError
 
-__all__ = ["evaluate", "lookup"]
+from runner.core.fields import FieldPath, Scalar, StrictModel
+
+__all__ = [
+    "AllCondition",
+    "AnyCondition",
+    "Condition",
+    "FieldCondition",
+    "GroupCondition",
+    "NotCondition",
+    "Op",
+    "evaluate",
+    "lookup",
+]
 
 # Only the extended form (YYYY-MM-DD, optionally followed by a time) counts as a date-time, so
 # that digit strings such as postcodes or "20260101" are never read as instants.
 _ISO_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d|$)")
 
 _MISSING: tuple[bool, Any] = (False, None)
+
+
+# --- the grammar: what a condition may say -------------------------------------------
+
+
+class Op(StrEnum):
+    """Comparison operators of a field condition."""
+
+    EQ = "eq"
+    NE = "ne"
+    IN = "in"
+    NOT_IN = "not_in"
+    CONTAINS = "contains"
+    STARTS_WITH = "starts_with"
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    EXISTS = "exists"
+
+
+class FieldCondition(StrictModel):
+    """`{field, op, value}`: compare one field of the subscriber or event."""
+
+    field: FieldPath
+    op: Op
+    value: Scalar | list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> FieldCondition:
+        has_value = "value" in self.model_fields_set
+        if self.op is Op.EXISTS:
+            if has_value and not isinstance(self.value, bool):
+                raise PydanticCustomError("schema", "`exists` takes no value, or true/false")
+        elif not has_value or self.value is None:
+            raise PydanticCustomError("schema", "`{op}` needs a `value`", {"op": self.op.value})
+        elif self.op in (Op.IN, Op.NOT_IN) and not isinstance(self.value, list):
+            raise PydanticCustomError("schema", "`{op}` needs a list value", {"op": self.op.value})
+        return self
+
+
+class GroupCondition(StrictModel):
+    """`{in_group: name}`: the subscriber belongs to the group."""
+
+    in_group: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class AllCondition(StrictModel):
+    """`{all: [...]}`: every condition holds."""
+
+    all: Annotated[list[Condition], Field(min_length=1)]
+
+
+class AnyCondition(StrictModel):
+    """`{any: [...]}`: at least one condition holds."""
+
+    any: Annotated[list[Condition], Field(min_length=1)]
+
+
+class NotCondition(StrictModel):
+    """`{not: cond}`: the condition does not hold."""
+
+    not_: Condition = Field(alias="not")
+
+
+_CONDITION_KEYS = ("field", "in_group", "all", "any", "not")
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return next((key for key in _CONDITION_KEYS if key in value), None)
+    kinds: dict[type, str] = {
+        FieldCondition: "field",
+        GroupCondition: "in_group",
+        AllCondition: "all",
+        AnyCondition: "any",
+        NotCondition: "not",
+    }
+    return kinds.get(type(value))
+
+
+Condition = Annotated[
+    Annotated[FieldCondition, Tag("field")]
+    | Annotated[GroupCondition, Tag("in_group")]
+    | Annotated[AllCondition, Tag("all")]
+    | Annotated[AnyCondition, Tag("any")]
+    | Annotated[NotCondition, Tag("not")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="schema",
+        custom_error_message="a condition has one of: field, in_group, all, any, not",
+    ),
+]
+
+for _model in (AllCondition, AnyCondition, NotCondition):
+    _model.model_rebuild()
+
+
+# --- evaluation -----------------------------------------------------------------------
 
 
 def evaluate(condition: Condition, context: Mapping[str, Any]) -> bool:

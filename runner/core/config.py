@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runner.core.model import ID_PATTERN, PositiveDuration, TimeZone
+from runner.core.fields import ID_PATTERN, PositiveDuration, TimeZone
 
 ENV_NAME = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 RATE_LIMIT_PATTERN = r"^[1-9][0-9]*/(s|m|h)$"

@@ -8,31 +8,36 @@ mean the same thing produce equal models.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
-    PlainSerializer,
     Tag,
     ValidationInfo,
-    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from runner.core import durations
+from runner.core.conditions import Condition
+from runner.core.fields import (
+    AutomationId,
+    Cron,
+    DayOffset,
+    Duration,
+    EventName,
+    Instant,
+    PositiveDuration,
+    StrictModel,
+    TimeOfDay,
+    TimeZone,
+    TimeZoneOrSubscriber,
+)
 
-ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
-EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
-FIELD_PATH_PATTERN = r"^(subscriber|event)(\.[A-Za-z0-9_-]+)+$"
 # Validation context key: leave cross-field rules to the caller (see constraint_violations).
 COLLECT_VIOLATIONS = "collect_violations"
 
@@ -45,238 +50,6 @@ class Status(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
-
-
-# --- small value types -------------------------------------------------------
-
-
-def _duration(minimum: int) -> Any:
-    def parse(value: object) -> int:
-        seconds = durations.parse_duration(value) if isinstance(value, str) else None
-        if seconds is None:
-            raise PydanticCustomError(
-                "invalid-duration",
-                "`{value}` is not a duration such as 30s, 15m, 12h, 7d, 2w or 1d12h",
-                {"value": value},
-            )
-        if seconds < minimum:
-            raise PydanticCustomError(
-                "invalid-duration", "the duration must be longer than zero", {"value": value}
-            )
-        return seconds
-
-    return BeforeValidator(parse)
-
-
-_DURATION_SCHEMA = WithJsonSchema(
-    {"type": "string", "pattern": durations.DURATION_PATTERN, "examples": ["30s", "7d", "1d12h"]}
-)
-_AS_TEXT = PlainSerializer(durations.format_duration, return_type=str, when_used="json")
-Duration = Annotated[int, _duration(0), _AS_TEXT, _DURATION_SCHEMA]
-PositiveDuration = Annotated[int, _duration(1), _AS_TEXT, _DURATION_SCHEMA]
-
-
-def _day_offset(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
-        return 0
-    seconds = durations.parse_day_offset(value) if isinstance(value, str) else None
-    if seconds is None:
-        raise PydanticCustomError(
-            "invalid-duration",
-            "`{value}` is not a whole number of days or weeks such as -3d or 1w",
-            {"value": value},
-        )
-    return seconds
-
-
-DayOffset = Annotated[
-    int,
-    BeforeValidator(_day_offset),
-    PlainSerializer(
-        lambda s: durations.format_duration(s) if s else 0, return_type=str | int, when_used="json"
-    ),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": durations.DAY_OFFSET_PATTERN},
-                {"const": 0},
-            ],
-            "examples": ["-3d", "1w"],
-        }
-    ),
-]
-
-
-def _time_of_day(value: object) -> str:
-    normal = durations.normalise_time(value) if isinstance(value, str) else None
-    if normal is None:
-        raise PydanticCustomError(
-            "invalid-time", '`{value}` is not a time of day "HH:MM"', {"value": value}
-        )
-    return normal
-
-
-TimeOfDay = Annotated[
-    str,
-    BeforeValidator(_time_of_day),
-    WithJsonSchema({"type": "string", "pattern": durations.TIME_PATTERN, "examples": ["09:00"]}),
-]
-
-
-def _timezone(allow_subscriber: bool) -> Any:
-    def check(value: str) -> str:
-        if value == "subscriber" and allow_subscriber:
-            return value
-        if not durations.is_timezone(value):
-            raise PydanticCustomError(
-                "invalid-timezone", "`{value}` is not an IANA time zone name", {"value": value}
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-TimeZone = Annotated[str, _timezone(False)]
-TimeZoneOrSubscriber = Annotated[str, _timezone(True)]
-
-
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-Instant = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-
-
-def _cron(value: str) -> str:
-    problem = durations.cron_problem(value)
-    if problem is not None:
-        raise PydanticCustomError("invalid-cron", problem)
-    return " ".join(value.split())
-
-
-Cron = Annotated[str, AfterValidator(_cron)]
-
-
-def _field_path(value: str) -> str:
-    import re
-
-    if re.match(FIELD_PATH_PATTERN, value) is None:
-        raise PydanticCustomError(
-            "invalid-field-path",
-            "`{value}` is not a dotted path starting with `subscriber.` or `event.`",
-            {"value": value},
-        )
-    return value
-
-
-FieldPath = Annotated[
-    str,
-    AfterValidator(_field_path),
-    WithJsonSchema({"type": "string", "pattern": FIELD_PATH_PATTERN}),
-]
-AutomationId = Annotated[str, Field(pattern=ID_PATTERN)]
-EventName = Annotated[str, Field(pattern=EVENT_NAME_PATTERN, max_length=200)]
-Scalar = str | int | float | bool
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
-
-
-# --- conditions (SPEC 4) ------------------------------------------------------
-
-
-class Op(StrEnum):
-    """Comparison operators of a field condition."""
-
-    EQ = "eq"
-    NE = "ne"
-    IN = "in"
-    NOT_IN = "not_in"
-    CONTAINS = "contains"
-    STARTS_WITH = "starts_with"
-    GT = "gt"
-    GTE = "gte"
-    LT = "lt"
-    LTE = "lte"
-    EXISTS = "exists"
-
-
-class FieldCondition(_Strict):
-    """`{field, op, value}`: compare one field of the subscriber or event."""
-
-    field: FieldPath
-    op: Op
-    value: Scalar | list[Scalar] | None = None
-
-    @model_validator(mode="after")
-    def _value_fits_op(self) -> FieldCondition:
-        has_value = "value" in self.model_fields_set
-        if self.op is Op.EXISTS:
-            if has_value and not isinstance(self.value, bool):
-                raise PydanticCustomError("schema", "`exists` takes no value, or true/false")
-        elif not has_value or self.value is None:
-            raise PydanticCustomError("schema", "`{op}` needs a `value`", {"op": self.op.value})
-        elif self.op in (Op.IN, Op.NOT_IN) and not isinstance(self.value, list):
-            raise PydanticCustomError("schema", "`{op}` needs a list value", {"op": self.op.value})
-        return self
-
-
-class GroupCondition(_Strict):
-    """`{in_group: name}`: the subscriber belongs to the group."""
-
-    in_group: Annotated[str, Field(min_length=1, max_length=200)]
-
-
-class AllCondition(_Strict):
-    """`{all: [...]}`: every condition holds."""
-
-    all: Annotated[list[Condition], Field(min_length=1)]
-
-
-class AnyCondition(_Strict):
-    """`{any: [...]}`: at least one condition holds."""
-
-    any: Annotated[list[Condition], Field(min_length=1)]
-
-
-class NotCondition(_Strict):
-    """`{not: cond}`: the condition does not hold."""
-
-    not_: Condition = Field(alias="not")
-
-
-_CONDITION_KEYS = ("field", "in_group", "all", "any", "not")
-
-
-def _condition_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return next((key for key in _CONDITION_KEYS if key in value), None)
-    kinds: dict[type, str] = {
-        FieldCondition: "field",
-        GroupCondition: "in_group",
-        AllCondition: "all",
-        AnyCondition: "any",
-        NotCondition: "not",
-    }
-    return kinds.get(type(value))
-
-
-Condition = Annotated[
-    Annotated[FieldCondition, Tag("field")]
-    | Annotated[GroupCondition, Tag("in_group")]
-    | Annotated[AllCondition, Tag("all")]
-    | Annotated[AnyCondition, Tag("any")]
-    | Annotated[NotCondition, Tag("not")],
-    Discriminator(
-        _condition_kind,
-        custom_error_type="schema",
-        custom_error_message="a condition has one of: field, in_group, all, any, not",
-    ),
-]
-
-for _model in (AllCondition, AnyCondition, NotCondition):
-    _model.model_rebuild()
 
 
 # --- triggers ------------------------------------------------------------------
@@ -308,7 +81,7 @@ class EmailAction(StrEnum):
     NOT_CLICKED = "not_clicked"
 
 
-class EventTrigger(_Strict):
+class EventTrigger(StrictModel):
     """Fires when an event of that name is received."""
 
     type: Literal["event"]
@@ -317,13 +90,13 @@ class EventTrigger(_Strict):
     where: Condition | None = None
 
 
-class ApiTrigger(_Strict):
+class ApiTrigger(StrictModel):
     """Fires on `POST /v1/automations/{id}/trigger`."""
 
     type: Literal["api"]
 
 
-class EmailTrigger(_Strict):
+class EmailTrigger(StrictModel):
     """Fires on a provider event for an email of another automation."""
 
     type: Literal["email"]
@@ -344,7 +117,7 @@ class EmailTrigger(_Strict):
         return self.link_contains is not None and self.link_contains in url
 
 
-class DateTrigger(_Strict):
+class DateTrigger(StrictModel):
     """Fires every year on the date held in a subscriber field."""
 
     type: Literal["date"]
@@ -354,7 +127,7 @@ class DateTrigger(_Strict):
     timezone: TimeZoneOrSubscriber | None = None
 
 
-class ScheduleTrigger(_Strict):
+class ScheduleTrigger(StrictModel):
     """Fires at every tick of a 5-field cron expression."""
 
     type: Literal["schedule"]
@@ -390,7 +163,7 @@ def _sorted_days(days: list[Day]) -> list[Day]:
     return sorted(set(days), key=DAY_ORDER.index)
 
 
-class SendWindow(_Strict):
+class SendWindow(StrictModel):
     """Only send inside `[start, end)` local time, on windows opening on `days`."""
 
     days: Annotated[list[Day], Field(min_length=1), AfterValidator(_sorted_days)] = DAY_ORDER
@@ -399,27 +172,27 @@ class SendWindow(_Strict):
     timezone: TimeZoneOrSubscriber | None = None
 
 
-class ExitOn(_Strict):
+class ExitOn(StrictModel):
     """An event that cancels the pending send when the subscriber does it."""
 
     event: EventName
     where: Condition | None = None
 
 
-class Cooldown(_Strict):
+class Cooldown(StrictModel):
     """`retrigger: {cooldown: 1h}`: enter again, but not within the cooldown."""
 
     cooldown: PositiveDuration
 
 
-class Repeat(_Strict):
+class Repeat(StrictModel):
     """After the first email, up to `times` more, each `every` apart."""
 
     every: PositiveDuration
     times: Annotated[int, Field(ge=1, le=1000)]
 
 
-class Email(_Strict):
+class Email(StrictModel):
     """The one email of the automation; bodies inline or from template files."""
 
     from_: Annotated[str, Field(alias="from", min_length=3)]
@@ -433,7 +206,7 @@ class Email(_Strict):
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
 
 
-class Automation(_Strict):
+class Automation(StrictModel):
     """One automation file (SPEC 1)."""
 
     id: AutomationId

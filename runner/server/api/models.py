@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from runner.core.model import EVENT_NAME_PATTERN
+from runner.core.fields import EVENT_NAME_PATTERN
 from runner.core.records import IncomingEvent
 from runner.errors import PostwrightError
 from runner.server import strict_json
