@@ -19,11 +19,10 @@ from runner.core.loader import load_automation
 from runner.core.records import AppliedAutomation, HistoryEntry, IncomingEvent, PendingSend
 from runner.core.records import SendStatus as S
 from runner.engine.worker import Worker
-from runner.gitops.reload import (
+from runner.gitops.reload import Reloader, is_mass_delete
+from runner.gitops.reload_state import (
     APPLIED_COMMIT_META,
-    Reloader,
     ReloadResult,
-    is_mass_delete,
     reload_state,
     reload_summary,
 )

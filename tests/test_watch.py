@@ -25,7 +25,7 @@ import pytest
 from watchfiles import Change
 
 from runner.cli.settings import load_settings
-from runner.gitops.reload import ReloadResult
+from runner.gitops.reload_state import ReloadResult
 from runner.gitops.watch import WatchFilter, changed_paths, watch
 from tests.gitrepo import GitRepo
 

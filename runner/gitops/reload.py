@@ -1,102 +1,53 @@
-"""Hot reload and GitOps apply (SPEC 6): the repository on disk, applied safely and incrementally.
+"""Hot reload and GitOps apply: the repository on disk, applied safely and incrementally.
 
 `Reloader.reload()` checks what changed and applies it against the *applied* state, one step per
 commit when HEAD fast-forwarded, then the uncommitted working tree. Only ids whose files changed
-(or whose last change was refused) are judged; nothing else is read or written.
-
-What it records, for the API and metrics (read with `reload_state` and `reload_summary`):
-- meta "reload_state:<id>": JSON {"desired_status" (the file's written status; "deleted" when the
-  file is gone; None when it does not load), "path", "attempted_revision", "attempted_commit",
-  "applied_revision", "applied_commit", "last_error" (None or {"rule", "message", "path",
-  "line", "col", "help", "commit", "kind", "at", "findings": [...]}), "deletion_blocked",
-  "updated_at"}. A revision is the git blob id of the file (hashed with its template texts when
-  it has template files); "applied_revision" is the revision of the file version now live.
-- meta "reload_error:<id>": the last refusal as before (cleared when a version is accepted).
-- meta "reload_summary": JSON {"result", "at", "reason", "successful", "last_success_at",
-  "applied", "refused", "counts" (reloads by result), "commit", "error"}.
-- meta "applied_commit" (the HEAD applied) and "files_applied_at".
+(or whose last change was refused) are judged; nothing else is read or written. What it records
+is written by reload_state.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
-import posixpath
 import subprocess
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from runner.checking.tree import Tree, TreeChecker
 from runner.core.clock import Clock
-from runner.core.desired import DesiredState
-from runner.core.findings import Finding, Severity
-from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH, is_automation_path
-from runner.core.lifecycle import Change
-from runner.core.records import AppliedAutomation
+from runner.core.findings import Severity
+from runner.core.layout import CONFIG_PATH, is_automation_path
 from runner.core.settings import Settings
-from runner.core.version import Version
 from runner.engine.apply import (
     AppliedVersions,
-    ApplyPlan,
     ApplyReport,
     execute,
     plan_files,
 )
-from runner.engine.catalog import DELETED
 from runner.engine.worker import Worker
 from runner.errors import GitError, PostwrightError
-from runner.repo.files import Refused, is_present
+from runner.gitops.changes import all_ids, changed_ids, ids_at, watched
+from runner.gitops.reload_state import (
+    APPLIED_COMMIT_META,
+    FILES_APPLIED_META,
+    ReloadResult,
+    blocks_delete,
+    record_states,
+    record_summary,
+)
+from runner.repo.files import is_present
 from runner.repo.git import Git
-from runner.repo.snapshot import DirectorySnapshot, Snapshot, git_blob_id, working_files
-from runner.store.base import ReadTx, Store, WriteTx
+from runner.repo.snapshot import DirectorySnapshot, OverlaySnapshot, working_files
+from runner.store.base import Store, WriteTx
 
 log = logging.getLogger("postwright.reload")
 
-FILES_APPLIED_META = "files_applied_at"
-RELOAD_ERROR_META = "reload_error:"
-RELOAD_STATE_META = "reload_state:"
-RELOAD_SUMMARY_META = "reload_summary"
-APPLIED_COMMIT_META = "applied_commit"
 _STATUS_FLAGS = ("--untracked-files=all", "--no-renames")
-RESULTS = ("applied", "partial", "failed", "refused_mass_delete")
-
-
-# --- what a reload did ------------------------------------------------------------------
-
-
-@dataclass
-class ReloadResult:
-    """One reload: (id, what, commit) per applied change, (id, findings, commit) per refusal."""
-
-    result: str = "applied"  # one of RESULTS
-    applied: list[tuple[str, str, str | None]] = field(default_factory=list)
-    refused: list[tuple[str, tuple[Finding, ...], str | None]] = field(default_factory=list)
-    at: datetime | None = None
-    reason: str = "watch"
-    commits: list[str | None] = field(default_factory=list)  # the steps applied, in order
-    deletion_blocked: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def successful(self) -> bool:
-        """Whether the files on disk are now what is live (nothing refused or failed)."""
-        return self.result == "applied"
-
-    @property
-    def applied_count(self) -> int:
-        """Applied changes."""
-        return len(self.applied)
-
-    @property
-    def refused_count(self) -> int:
-        """Refused changes."""
-        return len(self.refused)
 
 
 class MassDeleteRefused(PostwrightError):
@@ -120,44 +71,6 @@ class Reloading(Protocol):
     ) -> ReloadResult:
         """Apply what changed on disk (or everything when `changed` is None)."""
         ...
-
-
-# --- reading the recorded state (for the API and metrics) -------------------------------
-
-
-def reload_state(tx: ReadTx, automation_id: str) -> dict[str, Any] | None:
-    """The recorded reload state of one automation (see the module docstring), or None."""
-    raw = tx.meta(RELOAD_STATE_META + automation_id)
-    if raw:
-        state: dict[str, Any] = json.loads(raw)
-        return state
-    legacy = tx.meta(RELOAD_ERROR_META + automation_id)
-    if not legacy:
-        return None
-    error = json.loads(legacy)
-    first = (error.get("findings") or [{}])[0]
-    return {
-        "desired_status": error.get("desired_status"),
-        "last_error": {**first, "at": error.get("at"), "kind": error.get("kind")},
-        "deletion_blocked": error.get("kind") == "deleted",
-    }
-
-
-def reload_summary(tx: ReadTx) -> dict[str, Any]:
-    """The last reload: result, time, successful flag, last success time and counts by result."""
-    raw = tx.meta(RELOAD_SUMMARY_META)
-    if raw:
-        summary: dict[str, Any] = json.loads(raw)
-        return summary
-    return {
-        "result": None,
-        "at": None,
-        "successful": None,
-        "last_success_at": None,
-        "applied": 0,
-        "refused": 0,
-        "counts": dict.fromkeys(RESULTS, 0),
-    }
 
 
 # --- start-up without a reloader (kept for runner.server.app.prepare) ----------------------
@@ -261,12 +174,12 @@ class Reloader:
         except MassDeleteRefused as refused:
             result = ReloadResult("refused_mass_delete", at=now, reason=reason, error=str(refused))
             log.error("reload refused: %s (start with --allow-mass-delete to allow it)", refused)
-            await self.store.write(lambda tx: _record_summary(tx, result, None))
+            await self.store.write(lambda tx: record_summary(tx, result, None))
             return result
         except Exception as error:
             log.exception("reload failed")
             result = ReloadResult("failed", at=now, reason=reason, error=str(error))
-            await self.store.write(lambda tx: _record_summary(tx, result, None))
+            await self.store.write(lambda tx: record_summary(tx, result, None))
             return result
         self._remember(plan, result)
         _log(result)
@@ -307,7 +220,7 @@ class Reloader:
                         present.discard(path)
             snapshot = DirectorySnapshot(self.root, present)
             tree = self._checker.check(snapshot, now, previous=previous, changed=changed)
-        only = None if previous is None else _changed_ids(previous, tree) | self._unsettled
+        only = None if previous is None else changed_ids(previous, tree) | self._unsettled
         return _Plan([_Step(tree, None, only)], final=tree)
 
     def _plan_git(self, git: Git, head: str, applied_commit: str | None, now: datetime) -> _Plan:
@@ -325,21 +238,21 @@ class Reloader:
             head_tree, direct = steps[-1].tree if steps else head_tree, False
         if head_tree is None:
             snapshot = git.snapshot(head)
-            git.prefetch(snapshot.blob_id(p) or "" for p in snapshot.paths() if _watched(p, ()))
+            git.prefetch(snapshot.blob_id(p) or "" for p in snapshot.paths() if watched(p, ()))
             head_tree = self._checker.check(snapshot, now)
         uncommitted = _dirty_paths(self.root)
         known = (head_tree, self._final) if self._final is not None else (head_tree,)
-        dirty = frozenset(p for p in uncommitted if _watched(p, known))
+        dirty = frozenset(p for p in uncommitted if watched(p, known))
         final = head_tree
         dirty_ids: set[str] = set()
         if dirty:
-            overlay = _Overlay(head_tree.snapshot, self.root, uncommitted)
+            overlay = OverlaySnapshot(head_tree.snapshot, self.root, uncommitted)
             final = self._checker.check(overlay, now, previous=head_tree, changed=dirty)
-            dirty_ids = _ids_at(dirty, (head_tree, final))
+            dirty_ids = ids_at(dirty, (head_tree, final))
         if direct or self._final is None:
             steps.append(_Step(head_tree, head, None, frozenset(dirty_ids)))
         else:
-            again = _ids_at(self._dirty - dirty, (head_tree,)) | self._unsettled
+            again = ids_at(self._dirty - dirty, (head_tree,)) | self._unsettled
             steps.append(_Step(head_tree, head, again - dirty_ids))
         if dirty:
             steps.append(_Step(final, None, dirty_ids | (self._unsettled & dirty_ids)))
@@ -360,7 +273,7 @@ class Reloader:
                 changed = set(tree.snapshot.paths())
             previous = steps[-1].tree if steps else None
             trees = (tree,) if previous is None else (tree, previous)
-            steps.append(_Step(tree, commit.sha, _ids_at(changed, trees)))
+            steps.append(_Step(tree, commit.sha, ids_at(changed, trees)))
         return steps
 
     # applying: every step in one transaction (a refused mass delete rolls all of it back)
@@ -371,7 +284,7 @@ class Reloader:
         for step in plan.steps:
             only = step.only
             if only is None and step.skip:
-                only = _all_ids(tx, step.tree) - step.skip
+                only = all_ids(tx, step.tree) - step.skip
             if only is not None and not only:
                 continue
             applied = plan_files(tx, step.tree, now, versions=self._versions, only=only)
@@ -389,172 +302,14 @@ class Reloader:
                 result.refused.append((change.id, change.findings, step.commit))
         result.refused = [r for r in result.refused if plan.outcome.get(r[0]) is False]
         result.deletion_blocked = sorted(
-            ident for ident, found, _ in result.refused if _blocks_delete(found)
+            ident for ident, found, _ in result.refused if blocks_delete(found)
         )
         result.result = "partial" if result.refused else "applied"
         if plan.head is not None:
             tx.set_meta(APPLIED_COMMIT_META, plan.head)
         tx.set_meta(FILES_APPLIED_META, now.isoformat())
-        _record_summary(tx, result, plan.head)
+        record_summary(tx, result, plan.head)
         return result
-
-
-# --- per-automation state -----------------------------------------------------------------
-
-
-def record_states(
-    tx: WriteTx, plan: ApplyPlan, report: ApplyReport, commit: str | None, now: datetime
-) -> None:
-    """Write the reload state of every judged id whose state changed (and the legacy error)."""
-    refused = {change.id: change for change in report.refused}
-    accepted = set(report.accepted)
-    for change in plan.changes:
-        if change.id not in refused and change.id not in accepted:
-            continue
-        raw = tx.meta(RELOAD_STATE_META + change.id)
-        old = json.loads(raw) if raw else None
-        state = _state(plan, change, refused.get(change.id), commit, old)
-        if old is not None and _comparable(old) == _comparable(state):
-            continue
-        state["updated_at"] = now.isoformat()
-        if state["last_error"] is not None:
-            previous_error = (old or {}).get("last_error") or {}
-            same = _comparable_error(previous_error) == _comparable_error(state["last_error"])
-            state["last_error"]["at"] = previous_error.get("at") if same else now.isoformat()
-        tx.set_meta(RELOAD_STATE_META + change.id, json.dumps(state))
-        if change.id in refused:
-            tx.set_meta(RELOAD_ERROR_META + change.id, json.dumps(_legacy(refused[change.id], now)))
-        else:
-            tx.delete_meta(RELOAD_ERROR_META + change.id)
-
-
-def _state(
-    plan: ApplyPlan,
-    change: Change,
-    refusal: Change | None,
-    commit: str | None,
-    old: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    tree = plan.tree
-    path = change.new_path if change.kind != "deleted" else None
-    if path is None and change.id in plan.invalid and plan.invalid[change.id]:
-        path = plan.invalid[change.id][0].path
-    attempted = _file_revision(tree, path, plan.children.get(change.id)) if path else None
-    if change.kind == "deleted":
-        desired: str | None = DELETED
-    elif change.id in plan.invalid:
-        desired = None
-    else:
-        desired = change.new_status.value if change.new_status is not None else None
-    old = old or {}
-    state: dict[str, Any] = {
-        "desired_status": desired,
-        "path": path,
-        "attempted_revision": attempted,
-        "attempted_commit": commit,
-        "applied_revision": old.get("applied_revision"),
-        "applied_commit": old.get("applied_commit"),
-        "last_error": None,
-        "deletion_blocked": False,
-    }
-    if refusal is None:
-        state["applied_revision"], state["applied_commit"] = attempted, commit
-    else:
-        row = plan.rows.get(change.id)
-        if state["applied_revision"] is None and row is not None:
-            state["applied_revision"] = row_revision(row)
-            state["applied_commit"] = row.commit
-        state["last_error"] = _error(refusal, commit)
-        state["deletion_blocked"] = _blocks_delete(refusal.findings)
-    return state
-
-
-def _error(change: Change, commit: str | None) -> dict[str, Any]:
-    errors = [f for f in change.findings if f.severity is Severity.ERROR] or list(change.findings)
-    found = [_finding(f, commit) for f in errors]
-    first = found[0] if found else {"rule": None, "message": "refused"}
-    return {**first, "kind": change.kind, "at": None, "findings": found}
-
-
-def _finding(finding: Finding, commit: str | None) -> dict[str, Any]:
-    return {
-        "rule": finding.rule,
-        "message": finding.message,
-        "path": finding.path,
-        "line": finding.line,
-        "col": finding.col,
-        "help": finding.help,
-        "commit": finding.commit or commit,
-    }
-
-
-def _legacy(change: Change, now: datetime) -> dict[str, Any]:
-    """The reload_error:<id> value as runner.server wrote it before reload states."""
-    errors = [f for f in change.findings if f.severity is Severity.ERROR] or list(change.findings)
-    return {
-        "at": now.isoformat(),
-        "kind": change.kind,
-        "desired_status": change.new_status.value if change.new_status is not None else None,
-        "findings": [_finding(f, None) for f in errors],
-    }
-
-
-def _comparable(state: Mapping[str, Any]) -> dict[str, Any]:
-    plain = {k: v for k, v in state.items() if k != "updated_at"}
-    if plain.get("last_error"):
-        plain["last_error"] = _comparable_error(plain["last_error"])
-    return plain
-
-
-def _comparable_error(error: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in error.items() if k != "at"}
-
-
-def _blocks_delete(found: Iterable[Finding]) -> bool:
-    return any(f.rule == "delete-running" for f in found)
-
-
-def revision(source: bytes, templates: Mapping[str, str]) -> str:
-    """The revision of a file version: its blob id, hashed with its template texts if any."""
-    blob = git_blob_id(source)
-    if not templates:
-        return blob
-    parts = [blob, *(f"{k}={git_blob_id(v.encode())}" for k, v in sorted(templates.items()))]
-    return hashlib.sha1("\n".join(parts).encode(), usedforsecurity=False).hexdigest()
-
-
-def row_revision(row: AppliedAutomation) -> str:
-    """The revision of the applied version of a row."""
-    return revision(row.source.encode("utf-8"), row.templates)
-
-
-def _file_revision(tree: DesiredState, path: str, version: Version | None) -> str | None:
-    content = tree.read(path)
-    if content is None:
-        return None
-    templates = version.templates if version is not None and version.path == path else {}
-    return revision(content, templates)
-
-
-def _record_summary(tx: WriteTx, result: ReloadResult, head: str | None) -> None:
-    summary = reload_summary(tx)
-    counts = {**dict.fromkeys(RESULTS, 0), **summary.get("counts", {})}
-    counts[result.result] = counts.get(result.result, 0) + 1
-    at = result.at.isoformat() if result.at is not None else None
-    summary = {
-        "result": result.result,
-        "at": at,
-        "reason": result.reason,
-        "successful": result.successful,
-        "last_success_at": at if result.successful else summary.get("last_success_at"),
-        "applied": result.applied_count,
-        "refused": result.refused_count,
-        "deletion_blocked": result.deletion_blocked,
-        "counts": counts,
-        "commit": head,
-        "error": result.error,
-    }
-    tx.set_meta(RELOAD_SUMMARY_META, json.dumps(summary))
 
 
 def _log(result: ReloadResult) -> None:
@@ -575,55 +330,7 @@ def _log(result: ReloadResult) -> None:
                 )
 
 
-# --- trees, ids and git -------------------------------------------------------------------
-
-
-def _stem(path: str) -> str:
-    return posixpath.basename(path).removesuffix(".yaml")
-
-
-def _ids_at(paths: Iterable[str], trees: Iterable[Tree]) -> set[str]:
-    """Automation ids read from `paths` (or from files using them as templates) in `trees`."""
-    trees = tuple(trees)
-    ids: set[str] = set()
-    for path in paths:
-        users = {path} if is_automation_path(path) else set()
-        for tree in trees:
-            users |= tree.template_users.get(path, set())
-        for user in users:
-            ids.add(_stem(user))
-            for tree in trees:
-                result = tree.files.get(user)
-                if result is not None and result.loaded.model is not None:
-                    ids.add(result.loaded.model.id)
-    return ids
-
-
-def _changed_ids(previous: Tree, tree: Tree) -> set[str]:
-    """Ids whose file result differs between two trees of one checker (cached by content)."""
-    paths = set()
-    for path in previous.files.keys() | tree.files.keys():
-        old, new = previous.files.get(path), tree.files.get(path)
-        if (
-            old is None
-            or new is None
-            or old.loaded is not new.loaded
-            or old.version is not new.version
-        ):
-            paths.add(path)
-    return _ids_at(paths, (previous, tree))
-
-
-def _watched(path: str, trees: Iterable[Tree]) -> bool:
-    """Whether an uncommitted path matters (not the database or other files in the checkout)."""
-    if path.startswith(AUTOMATIONS_DIR) or path == CONFIG_PATH:
-        return True
-    return any(path in tree.template_users for tree in trees)
-
-
-def _all_ids(tx: ReadTx, tree: Tree) -> set[str]:
-    ids = {row.id for row in tx.automations() if row.status != DELETED}
-    return ids | _ids_at(tree.files, (tree,))
+# --- git ----------------------------------------------------------------------------------
 
 
 def _open_git(root: Path) -> Git | None:
@@ -655,34 +362,3 @@ def _dirty_paths(root: Path) -> set[str]:
         raise GitError(f"`git status` failed: {done.stderr.decode('utf-8', 'replace').strip()}")
     entries = done.stdout.split(b"\0")
     return {e[3:].decode("utf-8", "surrogateescape") for e in entries if len(e) > 3}
-
-
-class _Overlay:
-    """A commit's files with the uncommitted ones read from disk."""
-
-    commit: str | None = None
-
-    def __init__(self, base: Snapshot, root: Path, dirty: Collection[str]) -> None:
-        self._base = base
-        self._dirty = frozenset(dirty)
-        self._disk = DirectorySnapshot(root, self._dirty)
-
-    def paths(self) -> Iterable[str]:
-        """The commit's paths without removed files, and the new files."""
-        kept = [p for p in self._base.paths() if p not in self._dirty]
-        return kept + [p for p in self._dirty if is_present(self._disk.root, p)]
-
-    def blob_id(self, path: str) -> str | None:
-        """The content id on disk for uncommitted paths, else in the commit."""
-        source = self._disk if path in self._dirty else self._base
-        return source.blob_id(path)
-
-    def read(self, path: str) -> bytes | None:
-        """The bytes on disk for uncommitted paths, else in the commit."""
-        source = self._disk if path in self._dirty else self._base
-        return source.read(path)
-
-    def refusal(self, path: str) -> Refused | None:
-        """Why the file on disk or in the commit is not read, if it is refused."""
-        source = self._disk if path in self._dirty else self._base
-        return source.refusal(path)

@@ -8,7 +8,7 @@ work by content id, so an unchanged file costs nothing in a history walk.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -116,3 +116,34 @@ def working_files(root: Path) -> DirectorySnapshot:
     if is_present(root, CONFIG_PATH):
         paths.append(CONFIG_PATH)
     return DirectorySnapshot(root, paths)
+
+
+class OverlaySnapshot:
+    """A commit's files with the uncommitted ones read from disk."""
+
+    commit: str | None = None
+
+    def __init__(self, base: Snapshot, root: Path, dirty: Collection[str]) -> None:
+        self._base = base
+        self._dirty = frozenset(dirty)
+        self._disk = DirectorySnapshot(root, self._dirty)
+
+    def paths(self) -> Iterable[str]:
+        """The commit's paths without removed files, and the new files."""
+        kept = [p for p in self._base.paths() if p not in self._dirty]
+        return kept + [p for p in self._dirty if is_present(self._disk.root, p)]
+
+    def blob_id(self, path: str) -> str | None:
+        """The content id on disk for uncommitted paths, else in the commit."""
+        source = self._disk if path in self._dirty else self._base
+        return source.blob_id(path)
+
+    def read(self, path: str) -> bytes | None:
+        """The bytes on disk for uncommitted paths, else in the commit."""
+        source = self._disk if path in self._dirty else self._base
+        return source.read(path)
+
+    def refusal(self, path: str) -> Refused | None:
+        """Why the file on disk or in the commit is not read, if it is refused."""
+        source = self._disk if path in self._dirty else self._base
+        return source.refusal(path)

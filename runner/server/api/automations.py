@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from runner.core.findings import Finding
 from runner.core.records import AppliedAutomation, HistoryEntry, SendStatus
 from runner.engine.catalog import Live
-from runner.gitops.reload import ReloadResult, reload_state, row_revision
+from runner.gitops.reload_state import ReloadResult, reload_state, row_revision
 from runner.server.api.base import Handlers, iso, query_limit
 from runner.server.api.models import RequestError
 from runner.server.api.operations import (

@@ -17,7 +17,7 @@ from runner.core.records import MessageEvent
 from runner.core.unsubscribe import read_token
 from runner.engine import feedback
 from runner.engine.suppression import UNSUBSCRIBE_LINK_PREFIX
-from runner.gitops.reload import (
+from runner.gitops.reload_state import (
     FILES_APPLIED_META,
     RELOAD_ERROR_META,
     reload_state,
