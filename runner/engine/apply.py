@@ -1,11 +1,10 @@
-"""Applying the automation files to the store (SPEC 2.2, 3.6, 6), and every other writer of
-status history (scheduled starts, `stop_at` stops): each file version is compared
-with the applied one by the lifecycle rules; legal changes are applied, the others refused.
+"""Applying the automation files to the store: each file version is compared with the applied
+one by the lifecycle rules (docs/rules.md); legal changes are applied, the others refused.
 
 Refused or invalid files leave the last applied version live; every applied change is recorded
 in the history with its commit and previous value. `AppliedVersions` keeps the parsed applied
 versions between applies, and `only` limits a step to the ids whose files changed, so a reload
-of one file costs one file (SPEC 6: automations whose files did not change are not touched).
+of one file costs one file: automations whose files did not change are not touched.
 """
 
 from __future__ import annotations
@@ -19,15 +18,17 @@ from runner.core.desired import DesiredState
 from runner.core.findings import Finding
 from runner.core.lifecycle import Change, check_step
 from runner.core.model import EmailTrigger, Status
-from runner.core.records import AppliedAutomation, CancelReason, HistoryEntry, SendStatus
+from runner.core.records import AppliedAutomation, CancelReason, HistoryEntry
 from runner.core.version import Version
 from runner.engine.catalog import DELETED, Catalog, version_of
-from runner.store.base import ReadTx, WriteTx
+from runner.engine.status_changes import (
+    advance_one,
+    bump_revision,
+    cancel_active,
+    recorded_status,
+)
+from runner.store.base import WriteTx
 
-REVISION_META = "catalog_revision"
-_CANCEL_PAGE = 500
-_ACTIVE = (SendStatus.PENDING, SendStatus.CLAIMED)
-_RUNNING, _PAUSED, _STOPPED = (Status.RUNNING.value, Status.PAUSED.value, Status.STOPPED.value)
 _STARTING = (Status.SCHEDULED, Status.RUNNING)
 _STOPPING = (Status.SCHEDULED, Status.RUNNING, Status.PAUSED)
 
@@ -252,7 +253,7 @@ def _advance_due(tx: WriteTx, row: AppliedAutomation, version: Version, now: dat
         and model.stop_at is not None
         and model.stop_at <= now
     )
-    return (start_due or stop_due) and _advance_one(tx, row.id, now)
+    return (start_due or stop_due) and advance_one(tx, row.id, now)
 
 
 def _invalid_change(
@@ -367,106 +368,3 @@ def _history(
 ) -> None:
     entry = HistoryEntry(ident, step.now, kind, previous, value, step.commit, detail)
     step.tx.add_history(entry)
-
-
-# --- lifecycle moments ------------------------------------------------------------------
-
-
-def advance_lifecycle(tx: WriteTx, catalog: Catalog, now: datetime) -> bool:
-    """Record scheduled starts and `stop_at` stops that have come; True when any was recorded.
-
-    The catalog only preselects; the row and history are read again inside the transaction, so
-    two runners never record the same moment twice (the lifecycle lock and a claim_once key
-    per moment decide it in the database).
-    """
-    changed = False
-    for ident in sorted(catalog.by_id):
-        live = catalog.by_id[ident]
-        model = live.model
-        due_start = (
-            live.status == Status.SCHEDULED.value
-            and model.start_at is not None
-            and model.start_at <= now
-        )
-        due_stop = live.status in (_RUNNING, _PAUSED, Status.SCHEDULED.value) and (
-            model.stop_at is not None and model.stop_at <= now
-        )
-        if live.row.status == DELETED or not (due_start or due_stop):
-            continue
-        changed = _advance_one(tx, ident, now) or changed
-    if changed:
-        bump_revision(tx)
-    return changed
-
-
-def _advance_one(tx: WriteTx, ident: str, now: datetime) -> bool:
-    tx.lock_lifecycle()  # another replica's tick may have recorded this moment: read it
-    row = tx.automation(ident)
-    if row is None or row.status == DELETED:
-        return False
-    model = version_of(row).model
-    recorded = recorded_status(tx, ident)
-    changed = False
-    if (
-        recorded == Status.SCHEDULED.value
-        and row.started_at is None
-        and model.start_at is not None
-        and model.start_at <= now
-        and model.status in (Status.SCHEDULED, Status.RUNNING)
-    ):
-        at = max(model.start_at, row.applied_at)
-        if not tx.claim_once(status_key(ident, _RUNNING, at), now):
-            return False
-        tx.add_history(HistoryEntry(ident, at, "status", recorded, _RUNNING, row.commit))
-        row = replace(row, started_at=at)
-        tx.save_automation(row)
-        recorded, changed = _RUNNING, True
-    if recorded in (_RUNNING, _PAUSED) and model.stop_at is not None and model.stop_at <= now:
-        at = max(model.stop_at, row.applied_at, row.started_at or model.stop_at)
-        if not tx.claim_once(status_key(ident, _STOPPED, at), now):
-            return changed
-        tx.add_history(HistoryEntry(ident, at, "status", recorded, _STOPPED, row.commit))
-        tx.save_automation(replace(row, stopped_at=at))
-        cancel_active(tx, ident, CancelReason.STOPPED, now)
-        changed = True
-    return changed
-
-
-def status_key(automation_id: str, value: str, moment: datetime) -> str:
-    """The claim_once key of a status moment the scheduler records (once per cluster)."""
-    return f"status:{automation_id}:{value}:{moment.isoformat()}"
-
-
-def recorded_status(tx: ReadTx, automation_id: str) -> str | None:
-    """The latest effective status recorded in the history of one automation."""
-    latest: HistoryEntry | None = None
-    for entry in tx.history(automation_id):  # oldest first: a later entry wins a tie
-        if entry.kind == "status" and (latest is None or entry.at >= latest.at):
-            latest = entry
-    return None if latest is None else str(latest.value)
-
-
-def cancel_active(tx: WriteTx, automation_id: str, reason: CancelReason, now: datetime) -> int:
-    """Cancel every PENDING and CLAIMED send of an automation; returns how many."""
-    total = 0
-    while True:
-        page = tx.pending_sends(automation_id, _ACTIVE, limit=_CANCEL_PAGE)
-        if not page:
-            return total
-        done = tx.set_status(
-            [send.id for send in page],
-            SendStatus.CANCELLED,
-            now,
-            from_statuses=_ACTIVE,
-            reason=reason.value,
-        )
-        total += done
-        if done == 0:  # nothing moved: never loop on rows the guard refuses
-            return total
-
-
-def bump_revision(tx: WriteTx) -> None:
-    """Tell every worker to rebuild its catalog."""
-    current = tx.meta(REVISION_META)
-    number = int(current) if current is not None and current.isdigit() else 0
-    tx.set_meta(REVISION_META, str(number + 1))

@@ -19,10 +19,10 @@ from runner.core import timing
 from runner.core.conditions import evaluate
 from runner.core.model import DateTrigger, EmailAction, EmailTrigger, ScheduleTrigger, Status
 from runner.core.records import Message, Subscriber
-from runner.engine.apply import advance_lifecycle
 from runner.engine.catalog import DELETED, Catalog, Live
 from runner.engine.context import EngineContext
 from runner.engine.entering import enter
+from runner.engine.status_changes import advance_lifecycle
 from runner.store.base import ReadTx, WriteTx
 
 SUBSCRIBER_BUDGET = 1000  # subscribers looked at per tick, over every date/schedule automation

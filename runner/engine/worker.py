@@ -21,13 +21,13 @@ from runner.engine import events, scheduler, sender
 from runner.engine.backlog import Backlog
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
+from runner.engine.status_changes import REVISION_META
 from runner.errors import PostwrightError
 from runner.providers.base import Provider
 from runner.store.base import ReadTx, Store, StoreUnavailable, WriteTx
 
 log = logging.getLogger("postwright.worker")
 
-REVISION_META = "catalog_revision"
 _SEEN_MESSAGES = 4096
 EVENT_ID_RETENTION = timedelta(days=30)  # Config.event_id_retention's default
 _PURGE_EVERY = timedelta(hours=1)
