@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from runner.checking.plan import Plan, build_plan, render_plan
+from runner.checking.plan import Plan, build_plan
+from runner.checking.plan_render import render_plan
 from runner.core import findings
 from runner.core.findings import Finding
 from runner.core.lifecycle import Change

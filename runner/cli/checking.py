@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -121,17 +122,69 @@ def _relative(root: Path, given: str) -> str:
 
 
 def _plan(args: argparse.Namespace, out: TextIO) -> int:
-    from runner.checking.plan import run_plan, run_plan_against
-
     root = repo_root(args.repo)
     now = args.now or datetime.now(UTC)
     against = _against(args)
     if against is not None:
         url, key = against
-        code: int = run_plan_against(root, url, key, now, args.format, out)
-        return code
-    code = run_plan(root, args.base, now, args.format, out)
-    return code
+        return _plan_against(root, url, key, now, args.format, out)
+    return _plan_history(root, args.base, now, args.format, out)
+
+
+def _plan_history(root: Path, base: str | None, now: datetime, fmt: str, out: TextIO) -> int:
+    """Walk the history from `base` (or HEAD to the working tree), print the plan.
+
+    Returns 1 when any change is blocked, else 0.
+    """
+    from runner.checking.plan import build_plan
+    from runner.checking.plan_render import render_plan
+    from runner.checking.walk import walk_history
+
+    result = walk_history(root, base, now)
+    plan = build_plan(
+        result.net_changes,
+        result.steps,
+        base=result.base_tree.snapshot.commit or base,
+        head=result.final_tree.snapshot.commit,
+        findings=result.findings,
+        known_ids=result.base_tree.versions.keys() | result.final_tree.versions.keys(),
+    )
+    render_plan(plan, fmt, out)
+    return 1 if plan.blocked else 0
+
+
+def _plan_against(
+    root: Path, url: str, api_key: str | None, now: datetime, fmt: str, out: TextIO
+) -> int:
+    """The working tree against what the runner at `url` has applied, with runtime impact.
+
+    Returns 1 when any change is blocked, else 0.
+    """
+    from runner.checking.against import RunnerClient, check_against, fetch_deployed, impact_of
+    from runner.checking.plan import build_plan
+    from runner.checking.plan_render import render_plan
+
+    with RunnerClient(url, api_key) as client:
+        deployed = fetch_deployed(client)
+        result = check_against(root, deployed, now)
+        plan = build_plan(
+            result.changes,
+            [],
+            base=None,
+            head=None,
+            findings=result.findings,
+            known_ids=deployed.versions.keys() | result.children.keys(),
+        )
+        changes = {change.id: change for change in result.changes}
+        entries = tuple(
+            replace(entry, impact=impact_of(changes[entry.id], client, now))
+            if entry.id in changes
+            else entry
+            for entry in plan.entries
+        )
+    plan = replace(plan, entries=entries, against=client.url)
+    render_plan(plan, fmt, out)
+    return 1 if plan.blocked else 0
 
 
 def _schema(args: argparse.Namespace, out: TextIO) -> int:
