@@ -10,6 +10,7 @@ import pytest
 from runner.core.loader import Loaded, load_automation
 from runner.core.model import Automation
 from runner.core.version import template_paths
+from runner.templating import analysis
 from runner.templating import checks as templates
 
 EVENT = "type: event\n  event: subscriber.added"
@@ -56,12 +57,12 @@ def test_clean_templates_have_no_findings() -> None:
 
 
 def test_text_without_markers_is_not_parsed() -> None:
-    assert templates.analyse("plain { text } with {braces}") == templates.Analysis((), ())
+    assert analysis.analyse("plain { text } with {braces}") == analysis.Analysis((), ())
 
 
 def test_analysis_is_cached_by_text() -> None:
     text = "{{ subscriber.email }} cached"
-    assert templates.analyse(text) is templates.analyse(text)
+    assert analysis.analyse(text) is analysis.analyse(text)
 
 
 def test_syntax_error_on_a_same_line_value_is_at_the_value() -> None:
@@ -260,7 +261,7 @@ def test_thousand_files_validate_fast() -> None:
     ],
 )
 def test_the_fast_path_agrees_with_the_parser(text: str) -> None:
-    from runner.templating.checks import _analyse_parsed, _analyse_simple
+    from runner.templating.analysis import _analyse_parsed, _analyse_simple
 
     fast = _analyse_simple(text)
     assert fast is not None
@@ -285,6 +286,6 @@ def test_the_fast_path_agrees_with_the_parser(text: str) -> None:
     ],
 )
 def test_the_fast_path_leaves_everything_else_to_the_parser(text: str) -> None:
-    from runner.templating.checks import _analyse_simple
+    from runner.templating.analysis import _analyse_simple
 
     assert _analyse_simple(text) is None

@@ -28,7 +28,7 @@ from runner.core.loader import Loaded, load_automation, load_config
 from runner.core.model import Automation
 from runner.core.version import Version, template_paths
 from runner.repo.snapshot import Snapshot, working_files
-from runner.templating import checks as templates
+from runner.templating.checks import template_findings
 
 log = logging.getLogger("postwright.check")
 M = TypeVar("M", bound=BaseModel)
@@ -223,7 +223,7 @@ class TreeChecker:
             why = snapshot.refusal(repo_path) if repo_path is not None else None
             if why is not None:
                 refused[key] = (why.rule, why.message)
-        found = templates.template_findings(loaded, named, texts, refused)
+        found = template_findings(loaded, named, texts, refused)
         if any(f.severity == "error" for f in found):
             return None, tuple(found)
         present = {key: text for key, text in texts.items() if text is not None}
