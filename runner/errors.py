@@ -11,7 +11,7 @@ PostwrightError                   exit 2 at the command line: could not run
 ├── RunnerUnavailable             `--against URL` got no usable answer (checking.against)
 ├── RenderError                   a template failed to render (templating.sandbox)
 ├── RenderUnavailable             the render workers cannot render now (templating.render)
-├── StoreError                    the store could not do what was asked (store.base)
+├── StoreError                    the store could not do what was asked (store.errors)
 │   ├── EventConflict             an event id seen before with another body
 │   ├── ReplicaLockError          a second runner on one SQLite file (store)
 │   ├── SchemaTooNew              the database was migrated by a newer runner (store.versions)

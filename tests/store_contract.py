@@ -24,7 +24,8 @@ from runner.core.records import (
     SendStatus,
     Subscriber,
 )
-from runner.store.base import EventConflict, Stats, Store, StoreError, WriteTx
+from runner.store.base import Stats, Store, WriteTx
+from runner.store.errors import EventConflict, StoreError
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ACTIVE = (SendStatus.PENDING, SendStatus.CLAIMED)

@@ -29,7 +29,8 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.events import process_pending
 from runner.store import open_store
-from runner.store.base import ReadTx, TransactionAborted, WriteTx
+from runner.store.base import ReadTx, WriteTx
+from runner.store.errors import TransactionAborted
 
 T = TypeVar("T")
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # a Monday, 10:00 in Seoul

@@ -15,7 +15,8 @@ import pytest
 
 from runner.core.clock import FakeClock
 from runner.core.records import SendStatus, Subscriber
-from runner.store.base import ReadTx, Store, StoreError, TransactionAborted, WriteTx
+from runner.store.base import ReadTx, Store, WriteTx
+from runner.store.errors import StoreError, TransactionAborted
 from runner.store.postgres import MIGRATIONS, PostgresStore
 from runner.store.postgres_read import PgReadTx
 from runner.store.postgres_write import ENGINE_LOCK, PgWriteTx

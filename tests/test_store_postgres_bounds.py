@@ -18,7 +18,8 @@ from runner.core.store_options import StoreOptions
 from runner.engine import events
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
-from runner.store.base import ReadTx, StoreError, StoreUnavailable, WriteTx
+from runner.store.base import ReadTx, WriteTx
+from runner.store.errors import StoreError, StoreUnavailable
 from runner.store.postgres import PostgresStore
 from runner.store.postgres_read import PgReadTx
 from runner.store.postgres_write import PgWriteTx

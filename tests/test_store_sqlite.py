@@ -22,7 +22,8 @@ from runner.core.clock import FakeClock
 from runner.engine.context import EngineContext
 from runner.engine.worker import Worker
 from runner.store import open_store
-from runner.store.base import ReadTx, Store, StoreError, TransactionAborted, WriteTx
+from runner.store.base import ReadTx, Store, WriteTx
+from runner.store.errors import StoreError, TransactionAborted
 from runner.store.sqlite import SqliteStore
 from runner.store.sqlite_open import MIGRATIONS, connect, migrate
 from runner.store.sqlite_read import SqliteReadTx

@@ -27,7 +27,8 @@ from runner.providers import retry
 from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
-from runner.store.base import Store, TransactionAborted, WriteTx
+from runner.store.base import Store, WriteTx
+from runner.store.errors import TransactionAborted
 
 log = logging.getLogger("runner.engine.sender")
 

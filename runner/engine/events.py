@@ -19,7 +19,8 @@ from runner.engine.catalog import Catalog, Live
 from runner.engine.context import EngineContext
 from runner.engine.entering import enter
 from runner.engine.subscribers import DELETED, apply_event, normalise_email
-from runner.store.base import TransactionAborted, WriteTx
+from runner.store.base import WriteTx
+from runner.store.errors import TransactionAborted
 
 EMAIL_EVENTS = frozenset(
     f"email.{action}" for action in ("sent", "delivered", "opened", "clicked", "failed")

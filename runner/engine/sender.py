@@ -29,7 +29,8 @@ from runner.providers import Providers
 from runner.providers.base import OutgoingMessage, Provider, ProviderError
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
-from runner.store.base import Store, TransactionAborted, WriteTx
+from runner.store.base import Store, WriteTx
+from runner.store.errors import TransactionAborted
 from runner.templating.render import RenderedEmail, RenderError, RenderUnavailable
 from runner.templating.renderpool import RenderPool, shared_pool
 

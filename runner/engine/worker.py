@@ -24,7 +24,8 @@ from runner.engine.context import EngineContext
 from runner.engine.status_changes import REVISION_META
 from runner.errors import PostwrightError
 from runner.providers.base import Provider
-from runner.store.base import ReadTx, Store, StoreUnavailable, WriteTx
+from runner.store.base import ReadTx, Store, WriteTx
+from runner.store.errors import StoreUnavailable
 
 log = logging.getLogger("postwright.worker")
 

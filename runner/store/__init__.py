@@ -10,7 +10,8 @@ from pathlib import Path
 
 from runner.core.clock import Clock
 from runner.core.store_options import DEFAULT_OPTIONS, StoreOptions
-from runner.store.base import Store, StoreError
+from runner.store.base import Store
+from runner.store.errors import StoreError
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIX = "postgresql://"

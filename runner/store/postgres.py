@@ -24,7 +24,8 @@ from psycopg_pool import ConnectionPool
 from runner.core.clock import Clock
 from runner.core.records import IncomingEvent
 from runner.core.store_options import DEFAULT_OPTIONS, StoreOptions
-from runner.store.base import ReadTx, StoreError, TransactionAborted, WriteTx
+from runner.store.base import ReadTx, WriteTx
+from runner.store.errors import StoreError, TransactionAborted
 from runner.store.postgres_read import PgReadTx
 from runner.store.postgres_session import (
     connection_kwargs,

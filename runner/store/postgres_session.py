@@ -19,7 +19,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from runner.core.store_options import StoreOptions
-from runner.store.base import StoreError, StoreUnavailable
+from runner.store.errors import StoreError, StoreUnavailable
 
 # libpq parameters a connection URL may set itself; these apply where it does not.
 _KEEPALIVES = {

@@ -31,7 +31,7 @@ from runner.core.records import (
     normalise_email,
 )
 from runner.store import postgres_rows as rows
-from runner.store.base import EventConflict, StoreError, TransactionAborted
+from runner.store.errors import EventConflict, StoreError, TransactionAborted
 from runner.store.postgres_claims import PgClaimsTx
 from runner.store.postgres_people import PeopleWrites
 from runner.store.postgres_session import is_server_fault, unavailable

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 from runner.core.clock import Clock
 from runner.core.records import IncomingEvent
 from runner.core.store_options import DEFAULT_OPTIONS, StoreOptions
-from runner.store.base import ReadTx, StoreError, WriteTx
+from runner.store.base import ReadTx, WriteTx
+from runner.store.errors import StoreError
 from runner.store.sqlite_faults import is_store_fault, unavailable
 from runner.store.sqlite_open import connect, open_writer, transaction
 from runner.store.sqlite_read import SqliteReadTx

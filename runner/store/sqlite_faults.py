@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import TypeGuard
 
-from runner.store.base import StoreError, StoreUnavailable
+from runner.store.errors import StoreError, StoreUnavailable
 
 # Primary result codes (the low byte of an extended code).
 _BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _CORRUPT = 5, 6, 7, 8, 10, 11

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runner.core.clock import Clock
-from runner.store.base import StoreError
+from runner.store.errors import StoreError
 from runner.store.sqlite_faults import damaged, startup_error
 from runner.store.sqlite_rows import time_text
 from runner.store.versions import migration_files, refuse_unknown

@@ -23,7 +23,7 @@ from runner.core.records import (
     normalise_email,
 )
 from runner.store import sqlite_rows as rows
-from runner.store.base import EventConflict, StoreError, TransactionAborted
+from runner.store.errors import EventConflict, StoreError, TransactionAborted
 from runner.store.rows import SUBSCRIBER_COLUMNS
 from runner.store.sqlite_claims import SqliteClaimsTx
 from runner.store.sqlite_faults import is_store_fault, unavailable

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from runner.store.base import StoreError
+from runner.store.errors import StoreError
 
 
 class SchemaTooNew(StoreError):

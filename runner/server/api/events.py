@@ -33,7 +33,8 @@ from runner.server.api.models import (
     parse_json,
 )
 from runner.server.api.subscriber_ops import SubscriberOps, internal_event_id, upsert_event
-from runner.store.base import EventConflict, ReadTx, WriteTx
+from runner.store.base import ReadTx, WriteTx
+from runner.store.errors import EventConflict
 
 
 class EventsApi(Handlers):
