@@ -1,4 +1,4 @@
-"""Benchmark of hot reload: from a file save to the change being live in the API (SPEC 6).
+"""Benchmark of hot reload: from a file save to the change being live in the API.
 
 Generates a git repository with 1,000 automations (the generator of
 benchmarks/validate.py), runs the real `postwright serve` on it as a subprocess,

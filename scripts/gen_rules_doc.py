@@ -19,7 +19,7 @@ from runner.core.rules import RULES  # noqa: E402
 
 DOC_PATH = ROOT / "docs" / "rules.md"
 STATUSES = ("draft", "scheduled", "running", "paused", "stopped")
-# SPEC 2.2, parent's effective status -> child's written status. Kept here as data
+# Parent's effective status -> child's written status. Kept here as data
 # (not read from runner/core/lifecycle.py) so the document states the contract;
 # tests/test_distribution.py checks the lifecycle module against it.
 TRANSITIONS: dict[str | None, dict[str, str]] = {
@@ -79,7 +79,7 @@ def rules_table() -> str:
 
 
 def transition_table() -> str:
-    """The transition table of SPEC 2.2 as Markdown."""
+    """The status transition table as Markdown."""
     lines = ["| from \\ to | " + " | ".join(STATUSES) + " |", "|---" * (len(STATUSES) + 1) + "|"]
     for parent, allowed in TRANSITIONS.items():
         cells = ["\u2013" if child == parent else allowed.get(child, "no") for child in STATUSES]

@@ -1,4 +1,4 @@
-"""Applying automation files to a real SQLite store (SPEC 2.2, 3.6, 6)."""
+"""Applying automation files to a real SQLite store (docs/rules.md)."""
 
 from __future__ import annotations
 

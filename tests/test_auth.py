@@ -1,4 +1,4 @@
-"""Bearer keys and Standard Webhooks verification (SPEC 5.2, reference 1.1)."""
+"""Bearer keys and Standard Webhooks verification (README.md "The runner's HTTP API")."""
 
 from __future__ import annotations
 

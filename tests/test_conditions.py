@@ -1,4 +1,5 @@
-"""Condition evaluation (SPEC 4): every op against present, missing and mistyped fields."""
+"""Condition evaluation (docs/file-format.md "Conditions"): every op against present, missing
+and mistyped fields."""
 
 from __future__ import annotations
 
@@ -310,7 +311,7 @@ CHANGED_TO_VIP = {
     ],
 )
 def test_field_changed_to_a_value(data: dict[str, Any], grade: str, expected: bool) -> None:
-    """The SPEC 3.0 example: `where` sees the subscriber after the update."""
+    """The docs/events.md example: `where` sees the subscriber after the update."""
     event = {"name": "subscriber.updated", "data": data, "occurred_at": None}
     assert evaluate(cond(CHANGED_TO_VIP), context({"grade": grade}, event=event)) is expected
 

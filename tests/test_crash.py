@@ -1,4 +1,4 @@
-"""Crashes lose nothing (SPEC 7): killed processes, then a restart on the same SQLite file.
+"""Crashes lose nothing: killed processes, then a restart on the same SQLite file.
 
 The processes are real: a python process that claims a due send and is SIGKILLed before
 sending, and `postwright serve` SIGKILLed right after answering 202. Both share the test's

@@ -1,4 +1,4 @@
-"""Event processing against a real SQLite store (SPEC 3.0-3.4): derived events, gating,
+"""Event processing against a real SQLite store (docs/events.md): derived events, gating,
 conditions, group and email triggers, exit_on, deletion and suppression."""
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def test_explicit_subscriber_added_carries_source_for_where(h: Harness) -> None:
     assert [s.email for s in h.sends("welcome")] == ["b@example.com"]
 
 
-# --- gating (SPEC 3.1) ---------------------------------------------------------------
+# --- gating (only running automations) -----------------------------------------------
 
 
 def test_only_events_received_while_running_trigger(h: Harness) -> None:
@@ -327,7 +327,7 @@ def test_group_trigger_fires_for_its_group_only_and_not_at_creation(h: Harness) 
     assert old is not None and old.groups == set()
 
 
-# --- exit_on (SPEC 3.3) ----------------------------------------------------------------
+# --- exit_on ----------------------------------------------------------------
 
 
 def coupon(h: Harness, statuses: list[tuple[datetime, str]] | None = None) -> None:
@@ -531,7 +531,7 @@ def test_deleting_an_unknown_email_creates_nobody(h: Harness) -> None:
     assert h.read(lambda tx: tx.subscribers(0, 10)) == []
 
 
-# --- email triggers (SPEC 3.4) ---------------------------------------------------------
+# --- email triggers ---------------------------------------------------------
 
 
 def message(send: PendingSend, msg_id: str, listeners: list[str]) -> Message:

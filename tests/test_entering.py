@@ -1,4 +1,4 @@
-"""Entering automations (SPEC 3.2) and the api trigger's answers (SPEC 5.2), on SQLite."""
+"""Entering automations and the api trigger's answers, on SQLite."""
 
 from __future__ import annotations
 

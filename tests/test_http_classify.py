@@ -1,4 +1,4 @@
-"""Classifying provider responses and transport errors (SPEC 7) through httpx.MockTransport."""
+"""Classifying provider responses and transport errors through httpx.MockTransport."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Hot reload against real git repositories and a real SQLite store (SPEC 6, issue 4)."""
+"""Hot reload against real git repositories and a real SQLite store
+(README.md "Following the repository")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Several `postwright serve` replicas on one PostgreSQL database (issue 6, SPEC 8).
+"""Several `postwright serve` replicas on one PostgreSQL database (docs/scaling.md).
 
 Every replica is a real process on its own port over one shared repository, one fresh
 database and one FileClock file the test moves. The issue asks for 10,000 events; 2,000

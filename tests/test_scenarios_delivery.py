@@ -2,7 +2,7 @@
 
 Each test drives the runner only through its API (events, provider webhooks, the api
 trigger, the unsubscribe link) and checks exact outcomes in the outbox, the pending sends
-and the stats (SPEC 3.2-3.5, 5.2).
+and the stats (docs/events.md).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def ping(h: Harness, email: str, kind: str = "ping", **extra: Any) -> None:
 
 
 def open_email(h: Harness, message_id: str) -> None:
-    """An `opened` provider event for an outbox message (SPEC 5.2)."""
+    """An `opened` provider event for an outbox message."""
     body = {"id": f"open-{message_id}", "type": "opened", "message_id": message_id}
     response = h.http.post("/v1/providers/default/webhook", json=body)
     assert response.json()["results"] == [{"id": body["id"], "status": "stored"}]

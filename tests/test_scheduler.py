@@ -1,5 +1,5 @@
 """The scheduler against a real SQLite store: starts, stops, date, schedule and negative email
-triggers (SPEC 2.1, 3.2, 3.4)."""
+triggers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cross-file rules over one repository state (SPEC 2.3), judged at a fixed instant."""
+"""Cross-file rules over one repository state (docs/rules.md), judged at a fixed instant."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The send loop against a real SQLite store: the SPEC 3.3 checks, rendering, providers,
+"""The send loop against a real SQLite store: the checks just before sending, rendering, providers,
 retries, repeats and lease fencing, driven by explicit instants (nothing sleeps)."""
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def test_listeners_are_the_email_triggers_running_when_sent(db: str) -> None:
     scenario(db, body)
 
 
-# --- SPEC 3.3 checks ------------------------------------------------------------------
+# --- checks just before sending ------------------------------------------------------------------
 
 PAUSE = [(T0 - DAY, "running"), (T0, "paused"), (T0 + 2 * HOUR, "running")]
 

@@ -1,5 +1,5 @@
-"""SQLite serves one runner: a second `postwright serve` on the same file is refused (SPEC 8),
-whatever path names the file (the lock is on the file itself)."""
+"""SQLite serves one runner: a second `postwright serve` on the same file is refused
+(docs/scaling.md), whatever path names the file (the lock is on the file itself)."""
 
 from __future__ import annotations
 

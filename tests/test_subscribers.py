@@ -1,4 +1,4 @@
-"""Applying events to subscribers (SPEC 3.0): merge rules and derived events."""
+"""Applying events to subscribers (docs/events.md): merge rules and derived events."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Static template checks: syntax, loading, names, `event.data` reads and links (SPEC 1)."""
+"""Static template checks: syntax, loading, names, `event.data` reads and links (docs/rules.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The history walk of SPEC 2.2 over real git repositories."""
+"""The history walk of `validate --base` over real git repositories."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hot reload end to end (SPEC 6): a real `postwright serve` process on a real git repository,
+"""Hot reload end to end: a real `postwright serve` process on a real git repository,
 real file saves and git moves, and the API and /metrics showing the outcome.
 
 Every wait polls with a bound (the reload is asynchronous: the watcher debounces, then the

@@ -1,5 +1,6 @@
 """`--against URL`: the state a running Postwright has applied, fetched over its API, and the
-working tree checked against it (SPEC 5.1), so CI judges a change by what is really deployed.
+working tree checked against it (docs/output-formats.md), so CI judges a change by what is
+really deployed.
 
 `RunnerClient` speaks HTTP; `fetch_deployed` rebuilds the applied versions from the
 `applied` object of `GET /v1/automations/{id}`; `check_against` runs the change rules.
@@ -234,7 +235,7 @@ def impact_of(change: Change, client: RunnerClient, now: datetime) -> Impact | N
 
     A stop or a delete cancels every pending send at once (a request already
     with the provider completes); a pause lets the sends due within 24 h fall if
-    it outlasts them (retries skip the pause check, SPEC 3.2). A blocked change
+    it outlasts them (retries skip the pause check). A blocked change
     is refused by the runner and does nothing.
     """
     if change.blocked or change.old_status in (None, Status.STOPPED):

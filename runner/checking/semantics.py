@@ -1,4 +1,4 @@
-"""Cross-file rules over one repository state (SPEC 2.3); pure.
+"""Cross-file rules over one repository state (docs/rules.md); pure.
 
 Ids and references between files, email-trigger cycles, and the warnings that
 judge each automation's effective status at one instant, `now`.

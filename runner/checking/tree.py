@@ -1,5 +1,5 @@
 """Checking one repository state: every automation file, its templates, the
-configuration and the cross-file rules (SPEC 1, 2.3, 5.3).
+configuration and the cross-file rules (docs/rules.md).
 
 `TreeChecker` caches the per-file work by content id, and `check` can start
 from the tree of a parent snapshot and the paths that changed since, so

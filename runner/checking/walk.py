@@ -1,4 +1,4 @@
-"""The history walk of SPEC 2.2: every commit since a base, then the working tree.
+"""The history walk of `validate --base`: every commit since a base, then the working tree.
 
 Each commit is checked against its parent the way the runner would apply it:
 one `TreeChecker` (cached per blob) checks every snapshot, and per id the last

@@ -1,4 +1,4 @@
-"""The runner's commands: serve, stats, pending, outbox and render (SPEC 5.1).
+"""The runner's commands: serve, stats, pending, outbox and render (README.md "The command line").
 
 Heavy imports (the server, the store, rich) stay inside the commands, so
 `validate` starts fast.
@@ -137,7 +137,7 @@ async def _serve_store(
     try:
         worker = await build_worker(settings, store, clock)
         reloader = Reloader(settings, store, worker, clock, allow_mass_delete=allow_mass_delete)
-        # Start-up applies the files like any reload (SPEC 6); the reloader logs each change.
+        # Start-up applies the files like any reload; the reloader logs each change.
         await reloader.reload(None, reason="startup")
         app = create_app(settings, store, worker, clock, reloader=reloader, poll=poll)
         await uvicorn.Server(uvicorn_config(app, settings, access_log=access_log)).serve()

@@ -46,7 +46,7 @@ def is_loopback(host: str) -> bool:
 
 
 def default_database_url(repo: Path) -> str:
-    """SQLite under `<repo>/.postwright/` (SPEC 5.1 zero configuration)."""
+    """SQLite under `<repo>/.postwright/` (nothing to configure for one runner)."""
     return f"sqlite:///{repo / '.postwright' / 'postwright.db'}"
 
 

@@ -1,4 +1,5 @@
-"""Pydantic models of `postwright.yaml`, the runner configuration (SPEC 5.3); no I/O.
+"""Pydantic models of `postwright.yaml`, the runner configuration (every key is shown in
+docs/postwright.example.yaml); no I/O.
 
 Secrets never appear in the file: a key ending in `_env` names the
 environment variable that holds one.

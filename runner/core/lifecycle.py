@@ -1,4 +1,4 @@
-"""Lifecycle rules between two states of the automations (SPEC 2.1-2.2); pure.
+"""Lifecycle rules between two states of the automations (docs/rules.md); pure.
 
 `effective_status` judges one automation at one instant; `check_step` compares
 every automation before and after a step (a commit, a reload, a whole pull
@@ -20,7 +20,8 @@ from runner.core.version import BODY_FILES, METADATA, Version, diff_paths
 
 D, SC, R, P, ST = (Status.DRAFT, Status.SCHEDULED, Status.RUNNING, Status.PAUSED, Status.STOPPED)
 
-# Allowed transitions, parent's effective status -> child's written status (SPEC 2.2).
+# Allowed transitions, parent's effective status -> child's written status
+# (docs/rules.md "Status transitions").
 # The key None is a new file. A status to itself is never a transition.
 TRANSITIONS: dict[Status | None, frozenset[Status]] = {
     None: frozenset({D, SC, R}),
@@ -57,7 +58,7 @@ Kind = Literal["created", "deleted", "moved", "modified", "unchanged"]
 
 
 def effective_status(model: Automation, now: datetime) -> Status:
-    """The status the automation has at `now` (SPEC 2.1).
+    """The status the automation has at `now`.
 
     Scheduled becomes running at `start_at`; a started automation becomes
     stopped at `stop_at` (for scheduled only once `start_at` has passed too).

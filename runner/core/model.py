@@ -1,4 +1,4 @@
-"""Pydantic models of one automation file (SPEC section 1); no I/O.
+"""Pydantic models of one automation file (docs/file-format.md); no I/O.
 
 The models are the single declaration of the file format: the JSON Schema in
 schema/ is generated from them. Values are normalised while validating
@@ -43,7 +43,7 @@ COLLECT_VIOLATIONS = "collect_violations"
 
 
 class Status(StrEnum):
-    """The five statuses a file may write (SPEC 2.1)."""
+    """The five statuses a file may write (docs/rules.md "Status transitions")."""
 
     DRAFT = "draft"
     SCHEDULED = "scheduled"
@@ -70,7 +70,7 @@ BUILTIN_EVENTS = frozenset(
 
 
 class EmailAction(StrEnum):
-    """What happened to an email, for `email` triggers (SPEC 3.4)."""
+    """What happened to an email, for `email` triggers (docs/events.md "Email events")."""
 
     SENT = "sent"
     DELIVERED = "delivered"
@@ -207,7 +207,7 @@ class Email(StrictModel):
 
 
 class Automation(StrictModel):
-    """One automation file (SPEC 1)."""
+    """One automation file (docs/file-format.md)."""
 
     id: AutomationId
     name: str | None = None
@@ -251,7 +251,7 @@ class Violation(BaseModel):
 
 
 def constraint_violations(automation: Automation) -> list[Violation]:
-    """Every cross-field rule of SPEC 1 that `automation` breaks (empty when valid)."""
+    """Every cross-field rule of the file format that `automation` breaks (empty when valid)."""
     found: list[Violation] = []
 
     def add(rule: str, at: tuple[str, ...], message: str) -> None:

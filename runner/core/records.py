@@ -25,7 +25,7 @@ class SendStatus(StrEnum):
 
 
 class CancelReason(StrEnum):
-    """Why a pending send was cancelled (kept with the send, SPEC 3.2-3.3)."""
+    """Why a pending send was cancelled (kept with the send)."""
 
     PAUSED = "paused"
     STOPPED = "stopped"
@@ -40,7 +40,7 @@ class CancelReason(StrEnum):
     RENDER_ERROR = "render_error"
 
 
-# A series ends when one of its sends is cancelled for one of these reasons (SPEC 3.2).
+# A series ends when one of its sends is cancelled for one of these reasons.
 SERIES_ENDING = frozenset(
     {
         CancelReason.EXIT_ON,
@@ -53,7 +53,7 @@ SERIES_ENDING = frozenset(
 
 
 def normalise_email(email: str) -> str:
-    """The key of a subscriber: the email trimmed and lower-cased (SPEC 3.0)."""
+    """The key of a subscriber: the email trimmed and lower-cased (docs/events.md)."""
     return email.strip().lower()
 
 
@@ -83,7 +83,7 @@ class StoredEvent:
     groups: list[str] | None
     data: dict[str, Any]
     occurred_at: datetime | None
-    received_at: datetime  # the trigger time (SPEC 3.0)
+    received_at: datetime  # the trigger time (docs/events.md "Time")
     derived_from: int | None = None
     error: str | None = None  # why processing it failed (it was then skipped)
 
@@ -118,13 +118,13 @@ class AppliedAutomation:
     path: str
     commit: str | None
     applied_at: datetime
-    started_at: datetime | None  # the recorded start moment (SPEC 2.1)
+    started_at: datetime | None  # the recorded start moment
     stopped_at: datetime | None
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One applied status or definition change (SPEC 3.6)."""
+    """One applied status or definition change."""
 
     automation_id: str
     at: datetime
@@ -182,7 +182,7 @@ class Message:
     provider_message_id: str | None
     sent_at: datetime
     revision: int  # the automation revision it was rendered with
-    listeners: list[str] = field(default_factory=list)  # automations counting it (SPEC 3.4)
+    listeners: list[str] = field(default_factory=list)  # automations counting it (email triggers)
     status: str = "sent"  # sent | failed | bounced
 
 

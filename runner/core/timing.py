@@ -1,4 +1,5 @@
-"""When sends are due: wait, send windows, repeats, date and cron firings (pure; SPEC 1, 3.2).
+"""When sends are due: wait, send windows, repeats, date and cron firings (docs/file-format.md);
+pure.
 
 Every function takes the time it reasons about as an argument; instants are timezone-aware,
 returned in UTC. Local wall times are turned into instants by `resolve_local`: a wall time in a

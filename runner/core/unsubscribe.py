@@ -1,4 +1,4 @@
-"""Signed, opaque unsubscribe tokens and the links that carry them (SPEC 5.2, RFC 8058).
+"""Signed, opaque unsubscribe tokens and the links that carry them (RFC 8058 one-click unsubscribe).
 
 A token is base64url (no padding) of: a version byte, the subscriber id (8 bytes), the id
 of the message that carried it, and the first 16 bytes of an HMAC-SHA256 over all of that.

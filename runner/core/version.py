@@ -1,4 +1,4 @@
-"""A valid version of one automation and its compared definition (SPEC 2.2); pure.
+"""A valid version of one automation and its compared definition (docs/rules.md, `edit-*`); pure.
 
 The compared definition is the validated model with defaults filled in, minus
 status, lifecycle times and metadata, with every body taken from its template

@@ -279,7 +279,7 @@ def _source(tree: DesiredState, path: str) -> str:
 
 
 def definition(row: AppliedAutomation) -> dict[str, Any]:
-    """The history value of an applied definition (SPEC 3.6: templates included)."""
+    """The history value of an applied definition (templates included)."""
     return {
         "revision": row.revision,
         "path": row.path,

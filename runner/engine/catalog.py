@@ -2,7 +2,7 @@
 
 Each automation is parsed once from the source the store kept, with its
 effective status moments, so the engine can answer "was it running at this
-instant?" (SPEC 3.1) and "who listens to this event?" without SQL.
+instant?" and "who listens to this event?" without SQL.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Live:
         return self.statuses[index] if index >= 0 else None
 
     def running_at(self, instant: datetime) -> bool:
-        """Whether triggers were evaluated at `instant` (SPEC 3.1)."""
+        """Whether triggers were evaluated at `instant`: only while running."""
         return self.status_at(instant) == Status.RUNNING.value
 
     @property
@@ -114,7 +114,8 @@ class Catalog:
             self.by_exit_event.setdefault(exit_on.event, []).append(live)
 
     def listeners_at(self, source_id: str, instant: datetime) -> list[str]:
-        """Automations with an email trigger on `source_id` running at `instant` (SPEC 3.4)."""
+        """Automations with an email trigger on `source_id` running at `instant`
+        (docs/events.md "Email events")."""
         return sorted(
             live.id for live in self.by_source.get(source_id, []) if live.running_at(instant)
         )

@@ -1,4 +1,4 @@
-"""The checks just before sending (SPEC 3.3): cancel, reschedule, or let a send go."""
+"""The checks just before sending: cancel, reschedule, or let a send go."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def check(
 def _cancel_reason(
     tx: WriteTx, live: Live, send: PendingSend, subscriber: Subscriber | None, now: datetime
 ) -> CancelReason | None:
-    """The first 3.3 check `send` fails, in the SPEC's order; None when it passes all."""
+    """The first check `send` fails, in the order they are made; None when it passes all."""
     if send.attempts > 0:
         # A retry skips the pause check; a stop or delete still ends it.
         for instant in (send.due_at, now):

@@ -1,4 +1,4 @@
-"""The engine's time-driven work (SPEC 2.1, 3.2, 3.4): scheduled starts and `stop_at` stops,
+"""The engine's time-driven work: scheduled starts and `stop_at` stops,
 date and schedule firings, and `not_opened` / `not_clicked` checks at sent time + `within`.
 
 `tick` runs inside one write transaction and is called often, so every step is bounded and
@@ -238,7 +238,7 @@ def last_date_firing(
     until: datetime,
 ) -> tuple[date, datetime] | None:
     """The latest firing in (after, until] at which the automation was running, with the
-    anniversary it celebrates; missed earlier firings are not caught up (SPEC 3.2)."""
+    anniversary it celebrates; missed earlier firings are not caught up."""
     month_day = timing.parse_month_day(value)
     if month_day is None:
         return None

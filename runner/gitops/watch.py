@@ -1,5 +1,6 @@
-"""The file watcher of `postwright serve` (SPEC 6): changes under `automations/`, in the folders
-of referenced templates and to the checkout's Git HEAD become reloads.
+"""The file watcher of `postwright serve` (README.md "Following the repository"): changes under
+`automations/`, in the folders of referenced templates and to the checkout's Git HEAD become
+reloads.
 
 Changes are grouped by watchfiles with an explicit short debounce (its default, 1.6 s, is far
 too slow) and handed to the reloader as repository-relative paths. The watcher never acts on a
@@ -27,7 +28,7 @@ from runner.gitops.reload import Reloading
 
 log = logging.getLogger("postwright.watch")
 
-MAX_DEBOUNCE_MS = 100  # SPEC 6
+MAX_DEBOUNCE_MS = 100  # a saved change is seen within 100 ms at most
 POLL_DELAY_MS = 100
 STEP_MS = 10  # how often the Rust side looks for more changes while grouping them
 TIMEOUT_MS = 1000  # how often, without changes, the wait returns to look at `stop`

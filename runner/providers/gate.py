@@ -1,4 +1,5 @@
-"""Which providers are paused after 401/403 (SPEC 7), kept in memory by the sender's owner.
+"""Which providers are paused after 401/403 (README.md "Providers"), kept in memory by the
+sender's owner.
 
 A paused provider's sends are put back unattempted until the pause ends; then one send
 goes through as a probe: success (or any non-auth outcome) resumes the provider, another

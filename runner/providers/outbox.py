@@ -1,6 +1,6 @@
 """The embedded `outbox` provider: the message row the sender stores IS the outbox.
 
-Nothing leaves the runner; the message counts as sent and delivered (SPEC 3.5), and
+Nothing leaves the runner; the message counts as sent and delivered in the stats, and
 `GET /v1/outbox` lists it. Its provider message id is our message id, so provider
 events posted to `/v1/providers/<name>/webhook` name messages by our id.
 """

@@ -1,4 +1,5 @@
-"""A token bucket per provider, from `rate_limit: "50/s"` in postwright.yaml (SPEC 5.3).
+"""A token bucket per provider, from `rate_limit: "50/s"` in postwright.yaml
+(docs/postwright.example.yaml).
 
 One bucket is shared by every send of that provider in the process; time and sleeping are
 injected so tests run on a fake clock.

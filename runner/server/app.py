@@ -1,8 +1,8 @@
-"""The HTTP API of `postwright serve` (SPEC 5.2) on Starlette: routes, lifespan, start-up.
+"""The HTTP API of `postwright serve` on Starlette: routes, lifespan, start-up.
 
 Handlers live in runner.server.api (events, automations, public); engine work runs in store
 transactions with the worker's catalog. The lifespan runs the worker loop and, when a
-reloader is given, the file watcher (SPEC 6).
+reloader is given, the file watcher.
 """
 
 from __future__ import annotations

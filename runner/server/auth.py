@@ -1,4 +1,5 @@
-"""Request authentication: bearer API keys and Standard Webhooks signatures (SPEC 5.2).
+"""Request authentication: bearer API keys and Standard Webhooks signatures
+(README.md "The runner's HTTP API").
 
 Pure functions over header values and raw body bytes; comparisons are constant time.
 """

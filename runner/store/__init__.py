@@ -63,7 +63,7 @@ class ReplicaLockError(StoreError):
 def single_runner(url: str) -> Iterator[None]:
     """Hold, for as long as a runner serves, the right to be the only one on a SQLite file.
 
-    SQLite serves one machine and one runner (SPEC 8); a second `serve` on the same file
+    SQLite serves one machine and one runner (docs/scaling.md); a second `serve` on the same file
     is refused at once, whatever path names it (a symlink, a hard link, another mount of
     the folder): the lock is a `flock` on the database file itself, which SQLite never
     takes (it locks byte ranges with `fcntl`), so readers, the WAL and short CLI commands

@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 @dataclass
 class Stats:
-    """Per-automation counts (SPEC 3.5); rates are computed from the counts."""
+    """Per-automation counts; rates are computed from the counts."""
 
     triggered: int = 0
     pending: int = 0
@@ -127,7 +127,7 @@ class ReadTx(Protocol):
         """Messages of an automation sent in (after, until], for not_opened/not_clicked."""
 
     def stats(self, automation_id: str) -> Stats:
-        """Counts of one automation (SPEC 3.5)."""
+        """Counts of one automation."""
 
     def queue_depth(self) -> int:
         """PENDING and CLAIMED sends, over every automation."""

@@ -1,5 +1,5 @@
-"""The PostgreSQL store, for several runner replicas sharing one database (SPEC 8): a pool of
-connections used from worker threads (one READ COMMITTED transaction per write, a read-only
+"""The PostgreSQL store, for several runner replicas sharing one database (docs/scaling.md): a
+pool of connections used from worker threads (one READ COMMITTED transaction per write, a read-only
 snapshot per read), a writer thread group-committing ingests, and the versioned migrations of
 migrations_pg/ applied at start-up under an advisory lock so replicas may start together.
 """
@@ -272,7 +272,7 @@ class PostgresStore:
             with self._pool.connection() as conn, transaction(conn):
                 tx = PgWriteTx(conn)
                 tx.lock_events()
-                received_at = self.clock.now()  # one trigger time per commit (SPEC 3.0)
+                received_at = self.clock.now()  # one trigger time per commit (docs/events.md)
                 outcomes = tx.ingest_group([item.events for item in calls], received_at)
         except BaseException as error:
             for item in calls:

@@ -28,7 +28,7 @@ from runner.store.rows import stats_of
 
 ACTIVE = (SendStatus.PENDING.value, SendStatus.CLAIMED.value)
 
-# The same counts as SQLite's query (SPEC 3.5): a message counts once per kind however many
+# The same counts as SQLite's query: a message counts once per kind however many
 # events of that kind it received; the outbox delivers every message it stored unless it failed.
 _MESSAGE_STATS = """
 WITH per_message AS (
@@ -243,7 +243,7 @@ class PgReadTx(PeopleReads):
         return [rows.message_of(r) for r in found]
 
     def stats(self, automation_id: str) -> Stats:
-        """Counts of one automation (SPEC 3.5), computed in SQL."""
+        """Counts of one automation, computed in SQL."""
         triggered = self._one(_TRIGGERED, automation_id)
         sends = [
             (row["status"], row["reason"], row["sends"])

@@ -56,7 +56,7 @@ def _failure(error: BaseException) -> BaseException:
 
 
 class SqliteStore:
-    """The `Store` over one SQLite file (single runner replica, SPEC 8)."""
+    """The `Store` over one SQLite file (single runner replica, docs/scaling.md)."""
 
     def __init__(self, path: Path, clock: Clock, options: StoreOptions = DEFAULT_OPTIONS) -> None:
         self.path = path
@@ -237,7 +237,7 @@ class SqliteStore:
             return
         try:
             with transaction(self._writer):
-                received_at = self.clock.now()  # one trigger time per commit (SPEC 3.0)
+                received_at = self.clock.now()  # one trigger time per commit (docs/events.md)
                 tx = SqliteWriteTx(self._writer)
                 outcomes = tx.ingest_group([item.events for item in calls], received_at)
         except BaseException as error:

@@ -26,7 +26,7 @@ from runner.store.sqlite_rows import marks
 
 ACTIVE = (SendStatus.PENDING.value, SendStatus.CLAIMED.value)
 
-# One pass over the automation's messages and their provider events (SPEC 3.5): a message
+# One pass over the automation's messages and their provider events: a message
 # counts once per kind however many events of that kind it received. The outbox delivers
 # every message it stored, but not one that failed before reaching it.
 _MESSAGE_STATS = """
@@ -229,7 +229,7 @@ class SqliteReadTx(PeopleReads):
         return [rows.message_of(r) for r in found]
 
     def stats(self, automation_id: str) -> Stats:
-        """Counts of one automation (SPEC 3.5), computed in SQL."""
+        """Counts of one automation, computed in SQL."""
         triggered = self._one(_TRIGGERED, automation_id)
         sends = [
             (row["status"], row["reason"], row["sends"])

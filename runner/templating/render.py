@@ -1,4 +1,5 @@
-"""Rendering one email from an automation's templates (SPEC 1): sandboxed, strict and capped.
+"""Rendering one email from an automation's templates (docs/file-format.md "Templates"):
+sandboxed, strict and capped.
 
 The send path builds an `EmailJob` (the texts and the variables of one email) and hands
 it to the render workers of `runner.templating.renderpool`, which run `render_job` under hard CPU

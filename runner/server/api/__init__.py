@@ -1,1 +1,2 @@
-"""The request handlers of the HTTP API (SPEC 5.2), grouped by area; runner.server routes them."""
+"""The request handlers of the HTTP API (README.md "The runner's HTTP API"), grouped by area;
+server/app.py routes them."""

@@ -1,4 +1,4 @@
-"""Write entry points: events, provider webhooks and the `api` trigger (SPEC 3.0, 5.2)."""
+"""Write entry points: events, provider webhooks and the `api` trigger (docs/events.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Request bodies of the HTTP API as pydantic models, and their 422 error shape (SPEC 5.2)."""
+"""Request bodies of the HTTP API as pydantic models, and their 422 error shape
+(docs/events.md "Answers and errors")."""
 
 from __future__ import annotations
 

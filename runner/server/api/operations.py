@@ -26,7 +26,7 @@ def stats_payload(stats: Stats) -> dict[str, Any]:
 
 
 def started(live: Live) -> bool:
-    """Whether the automation was ever running (stats exist only then, SPEC 3.5)."""
+    """Whether the automation was ever running (stats exist only then)."""
     return live.row.started_at is not None or any(s not in NOT_STARTED for s in live.statuses)
 
 
@@ -85,7 +85,7 @@ def send_now(tx: WriteTx, automation_id: str, send_id: str, now: datetime) -> Pe
 
 
 def remove_pending(tx: WriteTx, automation_id: str, send_id: str, now: datetime) -> PendingSend:
-    """Cancel a pending send with reason `removed` (ends its series, SPEC 3.2)."""
+    """Cancel a pending send with reason `removed` (ends its series)."""
     send = _own_send(tx, automation_id, send_id)
     reason = CancelReason.REMOVED.value
     pending = {SendStatus.PENDING}

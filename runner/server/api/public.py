@@ -34,7 +34,7 @@ log = logging.getLogger("postwright.server")
 
 RELOAD_OPERATION = {
     "post": {
-        "summary": "Re-read the repository now and apply what is legal (SPEC 6)",
+        "summary": "Re-read the repository now and apply what is legal",
         "responses": {
             "200": {"description": "the reload's result: applied, refused, result"},
             "401": {"description": "a bearer API key is required"},
