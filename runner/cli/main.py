@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import TextIO
 
 from runner.cli.checking import add_checking_commands
+from runner.cli.render import add_render_command
 from runner.cli.running import add_runner_commands
+from runner.cli.serve import add_serve_command
+from runner.cli.subscribers import add_subscriber_commands
 from runner.errors import PostwrightError
 
 EXIT_INTERNAL = 3
@@ -71,7 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     add_checking_commands(commands, _add_repo)
+    add_serve_command(commands, _add_repo)
     add_runner_commands(commands, _add_repo)
+    add_render_command(commands, _add_repo)
+    add_subscriber_commands(commands, _add_repo)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""The runner's commands: serve, stats, pending, outbox and render (README.md "The command line").
+"""The commands that look at a runner's store: stats, pending and outbox (README.md "The command
+line").
 
 Heavy imports (the server, the store, rich) stay inside the commands, so
 `validate` starts fast.
@@ -9,50 +10,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from runner.checking.tree import check_working_tree
-from runner.cli.subscribers import add_subscriber_commands
-from runner.core.layout import AUTOMATIONS_DIR
+from runner.cli.settings import settings_of
 from runner.errors import UsageError
-from runner.repo.workspace import repo_root
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from runner.core.clock import Clock
-    from runner.core.model import Automation
-    from runner.core.settings import Settings
     from runner.store.base import ReadTx, Stats, Store
 
 
 def add_runner_commands(commands: Any, add_repo: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add serve, stats, pending, outbox, render and subscribers to the CLI's sub-commands."""
-    serve = commands.add_parser("serve", help="run the runner: HTTP API, engine and sender")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument(
-        "--access-log", action="store_true", help="log every HTTP request (off: it costs ~20%%)"
-    )
-    serve.add_argument(
-        "--poll",
-        action="store_true",
-        help="poll the files for changes (network mounts, volumes without notifications)",
-    )
-    serve.add_argument(
-        "--allow-mass-delete",
-        action="store_true",
-        help="apply a reload that deletes more than half of the automations at once",
-    )
-    add_repo(serve)
-    serve.set_defaults(run=_serve)
-
+    """Add stats, pending and outbox to the CLI's sub-commands."""
     stats = commands.add_parser("stats", help="counts and rates per automation")
     stats.add_argument("id", nargs="?", help="one automation (default: all)")
     add_repo(stats)
@@ -71,79 +45,6 @@ def add_runner_commands(commands: Any, add_repo: Callable[[argparse.ArgumentPars
     outbox.add_argument("--show", metavar="MESSAGE_ID", help="print one message in full")
     add_repo(outbox)
     outbox.set_defaults(run=_outbox)
-
-    render = commands.add_parser("render", help="preview an email offline")
-    render.add_argument("id", help="the automation (read from the files on disk)")
-    render.add_argument("--subscriber", type=Path, required=True, metavar="FILE")
-    render.add_argument("--event", type=Path, metavar="FILE")
-    add_repo(render)
-    render.set_defaults(run=_render)
-    add_subscriber_commands(commands, add_repo)
-
-
-def settings_of(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 8080) -> Settings:
-    """The runner settings of the repository named by `--repo` (default: here)."""
-    from runner.cli.settings import load_settings
-
-    return load_settings(repo_root(args.repo), os.environ, host, port)
-
-
-def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    from runner.server.http_protocol import raise_open_file_limit
-
-    settings = settings_of(args, args.host, args.port)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    raise_open_file_limit()
-    serving = _serve_async(settings, args.access_log, args.poll, args.allow_mass_delete)
-    try:  # uvloop when installed (uvicorn's standard extra): a faster event loop
-        import uvloop
-    except ImportError:  # pragma: no cover - uvicorn installed without its extra
-        return asyncio.run(serving)
-    return uvloop.run(serving)
-
-
-async def _serve_async(
-    settings: Settings, access_log: bool, poll: bool, allow_mass_delete: bool
-) -> int:
-    from runner.cli.clocks import clock_from_env
-    from runner.store import open_store, single_runner
-
-    clock = clock_from_env(os.environ)
-    with single_runner(settings.database_url):
-        return await _serve_store(
-            settings,
-            open_store(settings.database_url, clock, settings.store),
-            clock,
-            access_log,
-            poll,
-            allow_mass_delete,
-        )
-
-
-async def _serve_store(
-    settings: Settings,
-    store: Store,
-    clock: Clock,
-    access_log: bool,
-    poll: bool,
-    allow_mass_delete: bool,
-) -> int:
-    import uvicorn
-
-    from runner.gitops.reload import Reloader
-    from runner.server.app import build_worker, create_app
-    from runner.server.http_protocol import uvicorn_config
-
-    try:
-        worker = await build_worker(settings, store, clock)
-        reloader = Reloader(settings, store, worker, clock, allow_mass_delete=allow_mass_delete)
-        # Start-up applies the files like any reload; the reloader logs each change.
-        await reloader.reload(None, reason="startup")
-        app = create_app(settings, store, worker, clock, reloader=reloader, poll=poll)
-        await uvicorn.Server(uvicorn_config(app, settings, access_log=access_log)).serve()
-    finally:
-        await store.close()
-    return 0
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[Store, Clock], Awaitable[int]]) -> int:
@@ -310,72 +211,3 @@ def _outbox(args: argparse.Namespace, out: TextIO) -> int:
         return 0
 
     return _with_store(args, work)
-
-
-def _render(args: argparse.Namespace, out: TextIO) -> int:
-    from runner.core.records import Subscriber
-    from runner.templating.render import RenderError, RenderUnavailable, email_job
-    from runner.templating.renderpool import RenderPool
-
-    root = repo_root(args.repo)
-    tree = check_working_tree(root, datetime.now(UTC))
-    version = tree.versions.get(args.id)
-    if version is None:
-        problems = [
-            f for f in tree.findings if f.automation == args.id or Path(f.path).stem == args.id
-        ]
-        detail = "".join(f"\n  {f.path}:{f.line}:{f.col}: {f.message}" for f in problems)
-        raise UsageError(f"no valid automation {args.id!r} in {root / AUTOMATIONS_DIR}{detail}")
-    person = _data_file(args.subscriber)
-    if not isinstance(person.get("email"), str):
-        raise UsageError(f"{args.subscriber}: needs an `email`")
-    subscriber = Subscriber(
-        id=None,
-        email=person["email"].strip().lower(),
-        fields=dict(person.get("fields") or {}),
-        groups=set(person.get("groups") or []),
-    )
-    event = _data_file(args.event) if args.event else _default_event(version.model)
-    event.setdefault("data", {})
-    url = f"{settings_of(args).public_url}/u/preview-token"
-    # The same guarded path as the sender: a render worker with its CPU and memory limits.
-    pool = RenderPool(size=1)
-    try:
-        (email,) = pool.render(
-            [email_job(version.model, version.templates, subscriber, event, url)]
-        )
-    except RenderError as error:
-        email = error
-    finally:
-        pool.close()
-    if isinstance(email, RenderUnavailable):
-        raise email
-    if isinstance(email, RenderError):
-        print(f"postwright: render error: {email}", file=sys.stderr)
-        return 1
-    print(f"Subject: {email.subject}", file=out)
-    for name, value in sorted(email.headers.items()):
-        print(f"{name}: {value}", file=out)
-    for label, body in (("text", email.text), ("html", email.html)):
-        if body is not None:
-            print(f"\n--- {label} ---\n{body}", file=out)
-    return 0
-
-
-def _data_file(path: Path) -> dict[str, Any]:
-    """A JSON or YAML mapping from a file."""
-    import yaml
-
-    try:
-        value = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise UsageError(f"cannot read {path}: {error}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"{path}: expected a mapping")
-    return value
-
-
-def _default_event(model: Automation) -> dict[str, Any]:
-    trigger = model.trigger
-    name = getattr(trigger, "event", None) or trigger.type
-    return {"name": name, "data": {}}

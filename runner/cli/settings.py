@@ -7,7 +7,9 @@ environment variable, that needs fixing.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +24,7 @@ from runner.core.loader import load_config
 from runner.core.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
 from runner.core.store_options import StoreOptions
 from runner.errors import PostwrightError
+from runner.repo.workspace import repo_root
 
 TIMEZONE_VARIABLE = "POSTWRIGHT_TIMEZONE"
 PUBLIC_URL_VARIABLE = "POSTWRIGHT_PUBLIC_URL"
@@ -203,3 +206,8 @@ def _provider_secrets(name: str, provider: Provider, environ: Mapping[str, str])
                 )
             resolved[key.removesuffix("_env")] = text.strip()
     return resolved
+
+
+def settings_of(args: argparse.Namespace, host: str = "127.0.0.1", port: int = 8080) -> Settings:
+    """The runner settings of the repository named by `--repo` (default: here)."""
+    return load_settings(repo_root(args.repo), os.environ, host, port)

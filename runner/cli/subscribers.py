@@ -64,7 +64,7 @@ def _with_ops(args: argparse.Namespace, work: Callable[[SubscriberOps], Awaitabl
     """Open the store, build the engine's context, run `work`; a refused request exits 1
     (2 for a malformed address), with the API's message."""
     from runner.cli.clocks import clock_from_env
-    from runner.cli.running import settings_of
+    from runner.cli.settings import settings_of
     from runner.engine.context import EngineContext, unsubscribe_key
     from runner.engine.worker import Worker
     from runner.server.api.models import RequestError
