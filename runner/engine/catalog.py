@@ -8,9 +8,9 @@ instant?" and "who listens to this event?" without SQL.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from runner.core.loader import load_automation
 from runner.core.model import Automation, EmailTrigger, EventTrigger, Status
@@ -18,6 +18,7 @@ from runner.core.records import AppliedAutomation, HistoryEntry
 from runner.core.version import Version
 
 DELETED = "deleted"
+TICK = timedelta(microseconds=1)  # the smallest step between two instants
 
 
 def version_of(row: AppliedAutomation) -> Version:
@@ -123,3 +124,22 @@ class Catalog:
 
 def _same_source(old: AppliedAutomation, new: AppliedAutomation) -> bool:
     return (old.source, old.templates, old.path) == (new.source, new.templates, new.path)
+
+
+def running_intervals(
+    live: Live, after: datetime, until: datetime
+) -> Iterator[tuple[datetime, datetime | None]]:
+    """[start, end) spans in which the automation was running that meet (after, until]."""
+    moments = live.moments
+    for index, status in enumerate(live.statuses):
+        if status != Status.RUNNING.value:
+            continue
+        start = moments[index]
+        end = moments[index + 1] if index + 1 < len(moments) else None
+        if start <= until and (end is None or end > after + TICK):
+            yield start, end
+
+
+def ran_during(live: Live, after: datetime, until: datetime) -> bool:
+    """Whether the automation was running at some instant of (after, until]."""
+    return next(running_intervals(live, after, until), None) is not None
