@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner.templating import renderpool
+from runner.templating import renderprocess
 from runner.templating.render import EmailJob, RenderedEmail, RenderError, RenderUnavailable
 from runner.templating.renderpool import RenderPool
 
@@ -83,7 +83,7 @@ def test_a_job_the_worker_cannot_interrupt_is_killed_and_the_worker_replaced(
     # CPython checks its signals between bytecodes and inside big-integer arithmetic, so a
     # template can hardly hold one C call past the cap; the kill is the backstop for one.
     # A negative grace makes the pool's watch fire before the worker's own timer.
-    monkeypatch.setattr(renderpool, "KILL_GRACE", -CPU / 2)
+    monkeypatch.setattr(renderprocess, "KILL_GRACE", -CPU / 2)
     pool.render([job("warm")])
     [before] = pool.worker_pids()
     started = time.monotonic()
@@ -150,7 +150,7 @@ def test_a_paused_worker_is_measured_in_cpu_time_not_wall_time() -> None:
 
 
 def test_a_worker_stopped_for_good_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(renderpool, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(renderprocess, "STALL_SECONDS", 0.5)
     pool = RenderPool(1)
     pool.render([job("warm")])
     [pid] = pool.worker_pids()

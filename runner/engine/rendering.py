@@ -19,7 +19,8 @@ from runner.engine.outcomes import Ready, render_failed
 from runner.providers import retry
 from runner.store.base import WriteTx
 from runner.templating.render import EmailJob, RenderError, RenderUnavailable, email_job
-from runner.templating.renderpool import Outcome, RenderPool
+from runner.templating.renderpool import RenderPool
+from runner.templating.renderprocess import Outcome
 
 log = logging.getLogger("runner.engine.sender")
 
