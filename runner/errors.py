@@ -8,7 +8,7 @@ PostwrightError                   exit 2 at the command line: could not run
 ├── UsageError                    bad command-line input (here)
 ├── GitError                      a git command failed or an object is missing (here)
 ├── SettingsError                 postwright.yaml or the environment is unusable (cli.settings)
-├── RunnerUnavailable             `--against URL` got no usable answer (checking.against)
+├── RunnerUnavailable             `--against URL` got no usable answer (checking.runner_client)
 ├── RenderError                   a template failed to render (templating.sandbox)
 ├── RenderUnavailable             the render workers cannot render now (templating.render)
 ├── StoreError                    the store could not do what was asked (store.errors)

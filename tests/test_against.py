@@ -16,14 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.checking.against import (
-    RunnerClient,
-    RunnerUnavailable,
-    applied_version,
-    children_of,
-    fetch_deployed,
-)
+from runner.checking.against import applied_version, children_of, fetch_deployed
 from runner.checking.plan import Impact
+from runner.checking.runner_client import RunnerClient, RunnerUnavailable
 from runner.checking.tree import Tree
 from runner.cli.main import main
 from runner.core import findings

@@ -2,8 +2,8 @@
 working tree checked against it (docs/output-formats.md), so CI judges a change by what is
 really deployed.
 
-`RunnerClient` speaks HTTP; `fetch_deployed` rebuilds the applied versions from the
-`applied` object of `GET /v1/automations/{id}`; `check_against` runs the change rules.
+`RunnerClient` (runner_client.py) speaks HTTP; `fetch_deployed` rebuilds the applied versions
+from the `applied` object of `GET /v1/automations/{id}`; `check_against` runs the change rules.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote, urlsplit
-
-import httpx
 
 from runner.checking.plan import Impact
+from runner.checking.runner_client import PAGE, RunnerClient, RunnerUnavailable
 from runner.checking.tree import Tree, check_working_tree
 from runner.core import lifecycle
 from runner.core.findings import Finding
@@ -26,17 +24,9 @@ from runner.core.lifecycle import Change
 from runner.core.loader import load_automation
 from runner.core.model import Status
 from runner.core.version import Version
-from runner.errors import PostwrightError, UsageError
 
-API_KEY_ENV = "POSTWRIGHT_API_KEY"
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DELETED = "deleted"
 PAUSE_HORIZON = timedelta(hours=24)
-PAGE = 1000  # the API's largest `limit`
-
-
-class RunnerUnavailable(PostwrightError):
-    """The URL given to --against cannot be read as a Postwright runner (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -56,93 +46,6 @@ class AgainstResult:
     children: dict[str, Version]
     changes: list[Change]
     findings: list[Finding]
-
-
-class RunnerClient:
-    """The few read endpoints --against needs, with one connection and clear errors."""
-
-    def __init__(
-        self,
-        url: str,
-        api_key: str | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.url = normalise_url(url)
-        headers = {"accept": "application/json"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=TIMEOUT, transport=transport
-        )
-
-    def __enter__(self) -> RunnerClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._http.close()
-
-    def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """GET a JSON object, or raise RunnerUnavailable naming the URL and the reason."""
-        where = f"{self.url}{path}"
-        try:
-            response = self._http.get(path, params=dict(params or {}))
-        except httpx.TimeoutException:
-            raise RunnerUnavailable(f"{where}: no answer within {TIMEOUT.read:g} s") from None
-        except httpx.HTTPError as error:
-            raise RunnerUnavailable(f"cannot reach {where}: {error}") from None
-        if response.status_code == 401:
-            raise RunnerUnavailable(
-                f"{where} answered 401: set {API_KEY_ENV} to an API key of that runner"
-            )
-        if response.status_code != 200:
-            raise RunnerUnavailable(
-                f"{where} answered {response.status_code}: {_excerpt(response)}"
-            )
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise RunnerUnavailable(f"{where} did not answer with JSON: is it a Postwright runner?")
-        return body
-
-    def automations(self) -> list[dict[str, Any]]:
-        """GET /v1/automations: one summary per applied automation."""
-        body = self.get("/v1/automations")
-        rows = body.get("automations")
-        if not isinstance(rows, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("id"), str) for r in rows
-        ):
-            raise RunnerUnavailable(
-                f"{self.url}/v1/automations has no automation list: is it a Postwright runner?"
-            )
-        return rows
-
-    def automation(self, ident: str) -> dict[str, Any]:
-        """GET /v1/automations/{id}."""
-        return self.get(f"/v1/automations/{quote(ident, safe='')}")
-
-    def pending(self, ident: str) -> list[dict[str, Any]]:
-        """The automation's sends in status `pending`, by due time (at most one page)."""
-        body = self.get(
-            f"/v1/automations/{quote(ident, safe='')}/pending",
-            {"status": "pending", "limit": str(PAGE)},
-        )
-        sends = body.get("pending")
-        return [s for s in sends if isinstance(s, dict)] if isinstance(sends, list) else []
-
-
-def normalise_url(url: str) -> str:
-    """The runner's base URL without a trailing slash; UsageError unless http(s)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"--against {url!r} is not an http:// or https:// URL")
-    return url.rstrip("/")
 
 
 def fetch_deployed(client: RunnerClient) -> Deployed:
@@ -263,8 +166,3 @@ def _due_before(send: Mapping[str, Any], horizon: datetime) -> bool:
     except ValueError:
         return False
     return due <= horizon
-
-
-def _excerpt(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
-    return text[:200] or response.reason_phrase

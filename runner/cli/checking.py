@@ -65,7 +65,7 @@ def _against(args: argparse.Namespace) -> tuple[str, str | None] | None:
         return None
     if args.base:
         raise UsageError("--against compares the working tree with a runner: drop --base")
-    from runner.checking.against import API_KEY_ENV
+    from runner.checking.runner_client import API_KEY_ENV
 
     return args.against, os.environ.get(API_KEY_ENV) or None
 
@@ -85,7 +85,8 @@ def _validate(args: argparse.Namespace, out: TextIO) -> int:
     now = args.now or datetime.now(UTC)
     against = _against(args)
     if against is not None:
-        from runner.checking.against import RunnerClient, check_against, fetch_deployed
+        from runner.checking.against import check_against, fetch_deployed
+        from runner.checking.runner_client import RunnerClient
 
         with RunnerClient(*against) as client:
             deployed = fetch_deployed(client)
@@ -160,9 +161,10 @@ def _plan_against(
 
     Returns 1 when any change is blocked, else 0.
     """
-    from runner.checking.against import RunnerClient, check_against, fetch_deployed, impact_of
+    from runner.checking.against import check_against, fetch_deployed, impact_of
     from runner.checking.plan import build_plan
     from runner.checking.plan_render import render_plan
+    from runner.checking.runner_client import RunnerClient
 
     with RunnerClient(url, api_key) as client:
         deployed = fetch_deployed(client)
