@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from runner.checking.tree import check_working_tree
+from runner.cli.running import print_email
 from runner.cli.settings import settings_of
 from runner.core.layout import AUTOMATIONS_DIR
 from runner.errors import UsageError
@@ -71,12 +72,7 @@ def _render(args: argparse.Namespace, out: TextIO) -> int:
     if isinstance(email, RenderError):
         print(f"postwright: render error: {email}", file=sys.stderr)
         return 1
-    print(f"Subject: {email.subject}", file=out)
-    for name, value in sorted(email.headers.items()):
-        print(f"{name}: {value}", file=out)
-    for label, body in (("text", email.text), ("html", email.html)):
-        if body is not None:
-            print(f"\n--- {label} ---\n{body}", file=out)
+    print_email(email.subject, email.headers, email.text, email.html, out)
     return 0
 
 

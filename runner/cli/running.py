@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from runner.cli.settings import settings_of
@@ -65,6 +65,18 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store, Clock], Awaitab
             await store.close()
 
     return asyncio.run(run())
+
+
+def print_email(
+    subject: str, headers: Mapping[str, str], text: str | None, html: str | None, out: TextIO
+) -> None:
+    """An email as the outbox and render commands show it: subject, headers, then each body."""
+    print(f"Subject: {subject}", file=out)
+    for name, value in sorted(headers.items()):
+        print(f"{name}: {value}", file=out)
+    for label, body in (("text", text), ("html", html)):
+        if body is not None:
+            print(f"\n--- {label} ---\n{body}", file=out)
 
 
 def console(out: TextIO) -> Console:
@@ -193,12 +205,8 @@ def _outbox(args: argparse.Namespace, out: TextIO) -> int:
             message = await store.read(lambda tx: tx.message(args.show))
             if message is None:
                 raise UsageError(f"no message {args.show!r}")
-            print(f"To: {message.to}\nFrom: {message.from_}\nSubject: {message.subject}", file=out)
-            for name, value in sorted(message.headers.items()):
-                print(f"{name}: {value}", file=out)
-            for label, body in (("text", message.text), ("html", message.html)):
-                if body is not None:
-                    print(f"\n--- {label} ---\n{body}", file=out)
+            print(f"To: {message.to}\nFrom: {message.from_}", file=out)
+            print_email(message.subject, message.headers, message.text, message.html, out)
             return 0
         messages = await store.read(lambda tx: outbox(tx, args.limit))
         table = Table(title="Outbox (newest first)")
