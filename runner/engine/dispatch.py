@@ -21,13 +21,13 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.delivery import Outcome, Request, call, plan_requests
 from runner.engine.inflight import InFlight, Marker
-from runner.engine.outcomes import PROVIDER_ERROR, Attempt, Scope, failed, sent, unknown
+from runner.engine.outcomes import PROVIDER_ERROR, Attempt, Scope, failed, finish, sent, unknown
 from runner.providers import retry
 from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
 from runner.store.base import Store, TransactionAborted, WriteTx
-from runner.store.records import CancelReason, PendingSend, Subscriber
+from runner.store.records import CancelReason, PendingSend, SendStatus, Subscriber
 
 log = logging.getLogger("runner.engine.sender")
 
@@ -260,6 +260,11 @@ def _provider_failed(
 ) -> None:
     """Apply the retry policy's decision to one failed message."""
     attempt, now, send = job.attempt, run.now, job.send
+    if decision.action in ("retry", "pause_provider"):
+        current = tx.pending_send(send.id)
+        if current is not None and current.halted is not None:
+            _halted(tx, run, attempt, error, current.halted)
+            return
     if decision.action == "unknown":
         unknown(tx, run.scope, attempt, error.message)
         return
@@ -288,6 +293,27 @@ def _provider_failed(
             retryable=False,
         )
     failed(tx, run.scope, attempt, error, reason=reason)
+
+
+def _halted(
+    tx: WriteTx, run: Round, attempt: Attempt, error: ProviderError, reason: CancelReason
+) -> None:
+    """A send stopped while its request was in flight is not tried again: `outcome_unknown`
+    when the request may have reached the provider (its events reconcile it), else
+    cancelled for the reason it was halted."""
+    if error.outcome_unknown:
+        unknown(tx, run.scope, attempt, error.message)
+        return
+    send = attempt.ready.send
+    finish(
+        tx,
+        send,
+        run.token,
+        SendStatus.CANCELLED,
+        run.now,
+        reason=reason.value,
+        last_error=error.message,
+    )
 
 
 def _suppress(
