@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from runner.api.base import MAX_LIST, Handlers, send_json
-from runner.api.gate import is_json
+from runner.api.base import MAX_LIST, STORE_RETRY_AFTER, Handlers, send_json, store_unavailable
+from runner.api.gate import INGEST_PATH, is_json
 from runner.api.subscriber_ops import SubscriberOps, internal_event_id, upsert_event
 from runner.api_models import (
     OutboxWebhookEvent,
@@ -32,7 +32,7 @@ from runner.engine.catalog import DELETED, Catalog
 from runner.model import ApiTrigger
 from runner.providers import webhook_parser
 from runner.providers.webhooks import WebhookRejected
-from runner.store.base import EventConflict, ReadTx, WriteTx
+from runner.store.base import EventConflict, ReadTx, StoreUnavailable, WriteTx
 from runner.store.records import MessageEvent
 
 
@@ -71,6 +71,10 @@ class EventsApi(Handlers):
         except RequestError as error:
             challenge = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
             await send_json(send, error.status, error.body, challenge)
+            return
+        except StoreUnavailable as error:
+            body = store_unavailable("POST", INGEST_PATH, error)
+            await send_json(send, 503, body, [(b"retry-after", str(STORE_RETRY_AFTER).encode())])
             return
         await send_json(send, 202, payload)
 

@@ -128,6 +128,10 @@ class SqliteStore:
         try:
             with transaction(db, "BEGIN"):
                 return work(SqliteReadTx(db))
+        except sqlite3.Error as error:
+            if is_store_fault(error):  # a fault of the file, as for writes
+                raise unavailable(error) from error
+            raise
         finally:
             self._readers.put(db)
 
