@@ -80,7 +80,9 @@ async def build_worker(settings: Settings, store: Store, clock: Clock) -> Worker
             if rate is not None and name in providers.limiters:
                 providers.limiters[name] = SharedRateLimiter(rate, name, store, clock)
     retention = timedelta(seconds=settings.event_id_retention)
-    return Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
+    worker = Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
+    await worker.count_backlog()  # what a previous run (or another replica) left
+    return worker
 
 
 async def prepare(

@@ -171,6 +171,9 @@ class ReadTx(Protocol):
     def has_unprocessed(self, through: int) -> bool:
         """Whether an event with seq <= `through` still waits to be processed."""
 
+    def unprocessed_count(self) -> int:
+        """How many events wait to be processed (the load-shedding backlog)."""
+
     def event_by_id(self, client_id: str) -> StoredEvent | None:
         """The event received with this client id (while the id is remembered)."""
 
