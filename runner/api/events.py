@@ -137,6 +137,7 @@ class EventsApi(Handlers):
         catalog = await self.worker.catalog()
 
         def work(tx: WriteTx) -> list[dict[str, str]] | None:
+            feedback.lock_for(tx, batch.events)  # before any write (runner.engine.suppression)
             if not all([tx.claim_once(key, now) for key in batch.replay_keys]):
                 return None  # a replay: nothing is recorded again
             return [
@@ -231,7 +232,7 @@ def _record(
     now: datetime,
     batch: bool,
 ) -> list[dict[str, str]]:
-    results: list[dict[str, str]] = []
+    received: list[MessageEvent] = []
     for index, item in enumerate(parsed):
         message = tx.message_by_provider_id(provider, item.message_id) or tx.message(
             item.message_id
@@ -239,23 +240,28 @@ def _record(
         if message is None:
             where = f"[{index}].message_id" if batch else "message_id"
             text = f"no message {item.message_id!r} of provider {provider!r}"
-            # Raising rolls the whole request back: a batch stays atomic.
+            # Raised before any write: a batch stays atomic.
             raise RequestError(422, {"error": "unknown_message", "field": where, "message": text})
-        bounce = item.bounce or ("hard" if item.type == "bounced" else None)
-        event = MessageEvent(
-            provider=provider,
-            provider_event_id=item.id,
-            message_id=message.id,
-            type=item.type,
-            occurred_at=item.occurred_at or now,
-            received_at=now,
-            url=item.url,
-            bounce=bounce,
+        received.append(
+            MessageEvent(
+                provider=provider,
+                provider_event_id=item.id,
+                message_id=message.id,
+                type=item.type,
+                occurred_at=item.occurred_at or now,
+                received_at=now,
+                url=item.url,
+                bounce=item.bounce or ("hard" if item.type == "bounced" else None),
+            )
         )
-        results.append(
-            {"id": item.id, "status": feedback.record_provider_event(tx, catalog, provider, event)}
-        )
-    return results
+    feedback.lock_for(tx, received)  # before any write (runner.engine.suppression)
+    return [
+        {
+            "id": event.provider_event_id,
+            "status": feedback.record_provider_event(tx, catalog, provider, event),
+        }
+        for event in received
+    ]
 
 
 @dataclass(frozen=True)
