@@ -22,7 +22,7 @@ run: $(STAMP)
 E2E := tests/test_scenarios_lifecycle.py tests/test_scenarios_delivery.py tests/test_server.py \
 	tests/test_providers_e2e.py tests/test_against.py tests/test_scenarios_events.py \
 	tests/test_subscribers_api.py tests/test_erasure.py tests/test_delivery_guarantees.py \
-	tests/test_http_gate.py
+	tests/test_http_gate.py tests/test_stop_in_flight.py tests/test_backlog.py
 
 test: $(STAMP)
 	$(BIN)/pytest

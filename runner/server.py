@@ -15,11 +15,13 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runner.api.automations import AutomationsApi
-from runner.api.base import MAX_BODY, Reloading, guard
+from runner.api.base import MAX_BODY, STORE_RETRY_AFTER, Reloading, guard, store_unavailable
 from runner.api.events import EventsApi
 from runner.api.gate import INGEST_PATH, Gate
 from runner.api.operations import (
@@ -42,7 +44,7 @@ from runner.providers.shared_rate import SharedRateLimiter
 from runner.reload import apply_repository
 from runner.settings import Settings, unsubscribe_key
 from runner.store import POSTGRES_PREFIX
-from runner.store.base import Store
+from runner.store.base import Store, StoreUnavailable
 from runner.tree import Tree
 
 __all__ = [
@@ -78,7 +80,9 @@ async def build_worker(settings: Settings, store: Store, clock: Clock) -> Worker
             if rate is not None and name in providers.limiters:
                 providers.limiters[name] = SharedRateLimiter(rate, name, store, clock)
     retention = timedelta(seconds=settings.event_id_retention)
-    return Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
+    worker = Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
+    await worker.count_backlog()  # what a previous run (or another replica) left
+    return worker
 
 
 async def prepare(
@@ -172,10 +176,25 @@ def create_app(
             if isinstance(worker.providers, Providers):
                 await worker.providers.aclose()  # the shared HTTP client's connections
 
-    app = _App(events.ingest_asgi, routes=routes, lifespan=lifespan)
+    app = _App(
+        events.ingest_asgi,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={StoreUnavailable: _store_unavailable},
+    )
     app.gate = Gate(app.route, settings, worker.backlog, events.metrics)
     app.state.api = (events, automations, public, people)
     return app
+
+
+async def _store_unavailable(request: Request, error: Exception) -> Response:
+    """Every route's answer to a fault of the database: 503 with Retry-After, one log line."""
+    assert isinstance(error, StoreUnavailable)
+    route = request.scope.get("route")
+    # The route's template, not the path: a subscriber's address stays out of the log.
+    where = route.path if isinstance(route, Route) else request.url.path
+    body = store_unavailable(request.method, where, error)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER)})
 
 
 class _App(Starlette):

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from runner.api.base import MAX_LIST, Handlers, send_json
-from runner.api.gate import is_json
+from runner.api.base import MAX_LIST, STORE_RETRY_AFTER, Handlers, send_json, store_unavailable
+from runner.api.gate import INGEST_PATH, is_json
 from runner.api.subscriber_ops import SubscriberOps, internal_event_id, upsert_event
 from runner.api_models import (
     OutboxWebhookEvent,
@@ -32,7 +32,7 @@ from runner.engine.catalog import DELETED, Catalog
 from runner.model import ApiTrigger
 from runner.providers import webhook_parser
 from runner.providers.webhooks import WebhookRejected
-from runner.store.base import EventConflict, ReadTx, WriteTx
+from runner.store.base import EventConflict, ReadTx, StoreUnavailable, WriteTx
 from runner.store.records import MessageEvent
 
 
@@ -71,6 +71,10 @@ class EventsApi(Handlers):
         except RequestError as error:
             challenge = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
             await send_json(send, error.status, error.body, challenge)
+            return
+        except StoreUnavailable as error:
+            body = store_unavailable("POST", INGEST_PATH, error)
+            await send_json(send, 503, body, [(b"retry-after", str(STORE_RETRY_AFTER).encode())])
             return
         await send_json(send, 202, payload)
 
@@ -133,6 +137,7 @@ class EventsApi(Handlers):
         catalog = await self.worker.catalog()
 
         def work(tx: WriteTx) -> list[dict[str, str]] | None:
+            feedback.lock_for(tx, batch.events)  # before any write (runner.engine.suppression)
             if not all([tx.claim_once(key, now) for key in batch.replay_keys]):
                 return None  # a replay: nothing is recorded again
             return [
@@ -227,7 +232,7 @@ def _record(
     now: datetime,
     batch: bool,
 ) -> list[dict[str, str]]:
-    results: list[dict[str, str]] = []
+    received: list[MessageEvent] = []
     for index, item in enumerate(parsed):
         message = tx.message_by_provider_id(provider, item.message_id) or tx.message(
             item.message_id
@@ -235,23 +240,28 @@ def _record(
         if message is None:
             where = f"[{index}].message_id" if batch else "message_id"
             text = f"no message {item.message_id!r} of provider {provider!r}"
-            # Raising rolls the whole request back: a batch stays atomic.
+            # Raised before any write: a batch stays atomic.
             raise RequestError(422, {"error": "unknown_message", "field": where, "message": text})
-        bounce = item.bounce or ("hard" if item.type == "bounced" else None)
-        event = MessageEvent(
-            provider=provider,
-            provider_event_id=item.id,
-            message_id=message.id,
-            type=item.type,
-            occurred_at=item.occurred_at or now,
-            received_at=now,
-            url=item.url,
-            bounce=bounce,
+        received.append(
+            MessageEvent(
+                provider=provider,
+                provider_event_id=item.id,
+                message_id=message.id,
+                type=item.type,
+                occurred_at=item.occurred_at or now,
+                received_at=now,
+                url=item.url,
+                bounce=item.bounce or ("hard" if item.type == "bounced" else None),
+            )
         )
-        results.append(
-            {"id": item.id, "status": feedback.record_provider_event(tx, catalog, provider, event)}
-        )
-    return results
+    feedback.lock_for(tx, received)  # before any write (runner.engine.suppression)
+    return [
+        {
+            "id": event.provider_event_id,
+            "status": feedback.record_provider_event(tx, catalog, provider, event),
+        }
+        for event in received
+    ]
 
 
 @dataclass(frozen=True)

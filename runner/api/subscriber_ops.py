@@ -27,7 +27,7 @@ from runner.engine import erasure, suppression
 from runner.engine.context import new_id
 from runner.engine.subscribers import normalise_email
 from runner.engine.worker import NotCaughtUp, Worker
-from runner.store.base import ReadTx, Store
+from runner.store.base import ReadTx, Store, StoreUnavailable
 from runner.store.records import IncomingEvent, SendStatus, Subscriber, SubscriberQuery
 
 log = logging.getLogger("postwright.subscribers")
@@ -119,7 +119,7 @@ class SubscriberOps:
         self.worker.wake()
         try:
             await self.worker.catch_up()
-        except NotCaughtUp:
+        except (NotCaughtUp, StoreUnavailable):  # stored: it will be processed later
             return Upserted(not existed, None)
         return Upserted(not existed, await self._view(email, MESSAGES_SHOWN))
 

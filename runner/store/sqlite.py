@@ -21,7 +21,7 @@ from runner.clock import Clock
 from runner.store.base import ReadTx, StoreError, WriteTx
 from runner.store.options import DEFAULT_OPTIONS, StoreOptions
 from runner.store.records import IncomingEvent
-from runner.store.sqlite_faults import is_store_fault, unavailable
+from runner.store.sqlite_faults import is_read_fault, is_store_fault, unavailable
 from runner.store.sqlite_open import connect, open_writer, transaction
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_write import SqliteWriteTx
@@ -128,6 +128,10 @@ class SqliteStore:
         try:
             with transaction(db, "BEGIN"):
                 return work(SqliteReadTx(db))
+        except sqlite3.Error as error:
+            if is_read_fault(error):  # a fault of the file, as for writes
+                raise unavailable(error) from error
+            raise
         finally:
             self._readers.put(db)
 
