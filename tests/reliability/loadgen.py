@@ -1,5 +1,5 @@
 """An open-loop load generator for `POST /v1/events` on loopback, with sampling of the
-server's memory (RSS) and event backlog while it runs.
+server's memory (RSS), event backlog and send queue while it runs.
 
 Requests leave on a fixed schedule (`rate` per second) whatever the answers, and each
 latency is measured from its scheduled start, so a slow server cannot hide its slowness
@@ -45,6 +45,7 @@ class Sample:
     at: float  # seconds since the window started
     rss: int  # bytes
     backlog: int  # received events not processed yet
+    sends: int  # sends not finished yet (pending or claimed)
 
 
 @dataclass
@@ -79,10 +80,6 @@ class Window:
         if len(values) < 2:
             return values[0] if values else 0.0
         return statistics.quantiles(values, n=1000, method="inclusive")[int(quantile * 1000) - 1]
-
-    def backlog_at_end(self) -> int:
-        """The backlog sampled last."""
-        return self.samples[-1].backlog if self.samples else 0
 
 
 async def offer(served: Served, rate: float, seconds: float, event: Event) -> Window:
@@ -140,7 +137,9 @@ async def _sample(
 ) -> None:
     while not done.is_set():
         backlog = await gauge(session, served, "postwright_events_backlog")
-        window.samples.append(Sample(time.monotonic() - started, served.rss_bytes(), backlog))
+        sends = await gauge(session, served, "postwright_queue_depth")
+        at = time.monotonic() - started
+        window.samples.append(Sample(at, served.rss_bytes(), backlog, sends))
         try:
             await asyncio.wait_for(done.wait(), SAMPLE_EVERY)
         except TimeoutError:
