@@ -43,6 +43,7 @@ from tests.reliability.served import POSTWRIGHT, WAIT, Served, served, wait_unti
 from tests.reliability.store_reader import read_store
 from tests.test_crash import LEASE
 from tests.test_delivery_guarantees import HOOK_PASSWORD, HOOK_USER, NAME, SECRETS
+from tests.test_delivery_guarantees import INTRO as ONCE_PER_SUBSCRIBER
 from tests.test_delivery_guarantees import postmark as postmark_config
 from tests.test_delivery_guarantees import resend as resend_config
 
@@ -54,17 +55,8 @@ LATEST_KILL = 1.0  # seconds after the clients start: the latest random kill
 PROVIDER_DELAY = 0.05  # seconds the fake provider holds each request
 STEP = 2 * LEASE  # fake time between two servers: every claim of a killed one has expired
 SETTLE = pick(30.0, 120.0)  # seconds the last server may take to finish the work
-INTRO = f"""\
-id: intro
-status: running
-retrigger: true
-provider: {NAME}
-trigger: {{type: event, event: signup}}
-email:
-  from: "Shop <news@shop.test>"
-  subject: Welcome
-  text: "Hello {{{{ subscriber.email }}}}"
-"""
+# One email per event: a second send for one event would show it processed twice.
+INTRO = ONCE_PER_SUBSCRIBER.replace("status: running\n", "status: running\nretrigger: true\n")
 
 Fake = FakeResend | FakePostmark
 UNKNOWN = SendStatus.OUTCOME_UNKNOWN

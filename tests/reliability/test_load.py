@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -174,7 +175,9 @@ def test_twice_the_sustainable_rate_is_shed_and_nothing_acknowledged_is_lost(
         windows.append(load(server, rate, WARM_SECONDS, "warm"))
         hold = load(server, rate, HOLD_SECONDS, "hold")
         over = load(server, 2 * rate, HOLD_SECONDS, "over")
+        overloaded = time.monotonic()
         settle(server)
+        print(f"the work left by the overload was done {time.monotonic() - overloaded:.1f} s later")
         server.stop()
     print(figures(rate, hold, over, bound))
 
@@ -196,6 +199,10 @@ def test_twice_the_sustainable_rate_is_shed_and_nothing_acknowledged_is_lost(
     unanswered = sum(w.statuses().get(None, 0) for w in [*windows, hold, over])
     url = load_settings(repo, {}).database_url
     missing, waiting, counts = read_store(url, stored(acknowledged))
+    print(
+        f"{len(acknowledged):,} events acknowledged in all, {len(missing)} of them missing; "
+        f"{counts.triggered:,} triggered the automation, {counts.sent:,} emails sent"
+    )
     assert missing == [], f"{len(missing)} acknowledged events are not stored"
     assert not waiting, "events were left unprocessed"
     assert len(acknowledged) <= counts.triggered <= len(acknowledged) + unanswered
