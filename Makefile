@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench schema clean
+.PHONY: run test lint bench schema clean reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ E2E := tests/test_scenarios_lifecycle.py tests/test_scenarios_delivery.py tests/
 test: $(STAMP)
 	$(BIN)/pytest
 	POSTWRIGHT_TEST_STORE=postgres $(BIN)/pytest $(E2E)
+
+# The reliability suite at full length (docs/reliability.md): `make test` runs it briefly.
+# -rP prints each test's figures.
+reliability: $(STAMP)
+	POSTWRIGHT_RELIABILITY=long $(BIN)/pytest -m reliability -rP tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
