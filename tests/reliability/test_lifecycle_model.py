@@ -1,13 +1,14 @@
 """The lifecycle rules against a small reference model of the change rules, over random
 histories of two automations and a shared template file.
 
-The model below is written from the documented rules (docs/rules.md, "Lifecycle"), not from
-runner/lifecycle.py: the transition table, the edit rule (a definition compared by content,
-defaults filled in), lifecycle times, metadata, deletes and ids. Each history is judged step
-by step the way the runner applies it: a refused version leaves the last accepted one in
-place, and later versions are judged against that. The product is asked twice: through
-`check_step` on every step (many examples, no I/O), and through the real history walk over a
-real git repository (`walk_history`, fewer examples).
+The model below is written from the documented rules (docs/rules.md, "Status transitions",
+and docs/decisions.md, "Lifecycle and history"), not from runner/lifecycle.py: the
+transition table, the edit rule (a definition compared by content, defaults filled in),
+lifecycle times, metadata, deletes and ids. Each history is judged step by step the way the
+runner applies it: a refused version leaves the last accepted one in place, and later
+versions are judged against that. The product is asked twice: through `check_step` on every
+step (many examples, no I/O), and through the real history walk over a real git repository
+(`walk_history`, fewer examples).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""Send-window timing (runner/timing.py) against a brute-force reference that walks the
-clock minute by minute, across DST changes.
+"""Send-window timing (runner/timing.py) against a brute-force reference that walks the clock
+minute by minute, across DST changes.
 
-The reference knows only the documented rules (docs/file-format.md, "send_window"): a
-window opens on each of `days` at `start` local time and closes at `end`, on the next day
-when it wraps past midnight. It never converts a wall time to an instant: it lists every
-UTC minute with the wall clock it shows, and a window opens at the first minute whose wall
-clock has reached `start` (so an opening in a DST gap moves to the end of the gap, and an
-opening in a repeated hour takes the first occurrence); it closes likewise at `end`.
+The reference knows only the documented rules (docs/file-format.md, `send_window`, and
+docs/decisions.md, "DST and send windows"): a window opens on each of `days` at `start`
+local time and closes at `end`, on the next day when it wraps past midnight. It never
+converts a wall time to an instant: it lists every UTC minute with the wall clock it shows,
+and a window opens at the first minute whose wall clock has reached `start` (so an opening
+in a DST gap moves to the end of the gap, and an opening in a repeated hour takes the first
+occurrence); it closes likewise at `end`.
 """
 
 from __future__ import annotations
