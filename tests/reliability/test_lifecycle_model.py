@@ -258,10 +258,8 @@ _CHANGED = ["status"] * 4 + ["start_at", "stop_at"] * 2 + sorted(_FIELDS)
 
 
 def specs(ident: str) -> st.SearchStrategy[Spec]:
-    fields = {key: strategy for key, strategy in _FIELDS.items()}
-    return st.builds(
-        Spec, ident=st.just(ident), broken=st.sampled_from([False] * 9 + [True]), **fields
-    )
+    broken = st.sampled_from([False] * 9 + [True])
+    return st.builds(Spec, ident=st.just(ident), broken=broken, **_FIELDS)
 
 
 @st.composite
