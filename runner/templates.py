@@ -26,7 +26,7 @@ from runner.model import (
     EventTrigger,
     ScheduleTrigger,
 )
-from runner.sandbox import environment
+from runner.sandbox import checking_environment, environment
 
 KNOWN_NAMES = frozenset({"subscriber", "event", "automation", "unsubscribe_url"})
 INLINE_KEYS = ("subject", "preheader", "html", "text")
@@ -49,6 +49,7 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # Parsing does not depend on autoescape, so one environment parses every body.
 _PARSER = environment(html=False)
 _GLOBALS = frozenset(_PARSER.globals)
+_COMPILER = checking_environment()
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,9 @@ def _analyse_parsed(text: str) -> Analysis:
         walk.visit(tree, None)
         problems = walk.problems
         problems.extend(_unknown_names(tree, walk.names))
-        # Compiling (last: Jinja's optimizer rewrites the tree) finds what parses but can
-        # never render: Python's limits on nested blocks (20 loops) and indentation.
-        _PARSER.compile(tree)
+        # Compiling finds what parses but can never render: Python's limits on nested
+        # blocks (20 loops) and indentation. It evaluates nothing of the template.
+        _COMPILER.compile(tree)
     except TemplateSyntaxError as error:
         return Analysis(
             (Problem("template-syntax", error.lineno or 1, 1, error.message or ""),), ()
