@@ -26,7 +26,7 @@ import pytest
 from runner.clock import FileClock
 from tests.gitrepo import GitRepo
 from tests.harness import START
-from tests.reliability.profiles import LONG
+from tests.reliability.intensity import LONG
 from tests.test_crash import POSTWRIGHT, WAIT, serve
 from tests.test_serve_hostile import (
     DEEP,
