@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench schema clean
+.PHONY: run test reliability lint bench schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,11 +22,17 @@ run: $(STAMP)
 E2E := tests/test_scenarios_lifecycle.py tests/test_scenarios_delivery.py tests/test_server.py \
 	tests/test_providers_e2e.py tests/test_against.py tests/test_scenarios_events.py \
 	tests/test_subscribers_api.py tests/test_erasure.py tests/test_delivery_guarantees.py \
-	tests/test_http_gate.py
+	tests/test_http_gate.py tests/test_stop_in_flight.py tests/test_backlog.py \
+	tests/reliability/test_event_api_fuzz.py
 
 test: $(STAMP)
 	$(BIN)/pytest
 	POSTWRIGHT_TEST_STORE=postgres $(BIN)/pytest $(E2E)
+
+# The reliability suite at full length (docs/reliability.md): `make test` runs it briefly.
+# -rP prints each test's figures.
+reliability: $(STAMP)
+	POSTWRIGHT_RELIABILITY=long $(BIN)/pytest -rP tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

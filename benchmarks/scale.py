@@ -3,12 +3,14 @@ PostgreSQL on this machine, next to one replica on SQLite measured in the same r
 CPU each replica spent (utime + stime from /proc/<pid>/stat) per 1,000 events or sends.
 
 Events/s: one `wrk` per replica (batches of 100 events, as benchmarks/ingest.py does) for
-`--seconds`, summed. Sends/s: `--sends` signups posted round-robin to an automation with
-`wait: 1h` while the replicas' shared fake clock (POSTWRIGHT_FAKE_CLOCK) stands still; once
-every send is pending the clock jumps 2 h and the time until the outbox holds them all is
-measured. The PostgreSQL server is a throwaway one started like tests/pg.py does (its
-binaries must be installed), each configuration on a fresh database. Client, replicas and
-server share this machine's cores: the curve says what one machine does, not a cluster.
+`--seconds`, summed, with `max_backlog` lifted (ingestion outruns processing). Sends/s:
+`--sends` signups posted round-robin to an automation with `wait: 1h` while the replicas'
+shared fake clock (POSTWRIGHT_FAKE_CLOCK) stands still; once every send is pending the clock
+jumps 2 h and the time until the outbox holds them all is measured. The load average before
+each configuration is printed beside it: other work on the machine skews every figure.
+The PostgreSQL server is a throwaway one started like tests/pg.py does (its binaries must be
+installed), each configuration on a fresh database. Client, replicas and server share this
+machine's cores: the curve says what one machine does, not a cluster.
 
     .venv/bin/python benchmarks/scale.py [--seconds 8] [--sends 5000]
 """
@@ -36,7 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from ingest import BATCH_LUA, free_port, wait_ready, wrk  # noqa: E402
+from ingest import BATCH_LUA, UNBOUNDED, free_port, wait_ready, wrk  # noqa: E402
 
 from runner.cli.clocks import FAKE_CLOCK_VARIABLE, FileClock  # noqa: E402
 from runner.store import open_store  # noqa: E402
@@ -72,6 +74,7 @@ class Result:
     event_cpu: list[float]  # CPU seconds per 1,000 events, per replica
     sends_per_s: float
     send_cpu: list[float]  # CPU seconds per 1,000 sends, per replica
+    load: float  # the machine's 1-minute load average before the run (other work included)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -90,6 +93,9 @@ def replicas(
     (repo / "automations" / "reminder.yaml").write_text(REMINDER)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("POSTWRIGHT_")}
     environ[FAKE_CLOCK_VARIABLE] = str(clock)
+    # Ingestion outruns event processing: past max_backlog the replicas would shed (429).
+    # This measures how fast they accept; the shedding check still runs on every request.
+    environ.update(UNBOUNDED)
     if database is not None:
         environ["POSTWRIGHT_DATABASE_URL"] = database
     started: list[tuple[subprocess.Popen[bytes], str]] = []
@@ -140,6 +146,7 @@ def measure(
 ) -> Result:
     """Events/s then sends/s of `count` replicas on `database` (None: SQLite in the repo)."""
     work.mkdir()
+    load_before = os.getloadavg()[0]
     clock = work / "clock"
     FileClock.write(clock, START)
     store_url = database or f"sqlite:///{work / 'repo' / '.postwright' / 'postwright.db'}"
@@ -194,7 +201,7 @@ def measure(
         send_cpu = [
             (cpu_seconds(pid) - b) / sends * 1000 for pid, b in zip(pids, before, strict=True)
         ]
-    return Result(name, count, events, event_cpu, sends / elapsed, send_cpu)
+    return Result(name, count, events, event_cpu, sends / elapsed, send_cpu, load_before)
 
 
 def _queue_depth(tx: ReadTx) -> int:
@@ -213,17 +220,19 @@ def report(results: list[Result]) -> None:
     sqlite = results[0]
     print(
         f"{'configuration':<16}{'events/s':>10}{'x SQLite':>9}{'sends/s':>9}{'x SQLite':>9}"
-        f"  {'CPU s per 1k events: replicas (sum)':<38}{'CPU s per 1k sends: replicas (sum)'}"
+        f"  {'CPU s per 1k events: replicas (sum)':<38}{'CPU s per 1k sends: replicas (sum)':<38}"
+        "load before"
     )
     for r in results:
         print(
             f"{r.name:<16}{r.events_per_s:>10,.0f}{r.events_per_s / sqlite.events_per_s:>9.2f}"
             f"{r.sends_per_s:>9,.0f}{r.sends_per_s / sqlite.sends_per_s:>9.2f}"
-            f"  {_cpu(r.event_cpu):<38}{_cpu(r.send_cpu)}"
+            f"  {_cpu(r.event_cpu):<38}{_cpu(r.send_cpu):<38}{r.load:.2f}"
         )
     print(
         f"\n{os.cpu_count()} cores shared by wrk, the replicas and PostgreSQL; CPU is per 1,000"
-        " events or sends of the whole cluster, spent by each replica (PostgreSQL's not counted)"
+        " events or sends of the whole cluster, spent by each replica (PostgreSQL's not counted);"
+        f" load: the 1-minute load average before each run (now {os.getloadavg()[0]:.2f})"
     )
 
 

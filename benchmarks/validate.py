@@ -351,7 +351,7 @@ def profile_validate(work: Path, bin_dir: Path) -> None:
     # A fresh process, so no cache warmed by phases() flatters the profile.
     script = (
         "import cProfile, io, pstats, sys\n"
-        "from runner.cli import main as cli\n"
+        "from runner.cli.main import main as cli\n"
         "profiler = cProfile.Profile()\n"
         "profiler.runcall(cli.main, sys.argv[1:], io.StringIO())\n"
         "pstats.Stats(profiler).sort_stats('cumulative').print_stats(30)\n"

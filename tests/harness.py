@@ -162,6 +162,10 @@ class Harness:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(_awaited(make), self._loop)
         return future.result(TIMEOUT)
 
+    def start(self, make: Callable[[], Any]) -> Future[Any]:
+        """Start a coroutine (made by `make`) on the server's loop without waiting for it."""
+        return asyncio.run_coroutine_threadsafe(_awaited(make), self._loop)
+
     def drain(self) -> int:
         """Run the engine until it has nothing left to do."""
         worker = self.worker

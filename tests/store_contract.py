@@ -10,12 +10,14 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from runner.core.clock import FakeClock
 from runner.core.records import (
     AppliedAutomation,
+    CancelReason,
     HistoryEntry,
     IncomingEvent,
     Message,
@@ -632,6 +634,43 @@ async def check_in_flight_marks_are_fenced_kept_and_cleared(store: Store, clock:
     assert s3 is not None and s3.in_flight is None
 
 
+async def check_ending_sends_cancels_the_unsent_and_halts_those_in_flight(
+    store: Store, clock: FakeClock
+) -> None:
+    ann, bob = await seed(store, "ann@example.com", "bob@example.com")
+    minute = timedelta(minutes=1)
+    waiting = dataclasses.replace(send("retry", ann, START + minute), in_flight={"carried": True})
+    sends = [send("unsent", ann), send("marked", ann), send("later", ann, START + minute)]
+    await insert(store, *sends, waiting, send("bobs", bob))
+    claimed = ["unsent", "marked", "bobs"]
+    await store.write(lambda tx: tx.claim_sends(claimed, START, START + minute, "t"))
+    marks: dict[str, dict[str, Any] | None] = {"marked": {"provider": "pm"}, "bobs": {}}
+    await store.write(lambda tx: tx.mark_in_flight("t", marks))
+    # One subscriber's sends: Bob's request in flight is halted, Ann's sends are untouched.
+    deleted = CancelReason.DELETED_SUBSCRIBER
+    assert await store.write(lambda tx: tx.end_subscriber_sends(bob, deleted, START)) == 0
+    bobs = await read_send(store, "bobs")
+    assert bobs is not None and (bobs.status, bobs.halted) == (SendStatus.CLAIMED, deleted)
+    # A whole automation: cancelled unless in flight (unsent: claimed but not marked; later;
+    # retry: pending with the request it would repeat); the first halt reason stays.
+    stopped = CancelReason.STOPPED
+    assert await store.write(lambda tx: tx.end_automation_sends("welcome", stopped, START)) == 3
+    found = {
+        s.id: s for s in await store.read(lambda tx: tx.pending_sends("welcome", set(SendStatus)))
+    }
+    for send_id in ("unsent", "later", "retry"):
+        ended = found[send_id]
+        assert (ended.status, ended.reason) == (SendStatus.CANCELLED, "stopped")
+        assert (ended.lease_token, ended.in_flight, ended.halted) == (None, None, None)
+    marked, bobs = found["marked"], found["bobs"]
+    assert (marked.status, marked.halted, marked.lease_token) == (SendStatus.CLAIMED, stopped, "t")
+    assert bobs.halted is deleted
+    # The claim still ends normally when the provider answers, keeping why it was halted.
+    assert await store.write(lambda tx: tx.finish_claim("marked", "t", SendStatus.SENT, START))
+    done = await read_send(store, "marked")
+    assert done is not None and (done.status, done.halted) == (SendStatus.SENT, stopped)
+
+
 async def check_named_sends_are_claimed_like_due_ones(store: Store, clock: FakeClock) -> None:
     (ann,) = await seed(store, "ann@example.com")
     minute = timedelta(minutes=1)
@@ -845,6 +884,7 @@ CONTRACT: list[Check] = [
     check_retry_claim_and_reschedule,
     check_a_claim_ends_only_in_a_final_status,
     check_in_flight_marks_are_fenced_kept_and_cleared,
+    check_ending_sends_cancels_the_unsent_and_halts_those_in_flight,
     check_named_sends_are_claimed_like_due_ones,
     check_send_now_skips_the_window_of_pending_sends_only,
     check_messages,

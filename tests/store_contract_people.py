@@ -35,12 +35,15 @@ async def check_suppression_source_and_erasure_mark_round_trip(
 async def check_catching_up_with_received_events(store: Store, clock: FakeClock) -> None:
     assert await store.read(lambda tx: tx.last_event_seq()) == 0
     assert await store.read(lambda tx: tx.has_unprocessed(10)) is False
+    assert await store.read(lambda tx: tx.unprocessed_count()) == 0
     await store.ingest([event("e1"), event("e2")])
     first, second = await store.write(lambda tx: tx.unprocessed_events(10))
+    assert await store.read(lambda tx: tx.unprocessed_count()) == 2
     assert await store.read(lambda tx: tx.last_event_seq()) == second.seq
     assert await store.read(lambda tx: tx.has_unprocessed(first.seq)) is True
     await store.write(lambda tx: tx.mark_processed([first.seq]))
     assert await store.read(lambda tx: tx.has_unprocessed(first.seq)) is False
+    assert await store.read(lambda tx: tx.unprocessed_count()) == 1
     assert await store.read(lambda tx: tx.has_unprocessed(second.seq)) is True
     found = await store.read(lambda tx: tx.event_by_id("e2"))
     assert found is not None and found.seq == second.seq and found.type == "signup"

@@ -237,6 +237,8 @@ def test_put_creates_then_updates_like_an_event(app: Harness) -> None:
     [
         ("/v1/subscribers/eve@shop.test", {"email": "other@shop.test"}, "email"),
         ("/v1/subscribers/not-an-address", {}, "email"),
+        ("/v1/subscribers/a%0Ab@shop.test", {}, "email"),  # a line break: no router 404
+        ("/v1/subscribers/%0D%0A", {}, "email"),
         ("/v1/subscribers/eve@shop.test", {"fields": "x"}, "fields"),
         ("/v1/subscribers/eve@shop.test", {"unknown": 1}, "unknown"),
         ("/v1/subscribers/eve@shop.test", [], "(body)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 from collections.abc import Mapping
 
 import pytest
@@ -223,6 +224,28 @@ def test_missing_and_outside_template_files() -> None:
         ("automations/a.yaml", "template-missing", 9, 14),
         ("automations/a.yaml", "template-outside-repo", 10, 14),
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{{ "x"|center(400000000) }}',
+        '<p>{{ "x" * 300000000 }}</p>',
+        '{{ "ab"|replace("a", "a" * 100000000) }}',
+        '{% if "x"|center(400000000) %}x{% endif %}',
+    ],
+)
+def test_checking_a_template_evaluates_none_of_it(text: str) -> None:
+    # Jinja folds constant expressions while compiling; the check compiles in the server
+    # (on every reload), outside the render worker's caps, so it must not fold anything.
+    analysis.analyse.cache_clear()
+    tracemalloc.start()
+    try:
+        assert analysis.analyse(text).problems == ()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024, f"{peak / 1e6:.0f} MB"
 
 
 def test_thousand_files_validate_fast() -> None:

@@ -161,6 +161,9 @@ class PendingSend:
     # The request that may have reached a provider, stored before it was written (opaque to
     # the store; runner.engine.inflight reads it). None once its outcome is known.
     in_flight: dict[str, Any] | None = None
+    # Set when a stop, a delete or the subscriber's deletion came while the request was in
+    # flight: its outcome is still recorded, then no retry and no next repeat follow.
+    halted: CancelReason | None = None
 
 
 @dataclass(frozen=True)

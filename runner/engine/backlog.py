@@ -1,12 +1,18 @@
 """How many received events wait for the engine, kept in memory so reading it costs nothing.
 
 `POST /v1/events` sheds load when this passes its bound, so it is read on every request:
-a counter the ingest raises and the worker lowers, not a query. It is this process's
-view: after a restart, or with replicas sharing PostgreSQL, it undercounts or overcounts
-until the worker next finds the queue empty, when it becomes exact again.
+a counter, not a query. It counts the store's whole queue, shared by every replica on one
+PostgreSQL: the store's count is read at start-up and again at most once a second by the
+engine loop; in between, this process adds the events it stores and subtracts those it
+processes (in engine rounds and when a request catches up), and a round that finds the
+queue empty sets it exact for this process's own events.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+RECOUNT_EVERY = timedelta(seconds=1)
 
 
 class Backlog:
@@ -15,6 +21,7 @@ class Backlog:
     def __init__(self) -> None:
         self.count = 0
         self._added = 0  # events stored by this process, ever
+        self._counted_at: datetime | None = None
 
     def added(self, events: int) -> None:
         """`events` were stored for the engine."""
@@ -22,7 +29,7 @@ class Backlog:
         self._added += events
 
     def mark(self) -> int:
-        """Taken before a round reads the queue; handed back to `processed`."""
+        """Taken before the queue is read; handed back to `processed` or `counted`."""
         return self._added
 
     def processed(self, events: int, *, drained: bool, mark: int) -> None:
@@ -36,3 +43,14 @@ class Backlog:
             self.count = self._added - mark
         else:
             self.count = max(0, self.count - events)
+
+    def recount_due(self, now: datetime) -> bool:
+        """Whether the store's count should be read again (at start-up, then once a second)."""
+        return self._counted_at is None or now - self._counted_at >= RECOUNT_EVERY
+
+    def counted(self, unprocessed: int, *, mark: int, now: datetime) -> None:
+        """The store held `unprocessed` events when read after `mark`; those this process
+        stored since may or may not be among them, so they are added (an overestimate until
+        the next count, never an undercount)."""
+        self.count = unprocessed + (self._added - mark)
+        self._counted_at = now

@@ -14,21 +14,20 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from runner.core.records import CancelReason, PendingSend, Subscriber
+from runner.core.records import CancelReason, PendingSend, SendStatus
 from runner.engine import suppression
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.delivery import Outcome, Request, call, plan_requests
 from runner.engine.inflight import InFlight, Marker
-from runner.engine.outcomes import PROVIDER_ERROR, Attempt, Scope, failed, sent, unknown
+from runner.engine.outcomes import PROVIDER_ERROR, Attempt, Scope, failed, finish, sent, unknown
 from runner.providers import retry
 from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
 from runner.store.base import Store, WriteTx
-from runner.store.errors import TransactionAborted
+from runner.store.errors import StoreUnavailable, TransactionAborted
 
 log = logging.getLogger("runner.engine.sender")
 
@@ -184,6 +183,7 @@ async def _request(run: Round, request: Request[Job]) -> None:
     outcomes = await call(request)
     _watch_credentials(run, provider, outcomes)
     decisions = _decisions(run, request, outcomes)
+    await _suppress_refused(run, provider, request.jobs, decisions)
     works = [
         _recorder(run, provider, job, marks[job.send.id], outcome, decision)
         for job, outcome, decision in zip(request.jobs, outcomes, decisions, strict=True)
@@ -261,6 +261,11 @@ def _provider_failed(
 ) -> None:
     """Apply the retry policy's decision to one failed message."""
     attempt, now, send = job.attempt, run.now, job.send
+    if decision.action in ("retry", "pause_provider"):
+        current = tx.pending_send(send.id)
+        if current is not None and current.halted is not None:
+            _halted(tx, run, attempt, error, current.halted)
+            return
     if decision.action == "unknown":
         unknown(tx, run.scope, attempt, error.message)
         return
@@ -277,9 +282,7 @@ def _provider_failed(
         if not tx.retry_claim(send.id, run.token, due, now, error.message, in_flight=keep):
             log.warning("send %s: lease lost before its retry was recorded", send.id)
         return
-    if decision.action == "suppress":
-        source = suppression.from_refused_send(provider.name, send.id)
-        _suppress(tx, attempt.ready.subscriber, decision.reason or "bounced", now, source)
+    if decision.action == "suppress":  # the recipient was suppressed first (_suppress_refused)
         reason = SUPPRESSED
     else:
         reason = decision.reason or PROVIDER_ERROR
@@ -291,14 +294,54 @@ def _provider_failed(
     failed(tx, run.scope, attempt, error, reason=reason)
 
 
-def _suppress(
-    tx: WriteTx, subscriber: Subscriber, reason: str, now: datetime, source: dict[str, Any]
+def _halted(
+    tx: WriteTx, run: Round, attempt: Attempt, error: ProviderError, reason: CancelReason
 ) -> None:
-    """The provider refuses this recipient for good: suppress them (the first reason stays)."""
-    current = tx.subscriber_by_id(subscriber.id) if subscriber.id is not None else None
-    if current is None or current.deleted_at is not None or current.suppressed:
+    """A send stopped while its request was in flight is not tried again: `outcome_unknown`
+    when the request may have reached the provider (its events reconcile it), else
+    cancelled for the reason it was halted."""
+    if error.outcome_unknown:
+        unknown(tx, run.scope, attempt, error.message)
         return
-    current.suppressed = reason
-    current.suppressed_at = now
-    current.suppressed_source = source
-    tx.save_subscriber(current)
+    send = attempt.ready.send
+    finish(
+        tx,
+        send,
+        run.token,
+        SendStatus.CANCELLED,
+        run.now,
+        reason=reason.value,
+        last_error=error.message,
+    )
+
+
+async def _suppress_refused(
+    run: Round, provider: Provider, jobs: list[Job], decisions: list[retry.Decision | None]
+) -> None:
+    """Suppress the recipients the provider refused for good, in a transaction of their own:
+    suppressing waits for the engine lock (runner.engine.suppression), which must not be
+    waited for while the outcomes' rows are held."""
+    refused = [
+        (job, decision.reason or "bounced")
+        for job, decision in zip(jobs, decisions, strict=True)
+        if decision is not None and decision.action == "suppress"
+    ]
+    if not refused:
+        return
+
+    def work(tx: WriteTx) -> None:
+        for job, reason in refused:
+            person = job.attempt.ready.subscriber.id
+            if person is not None:
+                source = suppression.from_refused_send(provider.name, job.send.id)
+                suppression.suppress(tx, person, reason, run.now, source)
+
+    try:
+        await run.store.write(work)
+    except StoreUnavailable as error:  # the provider refuses them again next time
+        log.warning(
+            "provider %s refused %d recipients; suppressing them failed: %s",
+            provider.name,
+            len(refused),
+            error,
+        )

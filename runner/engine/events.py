@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Set as AbstractSet
-from datetime import datetime
 from typing import Any
 
 from runner.core.conditions import evaluate
@@ -112,7 +111,10 @@ def _handle(
         context = _context(event, subscriber)
         _exit_on(tx, exits, event, subscriber, context, own)
     if event.type == DELETED:
-        _cancel_all(tx, subscriber, event.received_at, CancelReason.DELETED_SUBSCRIBER)
+        if subscriber.id is not None:  # a request in flight completes and is recorded
+            tx.end_subscriber_sends(
+                subscriber.id, CancelReason.DELETED_SUBSCRIBER, event.received_at
+            )
         return made
     if subscriber.deleted_at is not None:
         return made
@@ -172,16 +174,6 @@ def _exit_on(
             event.received_at,
             from_statuses={SendStatus.PENDING},
             reason=CancelReason.EXIT_ON.value,
-        )
-
-
-def _cancel_all(tx: WriteTx, subscriber: Subscriber, at: datetime, reason: CancelReason) -> None:
-    if subscriber.id is None:
-        return
-    ids = [send.id for send in tx.active_sends(subscriber.id)]
-    if ids:
-        tx.set_status(
-            ids, SendStatus.CANCELLED, at, from_statuses={SendStatus.PENDING}, reason=reason.value
         )
 
 

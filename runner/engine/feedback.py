@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 
 from runner.core.records import Message, MessageEvent, SendStatus
 from runner.engine import suppression
@@ -38,6 +39,7 @@ def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: M
     `catalog` is unused today: gating of the internal events happens when the event
     processor matches them.
     """
+    lock_for(tx, [event])
     message = tx.message(event.message_id)
     if message is None or message.provider != provider:
         message = tx.message_by_provider_id(provider, event.message_id)
@@ -53,6 +55,19 @@ def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: M
         _reconcile(tx, message, stored)
     _apply(tx, message, stored)
     return STORED
+
+
+def suppresses(event: MessageEvent) -> bool:
+    """Whether `event` suppresses its recipient (a hard bounce, a complaint, an unsubscribe)."""
+    return is_hard_bounce(event) or event.type in _SUPPRESSING
+
+
+def lock_for(tx: WriteTx, events: Iterable[MessageEvent]) -> None:
+    """Take the engine lock when one of `events` will suppress its recipient
+    (runner.engine.suppression.suppress); callers recording several events call this
+    before any write of the transaction."""
+    if any(suppresses(event) for event in events):
+        tx.lock_engine()
 
 
 def _reconcile(tx: WriteTx, message: Message, event: MessageEvent) -> None:
@@ -93,13 +108,8 @@ def _apply(tx: WriteTx, message: Message, event: MessageEvent) -> None:
 
 def _suppress(tx: WriteTx, message: Message, reason: str, event: MessageEvent) -> None:
     """Suppress the recipient; the first reason stays (only the API lifts it)."""
-    subscriber = tx.subscriber_by_id(message.subscriber_id)
-    if subscriber is None or subscriber.deleted_at is not None or subscriber.suppressed:
-        return
-    subscriber.suppressed = reason
-    subscriber.suppressed_at = event.received_at
-    subscriber.suppressed_source = suppression.from_provider_event(event.provider, event)
-    tx.save_subscriber(subscriber)
+    source = suppression.from_provider_event(event.provider, event)
+    suppression.suppress(tx, message.subscriber_id, reason, event.received_at, source)
 
 
 def _internal(tx: WriteTx, name: str, message: Message, event: MessageEvent) -> None:

@@ -216,10 +216,14 @@ def next_repeat(
     subscriber: Subscriber,
     now: datetime,
 ) -> None:
-    """Create repeat k+1 of the series, anchored on the series' trigger time."""
+    """Create repeat k+1 of the series, anchored on the series' trigger time; none after a
+    send halted in flight (a stop, a delete or the subscriber's deletion came meanwhile)."""
     model = live.model
     repeat = model.repeat
     if repeat is None or send.repeat_index >= repeat.times:
+        return
+    current = tx.pending_send(send.id)  # `send` is as claimed: read whether it was halted since
+    if current is None or current.halted is not None:
         return
     k = send.repeat_index + 1
     due = timing.repeat_due(

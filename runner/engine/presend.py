@@ -33,6 +33,9 @@ def check(
     current = tx.pending_send(send.id)
     if current is None or current.status != SendStatus.CLAIMED or current.lease_token != token:
         return None  # taken over or cancelled since the claim
+    if current.halted is not None:  # a retry not made yet when its automation stopped
+        cancel(tx, None, ctx, current, token, now, current.halted, None)
+        return None
     live = catalog.by_id.get(send.automation_id)
     if live is None:
         cancel(tx, None, ctx, current, token, now, CancelReason.DELETED, None)

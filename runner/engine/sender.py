@@ -111,16 +111,17 @@ def _settle_interrupted(
     run: Round, claimed: list[PendingSend]
 ) -> tuple[list[Work], list[PendingSend]]:
     """Settle the sends whose request was interrupted (crash, expired lease) and those a
-    provider without idempotency keys may have accepted; the other sends go on."""
+    provider without idempotency keys may have accepted; the other sends go on. A send
+    halted in flight (stopped meanwhile) is never repeated: it may have gone out."""
     settled: list[Work] = []
     rest: list[PendingSend] = []
     for send in claimed:
         mark = InFlight.of(send)
         provider = run.providers.get(mark.provider) if mark is not None else None
         keyed = provider is not None and provider.idempotent
-        if mark is None or (keyed and mark.carried):
+        if mark is None or (keyed and mark.carried and send.halted is None):
             rest.append(send)  # new, or a retry repeating its request under its key
-        elif keyed and send.attempts + 1 < run.ctx.max_attempts:
+        elif keyed and send.attempts + 1 < run.ctx.max_attempts and send.halted is None:
             settled.append(_repeat_later(run, send, mark))
         else:
             settled.append(_interrupted(run, send, mark))

@@ -8,13 +8,11 @@ from dataclasses import replace
 from datetime import datetime
 
 from runner.core.model import Status
-from runner.core.records import CancelReason, HistoryEntry, SendStatus
+from runner.core.records import CancelReason, HistoryEntry
 from runner.engine.catalog import DELETED, Catalog, version_of
 from runner.store.base import ReadTx, WriteTx
 
 REVISION_META = "catalog_revision"
-_CANCEL_PAGE = 500
-_ACTIVE = (SendStatus.PENDING, SendStatus.CLAIMED)
 _RUNNING, _PAUSED, _STOPPED = (Status.RUNNING.value, Status.PAUSED.value, Status.STOPPED.value)
 
 
@@ -94,22 +92,10 @@ def recorded_status(tx: ReadTx, automation_id: str) -> str | None:
 
 
 def cancel_active(tx: WriteTx, automation_id: str, reason: CancelReason, now: datetime) -> int:
-    """Cancel every PENDING and CLAIMED send of an automation; returns how many."""
-    total = 0
-    while True:
-        page = tx.pending_sends(automation_id, _ACTIVE, limit=_CANCEL_PAGE)
-        if not page:
-            return total
-        done = tx.set_status(
-            [send.id for send in page],
-            SendStatus.CANCELLED,
-            now,
-            from_statuses=_ACTIVE,
-            reason=reason.value,
-        )
-        total += done
-        if done == 0:  # nothing moved: never loop on rows the guard refuses
-            return total
+    """Cancel every send of an automation not yet handed to a provider; a request in flight
+    completes and is recorded, without retries or repeats after it. Returns how many were
+    cancelled."""
+    return tx.end_automation_sends(automation_id, reason, now)
 
 
 def bump_revision(tx: WriteTx) -> None:

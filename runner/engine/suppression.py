@@ -46,6 +46,29 @@ def from_refused_send(provider: str, send_id: str) -> dict[str, Any]:
     return {"kind": "provider_refused", "provider": provider, "send_id": send_id}
 
 
+def suppress(
+    tx: WriteTx, subscriber_id: int, reason: str, at: datetime, source: dict[str, Any]
+) -> bool:
+    """Suppress a subscriber for a provider's verdict (the first reason stays); False when
+    they were suppressed or deleted already.
+
+    Event processing reads, changes and saves subscribers under the engine lock, so this
+    takes it too: without it a suppression committed between the processor's read and
+    save would be overwritten, or would overwrite what the processor changed. Take it
+    before the transaction's other writes (the engine lock first, then rows), so a wait
+    for it never holds rows the engine needs.
+    """
+    tx.lock_engine()
+    current = tx.subscriber_by_id(subscriber_id)
+    if current is None or current.deleted_at is not None or current.suppressed is not None:
+        return False
+    current.suppressed = reason
+    current.suppressed_at = at
+    current.suppressed_source = source
+    tx.save_subscriber(current)
+    return True
+
+
 class LiftOutcome(StrEnum):
     """What a lift request found."""
 

@@ -124,6 +124,8 @@ class Worker:
         async with self._engine_lock:
             catalog = await self.catalog()
             now = self.clock.now()
+            if self.backlog.recount_due(now):  # before waiting for another replica's lock
+                await self.count_backlog()
             ticked = await self.store.write(lambda tx: scheduler.tick(tx, catalog, self.ctx, now))
             if ticked:
                 catalog = await self.catalog()
@@ -148,6 +150,19 @@ class Worker:
                 await self._observe_latency(sent)
             return bool(sent)
 
+    async def count_backlog(self) -> None:
+        """Set the load-shedding backlog to the store's count of unprocessed events (at
+        start-up, then at most once a second): it covers what other replicas stored and
+        processed, and what a previous run left."""
+
+        def count(tx: ReadTx) -> tuple[int, int]:
+            # The mark is taken in the reading thread just before the count's snapshot, so
+            # only events committed but not yet announced by their request are counted twice.
+            return self.backlog.mark(), tx.unprocessed_count()
+
+        mark, unprocessed = await self.store.read(count)
+        self.backlog.counted(unprocessed, mark=mark, now=self.clock.now())
+
     async def catch_up(self) -> None:
         """Return once every event committed before this call has been processed: processed
         here, or by another replica holding the engine lock meanwhile. NotCaughtUp after
@@ -170,8 +185,11 @@ class Worker:
             step = functools.partial(
                 _help, catalog=await self.catalog(), ctx=self.ctx, through=mark
             )
-            state = await self.store.write(step)
+            added = self.backlog.mark()
+            state, processed = await self.store.write(step)
             if state is _Help.PROGRESS:
+                drained = processed < PROCESS_BATCH
+                self.backlog.processed(processed, drained=drained, mark=added)
                 self.wake()  # what it made (sends due now) is the background loop's to send
             if state is _Help.DONE:
                 return
@@ -233,15 +251,15 @@ class Worker:
             self.metrics.send_latency.observe(delay)
 
 
-def _help(tx: WriteTx, catalog: Catalog, ctx: EngineContext, through: int) -> _Help:
+def _help(tx: WriteTx, catalog: Catalog, ctx: EngineContext, through: int) -> tuple[_Help, int]:
     """One step of catching up to `through`: process a batch unless nothing waits or another
-    transaction holds the engine lock (then the caller looks again shortly)."""
+    transaction holds the engine lock (then the caller looks again shortly); with the
+    number of events processed."""
     if not tx.has_unprocessed(through):
-        return _Help.DONE
+        return _Help.DONE, 0
     if not tx.try_lock_engine():
-        return _Help.BUSY
-    events.process_pending(tx, catalog, ctx, limit=PROCESS_BATCH)
-    return _Help.PROGRESS
+        return _Help.BUSY, 0
+    return _Help.PROGRESS, events.process_pending(tx, catalog, ctx, limit=PROCESS_BATCH)
 
 
 async def _loop(

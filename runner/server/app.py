@@ -15,6 +15,9 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,7 +31,7 @@ from runner.engine.worker import Worker
 from runner.gitops.reload import Reloading, apply_repository
 from runner.providers import Providers, build_providers
 from runner.server.api.automations import AutomationsApi
-from runner.server.api.base import MAX_BODY, guard
+from runner.server.api.base import MAX_BODY, STORE_RETRY_AFTER, guard, store_unavailable
 from runner.server.api.events import EventsApi
 from runner.server.api.gate import INGEST_PATH, Gate
 from runner.server.api.operations import (
@@ -44,6 +47,7 @@ from runner.server.api.subscribers import SubscribersApi
 from runner.server.metrics import Metrics
 from runner.store import POSTGRES_PREFIX
 from runner.store.base import Store
+from runner.store.errors import StoreUnavailable
 
 __all__ = [
     "ACTIVE",
@@ -78,7 +82,9 @@ async def build_worker(settings: Settings, store: Store, clock: Clock) -> Worker
             if rate is not None and name in providers.limiters:
                 providers.limiters[name] = SharedRateLimiter(rate, name, store, clock)
     retention = timedelta(seconds=settings.event_id_retention)
-    return Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
+    worker = Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
+    await worker.count_backlog()  # what a previous run (or another replica) left
+    return worker
 
 
 async def prepare(
@@ -88,6 +94,17 @@ async def prepare(
     worker = await build_worker(settings, store, clock)
     report = await apply_repository(store, tree, clock.now(), commit)
     return worker, report
+
+
+class _AddressConvertor(PathConvertor):
+    """Starlette's `path`, line breaks included: an address holding an encoded line break
+    reaches the handler, which refuses it with a 422 naming `email`, instead of falling
+    through the router as a plain-text 404 (`.` does not match a line break)."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("address", _AddressConvertor())
 
 
 def create_app(
@@ -107,8 +124,8 @@ def create_app(
     events, automations, public = EventsApi(*parts), AutomationsApi(*parts), PublicApi(*parts)
     people = SubscribersApi(*parts)
     send = "/v1/automations/{id}/pending/{send_id}"
-    # `path`: an address may hold an encoded "/" (the handlers decode the raw path).
-    person = "/v1/subscribers/{email:path}"
+    # An address may hold an encoded "/" (the handlers decode the raw path).
+    person = "/v1/subscribers/{email:address}"
     routes = [
         # Answered by _App before routing; the route keeps the table complete.
         Route(INGEST_PATH, guard(events.post_events), methods=["POST"]),
@@ -172,10 +189,25 @@ def create_app(
             if isinstance(worker.providers, Providers):
                 await worker.providers.aclose()  # the shared HTTP client's connections
 
-    app = _App(events.ingest_asgi, routes=routes, lifespan=lifespan)
+    app = _App(
+        events.ingest_asgi,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={StoreUnavailable: _store_unavailable},
+    )
     app.gate = Gate(app.route, settings, worker.backlog, events.metrics)
     app.state.api = (events, automations, public, people)
     return app
+
+
+async def _store_unavailable(request: Request, error: Exception) -> Response:
+    """Every route's answer to a fault of the database: 503 with Retry-After, one log line."""
+    assert isinstance(error, StoreUnavailable)
+    route = request.scope.get("route")
+    # The route's template, not the path: a subscriber's address stays out of the log.
+    where = route.path if isinstance(route, Route) else request.url.path
+    body = store_unavailable(request.method, where, error)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER)})
 
 
 class _App(Starlette):

@@ -45,6 +45,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         415: "a body that is not Content-Type: application/json",
         422: "invalid body, naming the field",
         429: "overloaded: retry after the Retry-After header's seconds",
+        503: "the database failed the request (or is still catching up): nothing was "
+        "changed, retry after the Retry-After header's seconds",
     }
     return {str(code): _answer(text[code], _ref("Error")) for code in codes}
 
@@ -55,7 +57,9 @@ def _op(
     errors: tuple[int, ...] = (401,),
     body: str | None = None,
 ) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*errors)}}
+    # Every one of these reads or writes the store, whose faults are 503.
+    responses = {**ok, **_errors(*errors, 503)}
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body is not None:
         schema = _ref(body)
         operation["requestBody"] = {"required": True, "content": {_JSON: {"schema": schema}}}

@@ -9,11 +9,11 @@ store, and the SQL stays in the store module of each dialect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from runner.core.records import (
     AppliedAutomation,
@@ -29,6 +29,7 @@ from runner.core.records import (
     SubscriberQuery,
     SuppressionLift,
 )
+from runner.store.claims import ClaimsTx
 
 T = TypeVar("T")
 
@@ -146,6 +147,9 @@ class ReadTx(Protocol):
     def has_unprocessed(self, through: int) -> bool:
         """Whether an event with seq <= `through` still waits to be processed."""
 
+    def unprocessed_count(self) -> int:
+        """How many events wait to be processed (the load-shedding backlog)."""
+
     def event_by_id(self, client_id: str) -> StoredEvent | None:
         """The event received with this client id (while the id is remembered)."""
 
@@ -173,8 +177,9 @@ class ReadTx(Protocol):
         """Suppressions of one subscriber lifted through the API, oldest first."""
 
 
-class WriteTx(ReadTx, Protocol):
-    """Writes inside one transaction (SQLite: BEGIN IMMEDIATE)."""
+class WriteTx(ReadTx, ClaimsTx, Protocol):
+    """Writes inside one transaction (SQLite: BEGIN IMMEDIATE); the sender's claims are
+    declared in runner.store.claims."""
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested scope: when its block raises, the block's writes are undone and the
@@ -242,57 +247,6 @@ class WriteTx(ReadTx, Protocol):
 
     def send_now(self, send_id: str, now: datetime) -> bool:
         """Make a PENDING send due at `now` and skip its send window; False when not PENDING."""
-
-    def claim_due(
-        self, now: datetime, limit: int, lease_until: datetime, token: str
-    ) -> list[PendingSend]:
-        """Lease up to `limit` PENDING sends due at `now` (and CLAIMED ones whose lease expired,
-        their `in_flight` mark kept)."""
-
-    def claim_sends(
-        self, send_ids: Collection[str], now: datetime, lease_until: datetime, token: str
-    ) -> list[PendingSend]:
-        """Lease those of `send_ids` that `claim_due` could lease at `now` (the members of a
-        batch request that must be repeated together); the others are left alone."""
-
-    def mark_in_flight(self, token: str, requests: Mapping[str, dict[str, Any] | None]) -> set[str]:
-        """Record, before it is written, the request of each send (id -> JSON-like value):
-        it may reach the provider from now on (None clears the mark). Only sends still
-        CLAIMED under `token` are marked; returns their ids (the others were taken over and
-        must not be sent). The mark stays until the claim ends or a retry replaces it."""
-
-    def finish_claim(
-        self,
-        send_id: str,
-        token: str,
-        to: SendStatus,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        last_error: str | None = None,
-    ) -> bool:
-        """End a claim and clear its in-flight mark; refused (False) when the lease token no
-        longer matches (fencing).
-
-        `to` is a final status: a claim goes back to PENDING only through `reschedule`
-        (with its token) or `retry_claim` (ValueError otherwise).
-        """
-
-    def retry_claim(
-        self,
-        send_id: str,
-        token: str,
-        due_at: datetime,
-        now: datetime,
-        last_error: str,
-        *,
-        in_flight: dict[str, Any] | None = None,
-    ) -> bool:
-        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt.
-
-        `in_flight` replaces the mark: the request the retry must repeat byte for byte (an
-        idempotency key demands the same body), or None to render it afresh.
-        """
 
     def insert_message(self, message: Message) -> None:
         """Store a message handed to a provider."""

@@ -282,6 +282,11 @@ class PgReadTx(PeopleReads):
         row = self._one("SELECT 1 FROM events WHERE NOT processed AND seq <= %s LIMIT 1", through)
         return row is not None
 
+    def unprocessed_count(self) -> int:
+        """How many events wait to be processed (counted on events_unprocessed)."""
+        row = self._one("SELECT COUNT(*) AS n FROM events WHERE NOT processed")
+        return 0 if row is None else int(row["n"])
+
     def event_by_id(self, client_id: str) -> StoredEvent | None:
         """The event received with this client id (while the id is remembered)."""
         row = self._one(

@@ -38,7 +38,7 @@ def opt_read_time(value: datetime | None) -> datetime | None:
 SEND_COLUMNS = (
     "id, automation_id, subscriber_id, email, due_at, status, trigger_at, trigger_event,"
     " created_at, series_id, repeat_index, overrides, reason, attempts, lease_token,"
-    " lease_until, updated_at, last_error, skip_window, in_flight"
+    " lease_until, updated_at, last_error, skip_window, in_flight, halted"
 )
 
 MESSAGE_COLUMNS = (

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from runner.core.records import (
     AppliedAutomation,
+    CancelReason,
     Entry,
     HistoryEntry,
     Message,
@@ -262,6 +263,7 @@ class RowCodec:
             last_error=row["last_error"],
             skip_window=bool(row["skip_window"]),
             in_flight=loads(row["in_flight"]),
+            halted=CancelReason(row["halted"]) if row["halted"] else None,
         )
 
     def send_values(self, send: PendingSend) -> tuple[object, ...]:
@@ -287,6 +289,7 @@ class RowCodec:
             send.last_error,
             self._flag(send.skip_window),
             opt_dumps(send.in_flight),
+            None if send.halted is None else send.halted.value,
         )
 
     def message_of(self, row: Row) -> Message:

@@ -22,7 +22,7 @@ from runner.core.records import IncomingEvent
 from runner.core.store_options import DEFAULT_OPTIONS, StoreOptions
 from runner.store.base import ReadTx, WriteTx
 from runner.store.errors import StoreError
-from runner.store.sqlite_faults import is_store_fault, unavailable
+from runner.store.sqlite_faults import is_read_fault, is_store_fault, unavailable
 from runner.store.sqlite_open import connect, open_writer, transaction
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_write import SqliteWriteTx
@@ -129,6 +129,10 @@ class SqliteStore:
         try:
             with transaction(db, "BEGIN"):
                 return work(SqliteReadTx(db))
+        except sqlite3.Error as error:
+            if is_read_fault(error):  # a fault of the file, as for writes
+                raise unavailable(error) from error
+            raise
         finally:
             self._readers.put(db)
 

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from runner.core.records import PendingSend, SendStatus
+from runner.core.records import CancelReason, PendingSend, SendStatus
 from runner.store import sqlite_rows as rows
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_rows import marks
@@ -34,6 +34,19 @@ SET status = 'claimed', lease_token = ?, lease_until = ?, updated_at = ?
 WHERE id IN ({ids}) AND due_at <= ? AND status IN ('pending', 'claimed')
     AND (status = 'pending' OR lease_until < ?)
 RETURNING *
+"""
+
+# A stop, a delete or a subscriber's deletion: sends no provider was handed yet are
+# cancelled; the requests in flight are halted, to be recorded when they are answered.
+_END_UNSENT = """
+UPDATE pending_sends
+SET status = 'cancelled', reason = :reason, updated_at = :now, lease_token = NULL,
+    lease_until = NULL, in_flight = NULL
+WHERE {owner} = :owner AND (status = 'pending' OR (status = 'claimed' AND in_flight IS NULL))
+"""
+_HALT_IN_FLIGHT = """
+UPDATE pending_sends SET halted = :reason
+WHERE {owner} = :owner AND status = 'claimed' AND in_flight IS NOT NULL AND halted IS NULL
 """
 
 _CHUNK = 500  # ids per IN list, well under SQLite's bound-variable limit
@@ -90,6 +103,19 @@ class SqliteClaimsTx(SqliteReadTx):
             if changed == 1:
                 marked.add(send_id)
         return marked
+
+    def end_automation_sends(self, automation_id: str, reason: CancelReason, now: datetime) -> int:
+        """Cancel the unsent sends of an automation, halt those in flight; how many cancelled."""
+        return self._end_sends("automation_id", automation_id, reason, now)
+
+    def end_subscriber_sends(self, subscriber_id: int, reason: CancelReason, now: datetime) -> int:
+        """Cancel the unsent sends of a subscriber, halt those in flight; how many cancelled."""
+        return self._end_sends("subscriber_id", subscriber_id, reason, now)
+
+    def _end_sends(self, owner: str, value: object, reason: CancelReason, now: datetime) -> int:
+        args = {"owner": value, "reason": reason.value, "now": rows.time_text(now)}
+        self.db.execute(_HALT_IN_FLIGHT.format(owner=owner), args)
+        return self.db.execute(_END_UNSENT.format(owner=owner), args).rowcount
 
     def finish_claim(
         self,

@@ -38,6 +38,12 @@ def is_store_fault(error: BaseException) -> TypeGuard[sqlite3.Error]:
     return isinstance(error, sqlite3.Error) and primary_code(error) in _FAULTS
 
 
+def is_read_fault(error: BaseException) -> TypeGuard[sqlite3.Error]:
+    """`is_store_fault` for a read: readers are opened read-only, so "readonly" there means
+    the work tried to write (a bug), not that the file cannot be written."""
+    return is_store_fault(error) and primary_code(error) != _READONLY
+
+
 def unavailable(error: sqlite3.Error) -> StoreUnavailable:
     """A fault met while running: the transaction was rolled back; the work may be retried."""
     failure = StoreUnavailable(f"the SQLite database failed: {error}")

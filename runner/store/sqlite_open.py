@@ -64,6 +64,8 @@ def open_writer(
     failure is a StoreError whose one line names the file and what to do.
     """
     try:
+        if integrity_check:
+            _read_ahead(path)
         db = connect(path)
     except (sqlite3.Error, OSError) as error:
         raise startup_error(path, error) from error
@@ -87,7 +89,6 @@ def check_integrity(db: sqlite3.Connection, path: Path) -> None:
     quick_check verifies every page's structure, not that indexes match their tables (that
     is integrity_check, several times slower): enough to find pages overwritten or lost.
     """
-    _read_ahead(path)
     rows = [row[0] for row in db.execute(f"PRAGMA quick_check({_CHECK_ROWS})")]
     if rows == ["ok"]:
         return
@@ -99,7 +100,15 @@ def check_integrity(db: sqlite3.Connection, path: Path) -> None:
 def _read_ahead(path: Path) -> None:
     """Read the file once from start to end, so that quick_check, which visits pages in
     tree order, finds them in the page cache: on a cold 1 GB file about 1 s in all instead
-    of 15 s of scattered reads (benchmarks/integrity.py)."""
+    of 15 s of scattered reads (benchmarks/integrity.py).
+
+    It must run before this process opens a connection to the file: closing any descriptor
+    of a file drops every `fcntl` lock the process holds on it, and SQLite's shared lock
+    is what keeps another process that closes its last connection (`postwright stats`)
+    from checkpointing and deleting the write-ahead log under the running server.
+    """
+    if not path.exists():  # a new database: nothing to read
+        return
     with path.open("rb", buffering=0) as file:
         while file.read(_READ_AHEAD_CHUNK):
             pass

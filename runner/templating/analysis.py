@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 
-from runner.templating.sandbox import environment
+from runner.templating.sandbox import checking_environment, environment
 
 KNOWN_NAMES = frozenset({"subscriber", "event", "automation", "unsubscribe_url"})
 _KNOWN_LIST = "subscriber, event, automation, unsubscribe_url"
@@ -35,6 +35,7 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # Parsing does not depend on autoescape, so one environment parses every body.
 _PARSER = environment(html=False)
 _GLOBALS = frozenset(_PARSER.globals)
+_COMPILER = checking_environment()
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,9 @@ def _analyse_parsed(text: str) -> Analysis:
         walk.visit(tree, None)
         problems = walk.problems
         problems.extend(_unknown_names(tree, walk.names))
-        # Compiling (last: Jinja's optimizer rewrites the tree) finds what parses but can
-        # never render: Python's limits on nested blocks (20 loops) and indentation.
-        _PARSER.compile(tree)
+        # Compiling finds what parses but can never render: Python's limits on nested
+        # blocks (20 loops) and indentation. It evaluates nothing of the template.
+        _COMPILER.compile(tree)
     except TemplateSyntaxError as error:
         return Analysis(
             (Problem("template-syntax", error.lineno or 1, 1, error.message or ""),), ()

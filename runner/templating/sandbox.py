@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template
+from jinja2 import StrictUndefined, Template, pass_context
 from jinja2.filters import do_center, do_format, do_indent
 from jinja2.runtime import Context
 from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment
@@ -37,6 +37,27 @@ class RenderError(PostwrightError):
 def environment(*, html: bool) -> SandboxedEnvironment:
     """The sandboxed environment templates are written for (the checker parses with it)."""
     return SandboxedEnvironment(autoescape=html, undefined=StrictUndefined)
+
+
+def checking_environment() -> SandboxedEnvironment:
+    """The environment `validate` compiles with to find what can never render: it compiles
+    without running any part of the template.
+
+    Jinja evaluates constant expressions while compiling (its optimizer, and the constant
+    outputs of a template), outside the caps of a render: `{{ "x"|center(400000000) }}`
+    would build a 400 MB string in the checking process, which is the server on a reload.
+    Without the optimizer, and with a finalizer that needs the render's context, every
+    expression is left to run time, where the render worker's caps apply.
+    """
+    return SandboxedEnvironment(
+        undefined=StrictUndefined, optimized=False, finalize=_finalized_at_render
+    )
+
+
+@pass_context
+def _finalized_at_render(context: Context, value: Any) -> Any:
+    """A finalizer that asks for the render's context, so no output is computed earlier."""
+    return value
 
 
 class _GuardedEnvironment(SandboxedEnvironment):

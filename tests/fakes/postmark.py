@@ -3,7 +3,8 @@
 It checks what Postmark checks (server token, JSON headers, required fields, batch size),
 answers in Postmark's shapes (ErrorCode + Message; batch 200 with per-item ErrorCodes) and
 records accepted messages. Switches: `status` (answer 429/5xx), `delay` (slow answers,
-bounded), `refuse` (recipient -> ErrorCode, e.g. 406 inactive, also inside a batch).
+bounded), `answer_delay` (accepted, then slow to answer: the answer may never arrive),
+`refuse` (recipient -> ErrorCode, e.g. 406 inactive, also inside a batch).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +54,12 @@ class FakePostmark:
     status: int | None = None  # 429, 500 or 503: every request is answered with it
     delay: float = 0.0  # seconds before answering (bounded by tests.fakes.MAX_DELAY)
     refuse: dict[str, int] = field(default_factory=dict)  # recipient -> ErrorCode
+    answer_delay: float = 0.0  # seconds between accepting a request and answering it
+    in_progress: int = 0  # requests being handled now
+
+    def per_recipient(self) -> Counter[str]:
+        """How many messages each address was accepted for."""
+        return Counter(message["To"] for message in self.accepted)
 
     def app(self) -> Starlette:
         """Starlette app with Postmark's two send endpoints."""
@@ -62,6 +71,24 @@ class FakePostmark:
         )
 
     async def _single(self, request: Request) -> Response:
+        return await self._counted(request, self._handle_single)
+
+    async def _batch(self, request: Request) -> Response:
+        return await self._counted(request, self._handle_batch)
+
+    async def _counted(
+        self, request: Request, handle: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        self.in_progress += 1
+        try:
+            answer = await handle(request)
+            if answer.status_code == 200:
+                await asyncio.sleep(bounded(self.answer_delay))
+            return answer
+        finally:
+            self.in_progress -= 1
+
+    async def _handle_single(self, request: Request) -> Response:
         body, refusal = await self._read(request)
         if refusal is not None:
             return refusal
@@ -70,7 +97,7 @@ class FakePostmark:
             return _error(422, *problem)
         return JSONResponse(self._accept(body))
 
-    async def _batch(self, request: Request) -> Response:
+    async def _handle_batch(self, request: Request) -> Response:
         body, refusal = await self._read(request)
         if refusal is not None:
             return refusal

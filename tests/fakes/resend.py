@@ -7,7 +7,8 @@ a key is remembered for 24 hours; a repeat with the same body gets the first ans
 without a second delivery, a repeat while the first is in flight gets 409
 `concurrent_idempotent_requests`, the same key with another body 409
 `invalid_idempotent_request`. Tests can script 429 (with Resend's rate-limit headers), 5xx,
-and hold requests to make them slow.
+hold requests to make them slow (one by one, or every request by `delay` seconds while it
+is in progress), and count deliveries per recipient and per idempotency key.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from tests.fakes import serve
+from tests.fakes import bounded, serve
 from tests.fakes.mailgun import HOLD_LIMIT, Hold, Reply, asgi_app
 
 KEY_TTL = 24 * 3600.0
@@ -57,6 +58,9 @@ class FakeResend:
         self.delivered: list[dict[str, Any]] = []  # every email accepted, with its "id"
         self.requests = 0
         self.keys_seen: list[str | None] = []
+        self.delay = 0.0  # seconds every request stays in progress (bounded)
+        self.in_progress = 0  # requests being processed now
+        self.per_key: Counter[str] = Counter()  # requests under each key that delivered
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._holds: deque[Hold] = deque()
@@ -162,19 +166,31 @@ class FakeResend:
                 self._keys[key] = _Remembered(digest, now)
         with self._lock:
             hold = self._holds.popleft() if self._holds else None
-        if hold is not None:
-            hold.arrived.set()
-            hold.release.wait(HOLD_LIMIT)
-        reply = work()
+            self.in_progress += 1
+        try:
+            if hold is not None:
+                hold.arrived.set()
+                hold.release.wait(HOLD_LIMIT)
+            time.sleep(bounded(self.delay))
+            reply = work()
+        finally:
+            with self._lock:
+                self.in_progress -= 1
         if key is not None:
             with self._lock:
                 if 200 <= reply.status < 300:
                     self._keys[key].reply = reply
+                    self.per_key[key] += 1
                 else:  # a refused request did nothing: the key may be used again
                     del self._keys[key]
         if hold is not None:
             hold.finished.set()
         return reply
+
+    def per_recipient(self) -> Counter[str]:
+        """How many emails each address was delivered."""
+        with self._lock:
+            return Counter(to for email in self.delivered for to in _addresses(email["to"]))
 
     def _send(self, path: str, payload: Any, validation: str) -> Reply:
         if path == "/emails":
@@ -213,6 +229,10 @@ class FakeResend:
         with self._lock:
             self.delivered.append({**email, "id": ident})
         return ident
+
+
+def _addresses(to: str | list[str]) -> list[str]:
+    return [to] if isinstance(to, str) else to
 
 
 def _invalid(email: Mapping[str, Any]) -> Reply | None:

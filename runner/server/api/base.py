@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -20,8 +21,15 @@ from runner.server import auth
 from runner.server.api.models import RequestError
 from runner.server.metrics import Metrics
 from runner.store.base import Store
+from runner.store.errors import StoreUnavailable
+
+log = logging.getLogger("postwright.api")
 
 MAX_BODY = 5 * 1024 * 1024
+# Seconds a client is asked to wait after a fault of the database: lock waits are bounded at
+# 10 s and a stopped replica is cut off after 5 s, so a retry within a second would mostly
+# meet the same fault and add load to a database that is struggling already.
+STORE_RETRY_AFTER = 5
 MAX_LIST = 1000
 _JSON_TYPE = (b"content-type", b"application/json")
 
@@ -119,6 +127,18 @@ def query_limit(request: Request, default: int) -> int:
         message = f"limit must be an integer from 1 to {MAX_LIST}"
         raise RequestError(422, {"error": "invalid_query", "field": "limit", "message": message})
     return int(text)
+
+
+def store_unavailable(method: str, route: str, error: StoreUnavailable) -> dict[str, Any]:
+    """The 503 answer to a request the database failed (a lock or statement timeout, a lost
+    session, a full disk), logged as one line: the request's step was rolled back whole."""
+    log.warning("%s %s answered 503: %s", method, route, error)
+    message = (
+        "the database could not complete this request (a lock or statement timed out, the "
+        "connection was lost, or the disk is full); what it was writing was rolled back, so "
+        f"repeating the request is safe: retry after {STORE_RETRY_AFTER} s"
+    )
+    return {"error": "store_unavailable", "message": message}
 
 
 def too_large() -> dict[str, Any]:

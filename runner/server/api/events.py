@@ -20,8 +20,14 @@ from runner.engine import entering, feedback
 from runner.engine.catalog import DELETED, Catalog
 from runner.providers import webhook_parser
 from runner.providers.webhooks import WebhookRejected
-from runner.server.api.base import MAX_LIST, Handlers, send_json
-from runner.server.api.gate import is_json
+from runner.server.api.base import (
+    MAX_LIST,
+    STORE_RETRY_AFTER,
+    Handlers,
+    send_json,
+    store_unavailable,
+)
+from runner.server.api.gate import INGEST_PATH, is_json
 from runner.server.api.models import (
     OutboxWebhookEvent,
     RequestError,
@@ -34,7 +40,7 @@ from runner.server.api.models import (
 )
 from runner.server.api.subscriber_ops import SubscriberOps, internal_event_id, upsert_event
 from runner.store.base import ReadTx, WriteTx
-from runner.store.errors import EventConflict
+from runner.store.errors import EventConflict, StoreUnavailable
 
 
 class EventsApi(Handlers):
@@ -72,6 +78,10 @@ class EventsApi(Handlers):
         except RequestError as error:
             challenge = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
             await send_json(send, error.status, error.body, challenge)
+            return
+        except StoreUnavailable as error:
+            body = store_unavailable("POST", INGEST_PATH, error)
+            await send_json(send, 503, body, [(b"retry-after", str(STORE_RETRY_AFTER).encode())])
             return
         await send_json(send, 202, payload)
 
@@ -134,6 +144,7 @@ class EventsApi(Handlers):
         catalog = await self.worker.catalog()
 
         def work(tx: WriteTx) -> list[dict[str, str]] | None:
+            feedback.lock_for(tx, batch.events)  # before any write (runner.engine.suppression)
             if not all([tx.claim_once(key, now) for key in batch.replay_keys]):
                 return None  # a replay: nothing is recorded again
             return [
@@ -228,7 +239,7 @@ def _record(
     now: datetime,
     batch: bool,
 ) -> list[dict[str, str]]:
-    results: list[dict[str, str]] = []
+    received: list[MessageEvent] = []
     for index, item in enumerate(parsed):
         message = tx.message_by_provider_id(provider, item.message_id) or tx.message(
             item.message_id
@@ -236,23 +247,28 @@ def _record(
         if message is None:
             where = f"[{index}].message_id" if batch else "message_id"
             text = f"no message {item.message_id!r} of provider {provider!r}"
-            # Raising rolls the whole request back: a batch stays atomic.
+            # Raised before any write: a batch stays atomic.
             raise RequestError(422, {"error": "unknown_message", "field": where, "message": text})
-        bounce = item.bounce or ("hard" if item.type == "bounced" else None)
-        event = MessageEvent(
-            provider=provider,
-            provider_event_id=item.id,
-            message_id=message.id,
-            type=item.type,
-            occurred_at=item.occurred_at or now,
-            received_at=now,
-            url=item.url,
-            bounce=bounce,
+        received.append(
+            MessageEvent(
+                provider=provider,
+                provider_event_id=item.id,
+                message_id=message.id,
+                type=item.type,
+                occurred_at=item.occurred_at or now,
+                received_at=now,
+                url=item.url,
+                bounce=item.bounce or ("hard" if item.type == "bounced" else None),
+            )
         )
-        results.append(
-            {"id": item.id, "status": feedback.record_provider_event(tx, catalog, provider, event)}
-        )
-    return results
+    feedback.lock_for(tx, received)  # before any write (runner.engine.suppression)
+    return [
+        {
+            "id": event.provider_event_id,
+            "status": feedback.record_provider_event(tx, catalog, provider, event),
+        }
+        for event in received
+    ]
 
 
 @dataclass(frozen=True)

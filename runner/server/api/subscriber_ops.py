@@ -29,6 +29,7 @@ from runner.server.api.subscriber_views import (
     subscriber_payload,
 )
 from runner.store.base import ReadTx, Store
+from runner.store.errors import StoreUnavailable
 
 log = logging.getLogger("postwright.subscribers")
 
@@ -119,7 +120,7 @@ class SubscriberOps:
         self.worker.wake()
         try:
             await self.worker.catch_up()
-        except NotCaughtUp:
+        except (NotCaughtUp, StoreUnavailable):  # stored: it will be processed later
             return Upserted(not existed, None)
         return Upserted(not existed, await self._view(email, MESSAGES_SHOWN))
 
