@@ -286,11 +286,8 @@ def run(reps: int, keep: bool, profile: bool) -> int:
             "(b) check-jsonschema",
             [str(bin_dir / "check-jsonschema"), "--schemafile", str(SCHEMA), *rel],
         )
-        if (ROOT / "runner" / "walk.py").is_file():
-            argv = [str(bin_dir / "postwright"), "validate", "--base", base, *common]
-            command(f"(c) postwright validate --base ({COMMITS} commits)", argv)
-        else:
-            print("(c) skipped: runner/checking/walk.py (the history walk) is not there yet")
+        argv = [str(bin_dir / "postwright"), "validate", "--base", base, *common]
+        command(f"(c) postwright validate --base ({COMMITS} commits)", argv)
         measures.append(
             Measure(
                 "(d) PyYAML CSafeLoader, in process",
