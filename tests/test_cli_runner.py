@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +141,30 @@ def test_render_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "render error" in capsys.readouterr().err
     code, _ = run("render", "nope", "--subscriber", str(person), "--repo", str(tmp_path))
     assert code == 2
+
+
+@pytest.mark.parametrize("make", ["symlink", "fifo"])
+def test_render_refuses_hostile_template_files(
+    tmp_path: Path, make: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `render` reads templates through the same door as validate and serve: a symlink out
+    # of the repository is never read (no secret reaches the preview), a FIFO never hangs.
+    hostile = REMINDER.replace(
+        '  html: "<p>Plan {{ event.data.plan }}</p>"', "  html_file: ../templates/body.html"
+    )
+    write_repo(tmp_path, {"reminder": hostile})
+    (tmp_path / "templates").mkdir(exist_ok=True)
+    body = tmp_path / "templates" / "body.html"
+    if make == "symlink":
+        body.symlink_to("/proc/self/environ")
+    else:
+        os.mkfifo(body)
+    person = tmp_path / "person.json"
+    person.write_text(json.dumps({"email": "z@shop.test", "fields": {"name": "Zoe"}}), "utf-8")
+    started = time.monotonic()
+    code, text = run("render", "reminder", "--subscriber", str(person), "--repo", str(tmp_path))
+    assert time.monotonic() - started < 10
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "templates/body.html" in err
+    assert "PATH=" not in text + err
