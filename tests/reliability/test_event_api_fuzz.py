@@ -348,10 +348,13 @@ PUT_FIELDS = (("fields",), ("groups",), ("email",), ("fields", "plan"), ("x",))
 
 
 def _watched(address: str) -> str:
-    """The stored address a PUT to `address` could change (one the store can look up)."""
+    """The stored address a PUT to `address` could change (one the store can look up:
+    PostgreSQL text holds neither lone surrogates nor NUL, so those look up a known one)."""
     try:
         address.encode("utf-8")
     except UnicodeEncodeError:
+        return KNOWN
+    if "\x00" in address:
         return KNOWN
     return address.strip().lower()
 
