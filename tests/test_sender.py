@@ -30,7 +30,14 @@ from runner.core.unsubscribe import read_token
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.sender import send_due
-from runner.providers import OutgoingMessage, Provider, ProviderError, SendResult, retry
+from runner.providers import (
+    OutgoingMessage,
+    Provider,
+    ProviderError,
+    Providers,
+    SendResult,
+    retry,
+)
 from runner.providers.outbox import OutboxProvider
 from runner.store import open_store
 from runner.store.base import Store, WriteTx
@@ -168,8 +175,11 @@ class World:
         rng: random.Random | None = None,
         **shared: Any,
     ) -> int:
-        """One sender round; `shared` passes `gate` / `limiters` through to send_due."""
-        providers = {"default": provider if provider is not None else OutboxProvider("default")}
+        """One sender round; `gate` / `limiters` in `shared` are those the providers share,
+        the rest passes through to send_due."""
+        shares = {key: shared.pop(key) for key in ("gate", "limiters") if key in shared}
+        chosen = provider if provider is not None else OutboxProvider("default")
+        providers = Providers({"default": chosen}, **shares)
         return await send_due(self.store, self.catalog, CTX, providers, now, rng=rng, **shared)
 
 
@@ -938,7 +948,7 @@ def test_build_providers_from_settings_shares_one_client_secrets_and_limits(
     ]
     assert built[0][3] is built[1][3] is providers.client  # one pooled client
     assert list(providers.limiters) == ["tx"] and providers.limiters["tx"].capacity == 5
-    assert registry.paused_providers(providers) == {}
+    assert providers.paused() == {}
     asyncio.run(providers.aclose())
     assert providers.client is not None and providers.client.is_closed
     # Only the outbox: no HTTP client is made at all.
