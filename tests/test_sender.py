@@ -896,6 +896,31 @@ def test_outbox_accepts_every_message_under_our_id() -> None:
     assert asyncio.run(outbox.send(message)) == SendResult("m1")
 
 
+def test_providers_are_a_frozen_value_with_read_only_lookups() -> None:
+    import dataclasses
+
+    from runner.providers.ratelimit import RateLimiter
+
+    outbox = OutboxProvider("default")
+    given = {"default": outbox}
+    providers = Providers(given)
+    given["other"] = OutboxProvider("other")  # the value took a copy
+    assert (list(providers), providers["default"], providers.get("x")) == (
+        ["default"],
+        outbox,
+        None,
+    )
+    assert "default" in providers and len(providers) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        providers.gate = providers.gate  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        providers.by_name["x"] = outbox  # type: ignore[index]
+    limiter = RateLimiter("5/s")
+    limited = providers.with_limiters({"default": limiter})
+    assert limited.limiters["default"] is limiter and providers.limiters == {}
+    assert limited.gate is providers.gate and limited["default"] is outbox
+
+
 def test_a_provider_needing_secrets_is_not_built_from_a_bare_config() -> None:
     from runner.core.config import Config
     from runner.providers import ProviderConfigError, build_providers
