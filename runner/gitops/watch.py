@@ -113,13 +113,14 @@ async def _follow(
     The first answer of `changes` (a group, or an empty set when a wait timed out) comes once
     the watches are in place: from then on no save is missed, so `start` runs then.
     """
-    watched: list[tuple[Path, int, int]] = []
+    # Taken before the watches are put on: a folder replaced in between differs, and is
+    # watched anew (taken after, the replacement could go unnoticed).
+    watched = identities(roots)
     started = False
     checked_at = time.monotonic()
     async for batch in changes:
         if not started:
             started = True
-            watched = identities(roots)  # the folders the watches were put on
             await start.run(reloader)
         if batch:
             await reload_paths(reloader, changed_paths(repo, keep.git_dir, batch))
