@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test reliability lint bench schema clean
+.PHONY: run test test-fast reliability lint bench schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ E2E := tests/test_scenarios_lifecycle.py tests/test_scenarios_delivery.py tests/
 test: $(STAMP)
 	$(BIN)/pytest
 	POSTWRIGHT_TEST_STORE=postgres $(BIN)/pytest $(E2E)
+
+# The unit tier alone (tests/conftest.py assigns the tiers): seconds, for the edit-test loop.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m unit
 
 # The reliability suite at full length (docs/reliability.md): `make test` runs it briefly.
 # -rP prints each test's figures.

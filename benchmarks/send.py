@@ -36,6 +36,7 @@ from runner.core.records import AppliedAutomation, HistoryEntry, PendingSend, Se
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.sender import send_due
+from runner.providers import Providers
 from runner.providers.base import OutgoingMessage
 from runner.providers.http import make_client
 from runner.providers.postmark import PostmarkProvider, payload
@@ -251,10 +252,11 @@ async def sender_loop(
                 if not batch:
                     provider.max_batch = 1  # one request per message
                 limit = 5000 if batch else 1000
+                providers = Providers({"default": provider})
                 started = time.perf_counter()
                 claimed = 0
                 while done := await send_due(
-                    store, catalog, CTX, {"default": provider}, T0, limit, concurrency=concurrency
+                    store, catalog, CTX, providers, T0, limit, concurrency=concurrency
                 ):
                     claimed += done
                 elapsed = time.perf_counter() - started

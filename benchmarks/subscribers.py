@@ -30,6 +30,7 @@ from runner.core.records import IncomingEvent, Message, PendingSend, SendStatus
 from runner.engine.context import EngineContext
 from runner.engine.worker import Worker
 from runner.gitops.reload import apply_repository
+from runner.providers import Providers
 from runner.server.api.subscriber_ops import SubscriberOps
 from runner.store.base import WriteTx
 from runner.store.sqlite import SqliteStore
@@ -79,7 +80,7 @@ async def opened(folder: Path, name: str, secure_delete: bool) -> tuple[SqliteSt
         # before any work is queued, so it cannot interleave with a transaction.
         store._writer.execute("PRAGMA secure_delete = OFF")
     await apply_repository(store, check_working_tree(repo, T0), T0, None)
-    worker = Worker(store, CTX, clock, {})
+    worker = Worker(store, CTX, clock, Providers())
     worker.catch_up_seconds = 3600.0
     return store, worker
 

@@ -222,6 +222,23 @@ def test_io_libraries_stay_in_their_parts(part: str) -> None:
     assert bad == []
 
 
+# What the engine never reaches for itself: the composition root (server, cli) reads the
+# settings and wires its metrics, clock and providers in through the engine's own protocols.
+ENGINE_NEVER_IMPORTS = ("runner.server", "runner.cli", "runner.core.settings", "prometheus_client")
+
+
+@pytest.mark.parametrize("forbidden", ENGINE_NEVER_IMPORTS)
+def test_the_engine_is_wired_by_the_composition_root(forbidden: str) -> None:
+    offenders = sorted(
+        f"{module} imports {name}"
+        for module, imported in modules().items()
+        if part_of(module) == "engine"
+        for name in imported
+        if name == forbidden or name.startswith(forbidden + ".")
+    )
+    assert offenders == []
+
+
 def test_the_check_sees_imports_in_every_form() -> None:
     source = (
         "import subprocess\nfrom sqlite3 import connect\nimport httpx as h\n"

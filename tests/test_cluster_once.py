@@ -271,8 +271,8 @@ def test_replicas_on_postgresql_share_provider_rate_limits(
         store = open_store(settings.database_url, FakeClock(T0))
         try:
             worker = await build_worker(settings, store, FakeClock(T0))
-            limiter = worker.providers.limiters["mail"]  # type: ignore[attr-defined]
-            await worker.providers.aclose()  # type: ignore[attr-defined]
+            limiter = worker.providers.limiters["mail"]
+            await worker.providers.aclose()
             return limiter
         finally:
             await store.close()

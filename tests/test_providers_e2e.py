@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from runner.core.records import Message, PendingSend, SendStatus
-from runner.providers import Providers
 from runner.providers.mailgun import signature as mailgun_signature
 from runner.providers.postmark import basic_authorization
 from runner.providers.resend import secret_key, sign
@@ -455,8 +454,9 @@ def test_refused_credentials_pause_the_provider(make: type[Kit], tmp_path: Path)
 def test_resend_timeout_is_retried_with_the_same_key_and_delivered_once(tmp_path: Path) -> None:
     kit = ResendKit()
     with running(kit, tmp_path) as h:
-        providers = h.worker.providers  # type: ignore[union-attr]
-        assert isinstance(providers, Providers) and providers.client is not None
+        assert h.worker is not None
+        providers = h.worker.providers
+        assert providers.client is not None
         providers.client.timeout = httpx.Timeout(0.5)  # the fake holds longer than this
         hold = kit.fake.slow_next()
         post(h, "signup", ALICE)

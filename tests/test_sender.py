@@ -30,7 +30,14 @@ from runner.core.unsubscribe import read_token
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.sender import send_due
-from runner.providers import OutgoingMessage, Provider, ProviderError, SendResult, retry
+from runner.providers import (
+    OutgoingMessage,
+    Provider,
+    ProviderError,
+    Providers,
+    SendResult,
+    retry,
+)
 from runner.providers.outbox import OutboxProvider
 from runner.store import open_store
 from runner.store.base import Store, WriteTx
@@ -168,8 +175,11 @@ class World:
         rng: random.Random | None = None,
         **shared: Any,
     ) -> int:
-        """One sender round; `shared` passes `gate` / `limiters` through to send_due."""
-        providers = {"default": provider if provider is not None else OutboxProvider("default")}
+        """One sender round; `gate` / `limiters` in `shared` are those the providers share,
+        the rest passes through to send_due."""
+        shares = {key: shared.pop(key) for key in ("gate", "limiters") if key in shared}
+        chosen = provider if provider is not None else OutboxProvider("default")
+        providers = Providers({"default": chosen}, **shares)
         return await send_due(self.store, self.catalog, CTX, providers, now, rng=rng, **shared)
 
 
@@ -886,6 +896,31 @@ def test_outbox_accepts_every_message_under_our_id() -> None:
     assert asyncio.run(outbox.send(message)) == SendResult("m1")
 
 
+def test_providers_are_a_frozen_value_with_read_only_lookups() -> None:
+    import dataclasses
+
+    from runner.providers.ratelimit import RateLimiter
+
+    outbox = OutboxProvider("default")
+    given = {"default": outbox}
+    providers = Providers(given)
+    given["other"] = OutboxProvider("other")  # the value took a copy
+    assert (list(providers), providers["default"], providers.get("x")) == (
+        ["default"],
+        outbox,
+        None,
+    )
+    assert "default" in providers and len(providers) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        providers.gate = providers.gate  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        providers.by_name["x"] = outbox  # type: ignore[index]
+    limiter = RateLimiter("5/s")
+    limited = providers.with_limiters({"default": limiter})
+    assert limited.limiters["default"] is limiter and providers.limiters == {}
+    assert limited.gate is providers.gate and limited["default"] is outbox
+
+
 def test_a_provider_needing_secrets_is_not_built_from_a_bare_config() -> None:
     from runner.core.config import Config
     from runner.providers import ProviderConfigError, build_providers
@@ -938,7 +973,7 @@ def test_build_providers_from_settings_shares_one_client_secrets_and_limits(
     ]
     assert built[0][3] is built[1][3] is providers.client  # one pooled client
     assert list(providers.limiters) == ["tx"] and providers.limiters["tx"].capacity == 5
-    assert registry.paused_providers(providers) == {}
+    assert providers.paused() == {}
     asyncio.run(providers.aclose())
     assert providers.client is not None and providers.client.is_closed
     # Only the outbox: no HTTP client is made at all.

@@ -140,10 +140,10 @@ def test_unsubscribe_key_generated_once_and_kept(tmp_path: Path) -> None:
 
     async def twice() -> tuple[bytes, bytes]:
         first_store = open_store(settings.database_url, FakeClock(START))
-        first = await unsubscribe_key(settings, first_store)
+        first = await unsubscribe_key(settings.unsubscribe_key, first_store)
         await first_store.close()
         second_store = open_store(settings.database_url, FakeClock(START))
-        second = await unsubscribe_key(settings, second_store)
+        second = await unsubscribe_key(settings.unsubscribe_key, second_store)
         await second_store.close()
         return first, second
 

@@ -21,6 +21,7 @@ import pytest
 from runner.core.clock import FakeClock
 from runner.engine.context import EngineContext
 from runner.engine.worker import Worker
+from runner.providers import Providers
 from runner.store import open_store
 from runner.store.base import ReadTx, Store, WriteTx
 from runner.store.errors import StoreError, TransactionAborted
@@ -367,7 +368,7 @@ def test_the_worker_forgets_event_ids_past_their_retention_at_most_hourly(
 ) -> None:
     async def body(store: SqliteStore, clock: FakeClock) -> None:
         ctx = EngineContext("UTC", "https://pw.example", b"k" * 32)
-        worker = Worker(store, ctx, clock, {}, event_id_retention=timedelta(minutes=10))
+        worker = Worker(store, ctx, clock, Providers(), event_id_retention=timedelta(minutes=10))
         await store.ingest([event("a")])
         await worker.run_once()  # the first round purges (nothing is old enough yet)
         clock.advance(timedelta(minutes=30))

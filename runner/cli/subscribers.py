@@ -67,6 +67,7 @@ def _with_ops(args: argparse.Namespace, work: Callable[[SubscriberOps], Awaitabl
     from runner.cli.settings import settings_of
     from runner.engine.context import EngineContext, unsubscribe_key
     from runner.engine.worker import Worker
+    from runner.providers import Providers
     from runner.server.api.models import RequestError
     from runner.server.api.subscriber_ops import SubscriberOps
     from runner.store import open_store
@@ -77,9 +78,9 @@ def _with_ops(args: argparse.Namespace, work: Callable[[SubscriberOps], Awaitabl
     async def run() -> int:
         store = open_store(settings.database_url, clock)
         try:
-            key = await unsubscribe_key(settings, store)
+            key = await unsubscribe_key(settings.unsubscribe_key, store)
             ctx = EngineContext(settings.timezone, settings.public_url, key)
-            worker = Worker(store, ctx, clock, {})  # processes events; sends nothing
+            worker = Worker(store, ctx, clock, Providers())  # processes events; sends nothing
             return await work(SubscriberOps(store, worker, clock))
         except RequestError as error:
             print(f"postwright: error: {error.body.get('message')}", file=sys.stderr)

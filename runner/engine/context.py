@@ -1,5 +1,5 @@
-"""What every engine step needs besides the store and the clock: settings, the unsubscribe key
-and ids."""
+"""What every engine step needs besides the store and the clock: runner-wide values, the
+unsubscribe key and ids. The composition root reads the settings and hands the values in."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from runner.core.settings import Settings
 from runner.store.base import Store, WriteTx
 
 UNSUBSCRIBE_KEY_META = "unsubscribe_key"
@@ -15,7 +14,7 @@ UNSUBSCRIBE_KEY_META = "unsubscribe_key"
 
 @dataclass(frozen=True)
 class EngineContext:
-    """Runner-wide values the engine reads (from Settings, fixed at start-up)."""
+    """Runner-wide values the engine reads (fixed at start-up by whoever starts it)."""
 
     default_timezone: str
     public_url: str
@@ -30,10 +29,10 @@ def new_id(now: datetime) -> str:
     return f"{millis:012x}{secrets.token_hex(8)}"
 
 
-async def unsubscribe_key(settings: Settings, store: Store) -> bytes:
-    """The configured key, else the one generated on first start and kept in the store."""
-    if settings.unsubscribe_key is not None:
-        return settings.unsubscribe_key
+async def unsubscribe_key(configured: bytes | None, store: Store) -> bytes:
+    """The `configured` key, else the one generated on first start and kept in the store."""
+    if configured is not None:
+        return configured
 
     def work(tx: WriteTx) -> bytes:
         stored = tx.meta(UNSUBSCRIBE_KEY_META)

@@ -27,8 +27,6 @@ from runner.engine.presend import check
 from runner.engine.rendering import render_ready, retry_render
 from runner.providers import Providers
 from runner.providers.base import OutgoingMessage, Provider, ProviderError
-from runner.providers.gate import ProviderGate
-from runner.providers.ratelimit import RateLimiter
 from runner.store.base import Store, WriteTx
 from runner.store.errors import TransactionAborted
 from runner.templating.render import RenderedEmail, RenderError, RenderUnavailable
@@ -43,14 +41,12 @@ async def send_due(
     store: Store,
     catalog: Catalog,
     ctx: EngineContext,
-    providers: Mapping[str, Provider],
+    providers: Providers,
     now: datetime,
     limit: int = 100,
     *,
     rng: random.Random | None = None,
     concurrency: int = CONCURRENCY,
-    gate: ProviderGate | None = None,
-    limiters: Mapping[str, RateLimiter] | None = None,
     renderer: RenderPool | None = None,
 ) -> int:
     """Claim up to `limit` due sends and take each to its end; returns how many were claimed.
@@ -59,14 +55,11 @@ async def send_due(
     401/403 go back unattempted until it is probed again. The rest are checked and rendered
     (or, repeating a request, taken as it was), then handed to their provider: through
     `send_batch` in chunks when it batches, one by one otherwise, each request after the
-    provider's rate limiter allows it, up to `concurrency` requests in flight. `gate` and
-    `limiters` default to those of a `Providers` built by `build_providers`. `rng` draws the
+    provider's rate limiter allows it, up to `concurrency` requests in flight; the 401/403
+    gate and the rate limiters are those `providers` share. `rng` draws the
     retry jitter (tests pass a seeded one). Emails are rendered by `renderer` (default: the
     process's shared pool of render workers), the whole round in one hand-over.
     """
-    if isinstance(providers, Providers):
-        gate = gate if gate is not None else providers.gate
-        limiters = limiters if limiters is not None else providers.limiters
     token = new_id(now)
     lease_until = now + timedelta(seconds=ctx.lease_seconds)
     claimed = await store.write(lambda tx: _claim(tx, now, limit, lease_until, token))
@@ -80,8 +73,8 @@ async def send_due(
         token,
         providers,
         rng if rng is not None else random.Random(),
-        gate if gate is not None else ProviderGate(),
-        limiters or {},
+        providers.gate,
+        providers.limiters,
     )
     settled, rest = _settle_interrupted(run, claimed)
     await run.write_each(settled)

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
@@ -23,7 +23,7 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.status_changes import REVISION_META
 from runner.errors import PostwrightError
-from runner.providers.base import Provider
+from runner.providers import Providers
 from runner.store.base import ReadTx, Store, WriteTx
 from runner.store.errors import StoreUnavailable
 
@@ -76,7 +76,7 @@ class Worker:
         store: Store,
         ctx: EngineContext,
         clock: Clock,
-        providers: Mapping[str, Provider],
+        providers: Providers,
         metrics: SendMetrics | None = None,
         *,
         event_id_retention: timedelta = EVENT_ID_RETENTION,

@@ -2,10 +2,11 @@
 `automations/`, in the folders of referenced templates and to the checkout's Git HEAD become
 reloads.
 
-Changes are grouped by watchfiles with an explicit short debounce (its default, 1.6 s, is far
-too slow) and handed to the reloader as repository-relative paths. The watcher never acts on a
-file itself: a half-written file is just a version the reloader refuses, and the next save
-applies. Nothing here stops the server: a failed reload or watcher is logged and retried.
+Changes are grouped by watchfiles (`awatch`) with an explicit short debounce (its default,
+1.6 s, is far too slow) and handed to the reloader as repository-relative paths. The watcher
+never acts on a file itself: a half-written file is just a version the reloader refuses, and
+the next save applies. Nothing here stops the server: a failed reload or watcher is logged and
+retried.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import asyncio
 import contextlib
 import logging
 import subprocess
-from collections.abc import Awaitable, Callable, Collection
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
-from watchfiles import Change, DefaultFilter
-from watchfiles._rust_notify import RustNotify
+from watchfiles import Change, DefaultFilter, awatch
 
 from runner.core.layout import AUTOMATIONS_DIR
 from runner.core.settings import Settings
@@ -31,7 +33,10 @@ log = logging.getLogger("postwright.watch")
 MAX_DEBOUNCE_MS = 100  # a saved change is seen within 100 ms at most
 POLL_DELAY_MS = 100
 STEP_MS = 10  # how often the Rust side looks for more changes while grouping them
-TIMEOUT_MS = 1000  # how often, without changes, the wait returns to look at `stop`
+# How long a wait without changes lasts: it bounds how soon the watches are known to be in
+# place (readiness), at the cost of a quiet wake-up this often.
+TIMEOUT_MS = 100
+ROOTS_CHECK_SECONDS = 1.0  # how often, without changes, the watched folders are looked at anew
 RETRY_SECONDS = 1.0  # after the watcher itself failed, or while there is nothing to watch
 GIT_FILES = frozenset({"HEAD", "packed-refs"})
 GIT_PREFIX = ".git/"
@@ -70,52 +75,81 @@ async def watch(
             continue
         log.info("watching %s%s", ", ".join(map(str, roots)), " (polling)" if poll else "")
         try:
-            # Watches are in place once RustNotify exists: from then on no save is missed.
-            notify = RustNotify([str(r) for r in roots], False, poll, POLL_DELAY_MS, True, False)
-            with notify:
-                if ready is not None:
-                    ready.set()
-                if poll:
-                    # The poller takes its first look at the files some time after it
-                    # starts: a save in between would never differ from what it saw.
-                    await asyncio.sleep(2 * POLL_DELAY_MS / 1000)
-                if not first or poll:
-                    # Changes made while the watches were being replaced were not seen.
-                    await reload_paths(reloader, None)
-                first = False
-                await _watch(notify, reloader, repo, roots, keep, stop, debounce_ms, catalog)
+            changes = awatch(
+                *roots,
+                watch_filter=keep,
+                debounce=debounce_ms,
+                step=max(1, min(debounce_ms, STEP_MS)),
+                stop_event=stop,
+                rust_timeout=TIMEOUT_MS,
+                yield_on_timeout=True,  # the first answer tells that the watches are in place
+                debug=False,
+                force_polling=poll,
+                poll_delay_ms=POLL_DELAY_MS,
+                recursive=True,
+                ignore_permission_denied=False,
+            )
+            async with contextlib.aclosing(changes):
+                settle = 2 * POLL_DELAY_MS / 1000 if poll else 0.0
+                start = Start(ready, settle, catch_up=not first or poll)
+                await _follow(changes, reloader, repo, roots, keep, catalog, start)
+            first = False
         except Exception:
             log.exception("the file watcher failed; restarting it")
             await _pause(stop)
 
 
-async def _watch(
-    notify: RustNotify,
+async def _follow(
+    changes: AsyncIterator[set[tuple[Change, str]]],
     reloader: Reloading,
     repo: Path,
     roots: list[Path],
     keep: WatchFilter,
-    stop: asyncio.Event,
-    debounce_ms: int,
     catalog: CatalogSource | None,
+    start: Start,
 ) -> None:
-    """Reload per group of changes until stopped, or until the folders worth watching changed."""
-    step = max(1, min(debounce_ms, STEP_MS))
+    """Reload per group of changes until stopped, or until the folders worth watching changed.
+
+    The first answer of `changes` (a group, or an empty set when a wait timed out) comes once
+    the watches are in place: from then on no save is missed, so `start` runs then.
+    """
+    # Taken before the watches are put on: a folder replaced in between differs, and is
+    # watched anew (taken after, the replacement could go unnoticed).
     watched = identities(roots)
-    while True:
-        raw = await asyncio.to_thread(notify.watch, debounce_ms, step, TIMEOUT_MS, stop)
-        if raw == "stop":
-            return
-        if not isinstance(raw, str):  # else "timeout" (a second without changes) or "signal"
-            batch = {(Change(code), path) for code, path in raw if keep(Change(code), path)}
-            if not batch:
-                continue
+    started = False
+    checked_at = time.monotonic()
+    async for batch in changes:
+        if not started:
+            started = True
+            await start.run(reloader)
+        if batch:
             await reload_paths(reloader, changed_paths(repo, keep.git_dir, batch))
+        elif time.monotonic() - checked_at < ROOTS_CHECK_SECONDS:
+            continue
+        checked_at = time.monotonic()
         now_roots, keep.template_folders = await watched_roots(repo, keep.git_dir, catalog)
         if identities(now_roots) != watched:
             # A template folder appeared or went, or a folder was replaced (a watch follows
             # the folder it was put on, not its name): watch anew.
             return
+
+
+@dataclass(frozen=True)
+class Start:
+    """What follows once the watches are in place."""
+
+    ready: asyncio.Event | None  # set: a save from now on is seen
+    settle: float  # seconds to wait first (the poller takes its first look some time later)
+    catch_up: bool  # reload everything: changes made while watches were replaced were not seen
+
+    async def run(self, reloader: Reloading) -> None:
+        """Signal readiness, then catch up on what the watches may have missed."""
+        if self.ready is not None:
+            self.ready.set()
+        if self.settle:
+            await asyncio.sleep(self.settle)
+        if self.catch_up:
+            await reload_paths(reloader, None)
 
 
 async def reload_paths(reloader: Reloading, paths: set[str] | None) -> None:

@@ -7,8 +7,10 @@ inside their factory, so the registry loads even when an adapter's module is mis
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -41,7 +43,6 @@ __all__ = [
     "Providers",
     "SendResult",
     "build_providers",
-    "paused_providers",
     "webhook_parser",
 ]
 
@@ -77,28 +78,43 @@ PROVIDER_TYPES: dict[str, Factory] = {
 }
 
 
-class Providers(dict[str, Provider]):
-    """The configured providers by name, with what the sender shares between their sends:
-    a rate limiter per name (when configured), the 401/403 gate, and the HTTP client."""
+@dataclass(frozen=True, eq=False)
+class Providers(Mapping[str, Provider]):
+    """The configured providers by name (read-only), with what the sender shares between
+    their sends: a rate limiter per name (when configured), the 401/403 gate, and the HTTP
+    client. Made by `build_providers`, or directly from ready providers."""
 
-    def __init__(
-        self,
-        items: Iterable[tuple[str, Provider]] = (),
-        *,
-        limiters: Mapping[str, RateLimiter] | None = None,
-        gate: ProviderGate | None = None,
-        client: httpx.AsyncClient | None = None,
-        owns_client: bool = False,
-    ) -> None:
-        super().__init__(items)
-        self.limiters: dict[str, RateLimiter] = dict(limiters or {})
-        self.gate = gate if gate is not None else ProviderGate()
-        self.client = client
-        self._owns_client = owns_client
+    by_name: Mapping[str, Provider] = field(default_factory=dict)
+    limiters: Mapping[str, RateLimiter] = field(default_factory=dict)
+    gate: ProviderGate = field(default_factory=ProviderGate)
+    client: httpx.AsyncClient | None = None
+    owns_client: bool = False  # the client was made here: `aclose()` closes it
+
+    def __post_init__(self) -> None:
+        # Copies behind read-only views: nobody swaps a provider or limiter after start-up.
+        object.__setattr__(self, "by_name", MappingProxyType(dict(self.by_name)))
+        object.__setattr__(self, "limiters", MappingProxyType(dict(self.limiters)))
+
+    def __getitem__(self, name: str) -> Provider:
+        return self.by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.by_name)
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def with_limiters(self, limiters: Mapping[str, RateLimiter]) -> Providers:
+        """The same providers with these limiters in place of those of the same names."""
+        return replace(self, limiters={**self.limiters, **limiters})
+
+    def paused(self) -> dict[str, datetime]:
+        """Provider name -> when it is probed again, for those paused after 401/403."""
+        return self.gate.paused()
 
     async def aclose(self) -> None:
         """Close the HTTP client when it was made here (call once at shutdown)."""
-        if self.client is not None and self._owns_client:
+        if self.client is not None and self.owns_client:
             await self.client.aclose()
 
 
@@ -119,11 +135,11 @@ def build_providers(
         secrets = source.provider_secrets
     owns = client is None and any(p.type != "outbox" for p in configured.values())
     shared = make_client() if owns else client
-    built: list[tuple[str, Provider]] = []
+    built: dict[str, Provider] = {}
     limiters: dict[str, RateLimiter] = {}
     # An error here leaves a fresh client unused: it holds no connection yet.
     for name, config in configured.items():
-        built.append((name, _build(name, config, secrets, shared)))
+        built[name] = _build(name, config, secrets, shared)
         rate = getattr(config, "rate_limit", None)
         if rate is not None:
             limiters[name] = RateLimiter(rate)
@@ -154,11 +170,6 @@ def _build(
         raise ProviderConfigError(
             f"provider {name!r}: type {config.type!r} is not available ({error})"
         ) from error
-
-
-def paused_providers(providers: Mapping[str, Provider]) -> dict[str, datetime]:
-    """Provider name -> when it is probed again, for those paused after 401/403."""
-    return providers.gate.paused() if isinstance(providers, Providers) else {}
 
 
 # The outbox never talks HTTP; a placeholder keeps the factory signature uniform.

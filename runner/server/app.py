@@ -29,7 +29,7 @@ from runner.engine.context import EngineContext, unsubscribe_key
 from runner.engine.shared_rate import SharedRateLimiter
 from runner.engine.worker import Worker
 from runner.gitops.reload import Reloading, apply_repository
-from runner.providers import Providers, build_providers
+from runner.providers import build_providers
 from runner.server.api.automations import AutomationsApi
 from runner.server.api.base import MAX_BODY, STORE_RETRY_AFTER, guard, store_unavailable
 from runner.server.api.events import EventsApi
@@ -72,15 +72,18 @@ WATCH_START_TIMEOUT = 10.0
 
 async def build_worker(settings: Settings, store: Store, clock: Clock) -> Worker:
     """The unsubscribe key, the providers and the worker (nothing applied)."""
-    key = await unsubscribe_key(settings, store)
+    key = await unsubscribe_key(settings.unsubscribe_key, store)
     ctx = EngineContext(settings.timezone, settings.public_url, key)
     providers = build_providers(settings)
     if settings.database_url.startswith(POSTGRES_PREFIX):
         # Replicas share one PostgreSQL: a provider's rate limit holds across all of them.
-        for name, config in settings.config.providers.items():
-            rate = getattr(config, "rate_limit", None)
-            if rate is not None and name in providers.limiters:
-                providers.limiters[name] = SharedRateLimiter(rate, name, store, clock)
+        shared = {
+            name: SharedRateLimiter(rate, name, store, clock)
+            for name, config in settings.config.providers.items()
+            if (rate := getattr(config, "rate_limit", None)) is not None
+            and name in providers.limiters
+        }
+        providers = providers.with_limiters(shared)
     retention = timedelta(seconds=settings.event_id_retention)
     worker = Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
     await worker.count_backlog()  # what a previous run (or another replica) left
@@ -186,8 +189,7 @@ def create_app(
                     await asyncio.wait_for(task, timeout=STOP_TIMEOUT)
                 except TimeoutError:
                     log.warning("the %s did not stop within %.0f s; cancelled", name, STOP_TIMEOUT)
-            if isinstance(worker.providers, Providers):
-                await worker.providers.aclose()  # the shared HTTP client's connections
+            await worker.providers.aclose()  # the shared HTTP client's connections
 
     app = _App(
         events.ingest_asgi,

@@ -24,7 +24,6 @@ from runner.gitops.reload_state import (
     reload_summary,
     row_revision,
 )
-from runner.providers import paused_providers
 from runner.server.api.base import Handlers
 from runner.server.metrics import CONTENT_TYPE_LATEST, AutomationInfo
 from runner.server.openapi import openapi_document
@@ -134,7 +133,7 @@ class PublicApi(Handlers):
             applied = state.get("applied_revision") or row_revision(live.row)
             infos.append(AutomationInfo(ident, status, desired, applied))
         metrics.automations.update(infos)
-        paused = paused_providers(self.worker.providers)
+        paused = self.worker.providers.paused()
         for name in self.worker.providers:
             metrics.provider_paused.labels(name).set(1 if name in paused else 0)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
