@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from runner.store.dialect import Dialect
 from runner.store.rows import RowCodec, dumps, loads, opt_dumps
 
 Row = dict[str, Any]
@@ -61,3 +62,12 @@ send_values = CODEC.send_values
 message_of = CODEC.message_of
 message_values = CODEC.message_values
 message_event_of = CODEC.message_event_of
+
+POSTGRES = Dialect(
+    name="postgres",
+    positional="%s",
+    named="%({})s",
+    unprocessed="NOT processed",
+    codec=CODEC,
+    write_time=instant,
+)

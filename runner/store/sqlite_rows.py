@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from runner.store.dialect import Dialect
 from runner.store.rows import RowCodec, dumps, loads, opt_dumps
 
 __all__ = ["dumps", "loads", "opt_dumps"]
@@ -52,3 +53,12 @@ send_values = CODEC.send_values
 message_of = CODEC.message_of
 message_values = CODEC.message_values
 message_event_of = CODEC.message_event_of
+
+SQLITE = Dialect(
+    name="sqlite",
+    positional="?",
+    named=":{}",
+    unprocessed="processed = 0",
+    codec=CODEC,
+    write_time=time_text,
+)
