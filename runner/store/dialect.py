@@ -10,9 +10,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from runner.store.rows import RowCodec
+
+T = TypeVar("T")
 
 # A `:name` parameter, not the second colon of a `::type` cast.
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -28,6 +30,8 @@ class Dialect:
     unprocessed: str  # the test of `events.processed` its partial index is built on
     codec: RowCodec
     write_time: Callable[[datetime], Any]
+    flag: Callable[[bool], Any]  # a boolean as the driver binds it
+    batch: int | None  # values per list test (SQLite bounds its host parameters); None: all
 
     def render(self, sql: str) -> str:
         """`sql` with this dialect's placeholders."""
@@ -39,8 +43,15 @@ class Dialect:
         with_names = _NAMED.sub(lambda m: self.named.format(m.group(1)), sql)
         return with_names.replace("?", self.positional)
 
-    def one_of(self, column: str, values: Sequence[str]) -> tuple[str, list[object]]:
-        """A test of a text `column` against a list of values, and its arguments."""
+    def one_of(
+        self, column: str, values: Sequence[object], sql_type: str = "text"
+    ) -> tuple[str, list[object]]:
+        """A test of `column` (of `sql_type`) against a list of values, and its arguments."""
         if self.positional == "?":
             return f"{column} IN ({', '.join('?' * len(values))})", list(values)
-        return f"{column} = ANY(%s::text[])", [list(values)]
+        return f"{column} = ANY(%s::{sql_type}[])", [list(values)]
+
+    def batches(self, values: Sequence[T]) -> list[Sequence[T]]:
+        """`values` cut into lists a single `one_of` test may hold."""
+        size = self.batch or max(len(values), 1)
+        return [values[start : start + size] for start in range(0, len(values), size)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -68,8 +68,13 @@ class PgReadTx(SqlReadTx, PeopleReads):
             cursor.execute(sql, args or None)
             return cursor.fetchone()
 
-    def _run(self, sql: str, args: Sequence[object] | dict[str, object] | None = None) -> int:
+    def _run(self, sql: str, args: Sequence[object] | Mapping[str, object] = ()) -> int:
         """Execute a statement; the number of rows it changed."""
         with self.conn.cursor() as cursor:
-            cursor.execute(sql, args)
+            cursor.execute(sql, args or None)
             return cursor.rowcount
+
+    def _many(self, sql: str, values: Sequence[Sequence[object]]) -> None:
+        """Execute a statement once per tuple of `values`."""
+        with self.conn.cursor() as cursor:
+            cursor.executemany(sql, values)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.store.dialect import Dialect
-from runner.store.rows import RowCodec, dumps, loads, opt_dumps
+from runner.store.rows import MESSAGE_COLUMNS, SEND_COLUMNS, RowCodec, dumps, loads, opt_dumps
 
 Row = dict[str, Any]
 
-__all__ = ["dumps", "loads", "opt_dumps"]
+__all__ = ["MESSAGE_COLUMNS", "SEND_COLUMNS", "dumps", "loads", "opt_dumps"]
 
 
 def instant(value: datetime) -> datetime:
@@ -36,18 +36,6 @@ def opt_read_time(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-SEND_COLUMNS = (
-    "id, automation_id, subscriber_id, email, due_at, status, trigger_at, trigger_event,"
-    " created_at, series_id, repeat_index, overrides, reason, attempts, lease_token,"
-    " lease_until, updated_at, last_error, skip_window, in_flight, halted"
-)
-
-MESSAGE_COLUMNS = (
-    "id, pending_send_id, automation_id, subscriber_id, to_address, from_address, subject,"
-    " html, text, headers, provider, provider_type, provider_message_id, sent_at, revision,"
-    " listeners, status"
-)
-
 CODEC = RowCodec(instant, read_time, bool)
 event_of = CODEC.event_of
 subscriber_of = CODEC.subscriber_of
@@ -70,4 +58,6 @@ POSTGRES = Dialect(
     unprocessed="NOT processed",
     codec=CODEC,
     write_time=instant,
+    flag=bool,
+    batch=None,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from runner.core.records import (
@@ -38,7 +38,8 @@ MESSAGE_COUNTS = (
 
 class SqlReadTx:
     """Reads inside one transaction; a store's subclass names its dialect, its rendered
-    queries, its message-stats query and how a statement runs on its connection."""
+    queries, its message-stats query and how a statement runs on its connection (the
+    primitives below)."""
 
     dialect: Dialect
     reads: ReadQueries
@@ -48,6 +49,14 @@ class SqlReadTx:
         raise NotImplementedError
 
     def _all(self, sql: str, *args: object) -> Sequence[Row]:
+        raise NotImplementedError
+
+    def _run(self, sql: str, args: Sequence[object] | Mapping[str, object] = ()) -> int:
+        """Execute a statement; the number of rows it changed."""
+        raise NotImplementedError
+
+    def _many(self, sql: str, values: Sequence[Sequence[object]]) -> None:
+        """Execute a statement once per tuple of `values`."""
         raise NotImplementedError
 
     def automations(self) -> list[AppliedAutomation]:

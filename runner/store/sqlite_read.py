@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping, Sequence
 
 from runner.store.read_queries import ReadQueries
 from runner.store.sql_read import SqlReadTx
@@ -59,3 +60,11 @@ class SqliteReadTx(SqlReadTx, PeopleReads):
 
     def _all(self, sql: str, *args: object) -> list[sqlite3.Row]:
         return self.db.execute(sql, args).fetchall()
+
+    def _run(self, sql: str, args: Sequence[object] | Mapping[str, object] = ()) -> int:
+        """Execute a statement; the number of rows it changed."""
+        return self.db.execute(sql, args).rowcount
+
+    def _many(self, sql: str, values: Sequence[Sequence[object]]) -> None:
+        """Execute a statement once per tuple of `values`."""
+        self.db.executemany(sql, values)

@@ -61,4 +61,6 @@ SQLITE = Dialect(
     unprocessed="processed = 0",
     codec=CODEC,
     write_time=time_text,
+    flag=int,
+    batch=500,  # well under SQLite's bound-variable limit
 )
