@@ -28,6 +28,7 @@ class Dialect:
     positional: str  # the driver's positional placeholder
     named: str  # the driver's named placeholder, `{}` standing for the name
     unprocessed: str  # the test of `events.processed` its partial index is built on
+    in_group: str  # the test of `subscribers.groups` (a JSON array) holding one bound name
     codec: RowCodec
     write_time: Callable[[datetime], Any]
     flag: Callable[[bool], Any]  # a boolean as the driver binds it

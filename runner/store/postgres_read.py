@@ -8,10 +8,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from runner.store.postgres_people import PeopleReads
-from runner.store.postgres_rows import POSTGRES, Row
+from runner.core.records import Subscriber
+from runner.store.postgres_rows import CODEC, POSTGRES, Row
 from runner.store.read_queries import ReadQueries
-from runner.store.sql_read import SqlReadTx
+from runner.store.sql_people import PeopleReads
 
 # The same counts as SQLite's query: a message counts once per kind however many
 # events of that kind it received; the outbox delivers every message it stored unless it failed.
@@ -48,7 +48,7 @@ FROM per_message
 _READS = ReadQueries(POSTGRES)
 
 
-class PgReadTx(SqlReadTx, PeopleReads):
+class PgReadTx(PeopleReads):
     """Reads inside one PostgreSQL transaction (the store begins and ends it)."""
 
     dialect = POSTGRES
@@ -76,5 +76,17 @@ class PgReadTx(SqlReadTx, PeopleReads):
 
     def _many(self, sql: str, values: Sequence[Sequence[object]]) -> None:
         """Execute a statement once per tuple of `values`."""
-        with self.conn.cursor() as cursor:
-            cursor.executemany(sql, values)
+        if values:
+            with self.conn.cursor() as cursor:
+                cursor.executemany(sql, values)
+
+    def subscribers_by_prefix(self, prefix: str) -> list[Subscriber]:
+        """Subscribers whose stored email starts with `prefix`, by id.
+
+        A scan: the email index follows the database's collation, which need not order text
+        by its characters; erasure is rare enough not to need another index.
+        """
+        found = self._all(
+            "SELECT * FROM subscribers WHERE starts_with(email, %s) ORDER BY id", prefix
+        )
+        return [CODEC.subscriber_of(r) for r in found]

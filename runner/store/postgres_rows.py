@@ -56,6 +56,7 @@ POSTGRES = Dialect(
     positional="%s",
     named="%({})s",
     unprocessed="NOT processed",
+    in_group="jsonb_exists(groups::jsonb, %s)",
     codec=CODEC,
     write_time=instant,
     flag=bool,

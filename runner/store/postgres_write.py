@@ -26,10 +26,10 @@ from runner.core.records import (
 from runner.store import postgres_rows as rows
 from runner.store.errors import StoreError, TransactionAborted
 from runner.store.postgres_claims import PgClaimsTx
-from runner.store.postgres_people import PeopleWrites
 from runner.store.postgres_rows import POSTGRES
 from runner.store.postgres_session import is_server_fault, unavailable
 from runner.store.rows import SUBSCRIBER_COLUMNS
+from runner.store.sql_people import PeopleWrites
 from runner.store.sql_write import SqlWriteTx
 from runner.store.write_queries import WriteQueries
 

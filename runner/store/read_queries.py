@@ -61,6 +61,10 @@ class ReadQueries:
             f"SELECT 1 FROM events WHERE {dialect.unprocessed} AND seq <= ? LIMIT 1"
         )
         self.unprocessed_count = r(f"SELECT COUNT(*) AS n FROM events WHERE {dialect.unprocessed}")
+        self.events_of = r("SELECT * FROM events WHERE email = ? ORDER BY seq")
+        self.suppression_lifts = r(
+            "SELECT * FROM suppression_lifts WHERE subscriber_id = ? ORDER BY seq"
+        )
         self.event_by_id = r(
             "SELECT events.* FROM event_ids JOIN events ON events.seq = event_ids.seq"
             " WHERE event_ids.id = ?"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 
+from runner.core.records import Subscriber
 from runner.store.read_queries import ReadQueries
-from runner.store.sql_read import SqlReadTx
-from runner.store.sqlite_people import PeopleReads
-from runner.store.sqlite_rows import SQLITE
+from runner.store.sql_people import PeopleReads
+from runner.store.sqlite_rows import CODEC, SQLITE
 
 # One pass over the automation's messages and their provider events: a message
 # counts once per kind however many events of that kind it received. The outbox delivers
@@ -42,9 +42,10 @@ FROM per_message
 """
 
 _READS = ReadQueries(SQLITE)
+_LAST_CHARACTER = "\U0010ffff"  # sorts after every character under the BINARY collation
 
 
-class SqliteReadTx(SqlReadTx, PeopleReads):
+class SqliteReadTx(PeopleReads):
     """Reads inside one SQLite transaction (the caller begins and ends it)."""
 
     dialect = SQLITE
@@ -68,3 +69,13 @@ class SqliteReadTx(SqlReadTx, PeopleReads):
     def _many(self, sql: str, values: Sequence[Sequence[object]]) -> None:
         """Execute a statement once per tuple of `values`."""
         self.db.executemany(sql, values)
+
+    def subscribers_by_prefix(self, prefix: str) -> list[Subscriber]:
+        """Subscribers whose stored email starts with `prefix`, by id (a range on the
+        email's unique index)."""
+        found = self._all(
+            "SELECT * FROM subscribers WHERE email >= ? AND email < ? ORDER BY id",
+            prefix,
+            prefix + _LAST_CHARACTER,
+        )
+        return [CODEC.subscriber_of(r) for r in found]

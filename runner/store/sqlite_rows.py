@@ -59,6 +59,7 @@ SQLITE = Dialect(
     positional="?",
     named=":{}",
     unprocessed="processed = 0",
+    in_group="EXISTS (SELECT 1 FROM json_each(subscribers.groups) WHERE value = ?)",
     codec=CODEC,
     write_time=time_text,
     flag=int,

@@ -18,10 +18,10 @@ from runner.core.records import (
 from runner.store import sqlite_rows as rows
 from runner.store.errors import StoreError, TransactionAborted
 from runner.store.rows import SUBSCRIBER_COLUMNS
+from runner.store.sql_people import PeopleWrites
 from runner.store.sql_write import SqlWriteTx
 from runner.store.sqlite_claims import SqliteClaimsTx
 from runner.store.sqlite_faults import is_store_fault, unavailable
-from runner.store.sqlite_people import PeopleWrites
 from runner.store.sqlite_rows import SQLITE, marks
 from runner.store.write_queries import WriteQueries
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.store.dialect import Dialect
-from runner.store.rows import MESSAGE_COLUMNS, SEND_COLUMNS
+from runner.store.rows import LIFT_COLUMNS, MESSAGE_COLUMNS, SEND_COLUMNS
 
 # A stop, a delete or a subscriber's deletion: sends no provider was handed yet are
 # cancelled; the requests in flight are halted, to be recorded when they are answered.
@@ -103,6 +103,26 @@ class WriteQueries:
             "UPDATE pending_sends SET status = 'pending', due_at = ?, updated_at = ?,"
             " last_error = ?, attempts = attempts + 1, lease_token = NULL, lease_until = NULL,"
             " in_flight = ? WHERE id = ? AND lease_token = ? AND status = 'claimed'"
+        )
+        self.add_suppression_lift = r(
+            f"INSERT INTO suppression_lifts ({LIFT_COLUMNS}) VALUES ({_placeholders(LIFT_COLUMNS)})"
+        )
+        # The rewrites of erasure.
+        self.rewrite_events = r(
+            "UPDATE events SET email = ?, client_id = ?, fields = ?, groups = ?, data = ?"
+            " WHERE seq = ?"
+        )
+        self.rename_event_ids = r("UPDATE event_ids SET id = ? WHERE seq = ? AND id <> ?")
+        self.rewrite_sends = r(
+            "UPDATE pending_sends SET email = ?, trigger_event = ?, overrides = ?,"
+            " last_error = ? WHERE id = ?"
+        )
+        self.rewrite_messages = r(
+            "UPDATE messages SET to_address = ?, subject = ?, html = ?, text = ?,"
+            " headers = ? WHERE id = ?"
+        )
+        self.rewrite_message_events = r(
+            "UPDATE message_events SET url = ? WHERE provider = ? AND provider_event_id = ?"
         )
         self.end_unsent = {o: r(_END_UNSENT.format(owner=o)) for o in OWNERS}
         self.halt_in_flight = {o: r(_HALT_IN_FLIGHT.format(owner=o)) for o in OWNERS}
