@@ -1,6 +1,6 @@
 """The sender's side of `WriteTx` on PostgreSQL: claims with a lease token (skipping rows
-another replica is claiming), the in-flight mark, and the end of a claim, each guarded in
-SQL by the token (fencing)."""
+another replica is claiming) and the in-flight mark, each guarded in SQL by the token
+(fencing); the end of a claim is shared (runner.store.sql_sends)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ RETURNING p.id
 
 
 class PgClaimsTx(PgReadTx):
-    """Claim, mark in flight, finish and retry sends inside one transaction."""
+    """Claim sends and mark them in flight inside one transaction."""
 
     def claim_due(
         self, now: datetime, limit: int, lease_until: datetime, token: str
@@ -95,7 +95,7 @@ class PgClaimsTx(PgReadTx):
             cursor.execute(sql, args)
             found = cursor.fetchall()
         # RETURNING gives rows in no promised order.
-        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
+        return sorted((rows.CODEC.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
 
     def mark_in_flight(self, token: str, requests: Mapping[str, dict[str, Any] | None]) -> set[str]:
         """Store each send's request before it is written (None: clear the mark); the ids

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.store.dialect import Dialect
-from runner.store.rows import MESSAGE_COLUMNS, SEND_COLUMNS, RowCodec, dumps, loads, opt_dumps
+from runner.store.rows import SEND_COLUMNS, RowCodec, dumps, loads, opt_dumps
 
 Row = dict[str, Any]
 
-__all__ = ["MESSAGE_COLUMNS", "SEND_COLUMNS", "dumps", "loads", "opt_dumps"]
+__all__ = ["SEND_COLUMNS", "dumps", "loads", "opt_dumps"]
 
 
 def instant(value: datetime) -> datetime:
@@ -21,35 +21,12 @@ def instant(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def opt_instant(value: datetime | None) -> datetime | None:
-    """`instant`, keeping None."""
-    return None if value is None else instant(value)
-
-
 def read_time(value: datetime) -> datetime:
     """A TIMESTAMPTZ as read: the same instant with the `datetime.UTC` zone SQLite gives."""
     return value.astimezone(UTC)
 
 
-def opt_read_time(value: datetime | None) -> datetime | None:
-    """`read_time`, keeping None."""
-    return None if value is None else value.astimezone(UTC)
-
-
 CODEC = RowCodec(instant, read_time, bool)
-event_of = CODEC.event_of
-subscriber_of = CODEC.subscriber_of
-subscriber_values = CODEC.subscriber_values
-lift_of = CODEC.lift_of
-lift_values = CODEC.lift_values
-automation_of = CODEC.automation_of
-history_of = CODEC.history_of
-entry_of = CODEC.entry_of
-send_of = CODEC.send_of
-send_values = CODEC.send_values
-message_of = CODEC.message_of
-message_values = CODEC.message_values
-message_event_of = CODEC.message_event_of
 
 POSTGRES = Dialect(
     name="postgres",

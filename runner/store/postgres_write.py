@@ -104,7 +104,7 @@ class PgWriteTx(PgClaimsTx, PeopleWrites, SqlWriteTx):
     def save_subscriber(self, subscriber: Subscriber) -> Subscriber:
         """Insert (id None) or update a subscriber; returns it with its id and normalised email."""
         email = normalise_email(subscriber.email)
-        values = rows.subscriber_values(subscriber, email)
+        values = rows.CODEC.subscriber_values(subscriber, email)
         if subscriber.id is None:
             row = self._one(
                 f"INSERT INTO subscribers ({SUBSCRIBER_COLUMNS})"

@@ -1,5 +1,6 @@
-"""The sender's side of `WriteTx` on SQLite: claims with a lease token, the in-flight mark,
-and the end of a claim, each guarded in SQL by the token (fencing)."""
+"""The sender's side of `WriteTx` on SQLite: claims with a lease token and the in-flight
+mark, each guarded in SQL by the token (fencing); the end of a claim is shared
+(runner.store.sql_sends)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ _CHUNK = 500  # ids per IN list, well under SQLite's bound-variable limit
 
 
 class SqliteClaimsTx(SqliteReadTx):
-    """Claim, mark in flight, finish and retry sends inside the writer's transaction."""
+    """Claim sends and mark them in flight inside the writer's transaction."""
 
     def claim_due(
         self, now: datetime, limit: int, lease_until: datetime, token: str
@@ -56,7 +57,7 @@ class SqliteClaimsTx(SqliteReadTx):
             },
         )
         # RETURNING gives rows in no promised order.
-        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
+        return sorted((rows.CODEC.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
 
     def claim_sends(
         self, send_ids: Collection[str], now: datetime, lease_until: datetime, token: str
@@ -70,7 +71,7 @@ class SqliteClaimsTx(SqliteReadTx):
                 _CLAIM_NAMED.format(ids=marks(len(chunk))),
                 (token, rows.time_text(lease_until), when, *chunk, when, when),
             ).fetchall()
-        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
+        return sorted((rows.CODEC.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
 
     def _all_named(self, sql: str, args: dict[str, object]) -> list[sqlite3.Row]:
         return self.db.execute(sql, args).fetchall()

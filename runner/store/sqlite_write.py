@@ -73,7 +73,7 @@ class SqliteWriteTx(SqliteClaimsTx, PeopleWrites, SqlWriteTx):
     def save_subscriber(self, subscriber: Subscriber) -> Subscriber:
         """Insert (id None) or update a subscriber; returns it with its id and normalised email."""
         email = normalise_email(subscriber.email)
-        values = rows.subscriber_values(subscriber, email)
+        values = rows.CODEC.subscriber_values(subscriber, email)
         try:
             if subscriber.id is None:
                 row = self._one(
