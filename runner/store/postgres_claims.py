@@ -1,6 +1,6 @@
 """The sender's side of `WriteTx` on PostgreSQL: claims with a lease token (skipping rows
-another replica is claiming), the in-flight mark, and the end of a claim, each guarded in
-SQL by the token (fencing)."""
+another replica is claiming) and the in-flight mark, each guarded in SQL by the token
+(fencing); the end of a claim is shared (runner.store.sql_sends)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from runner.core.records import CancelReason, PendingSend, SendStatus
+from runner.core.records import PendingSend
 from runner.store import postgres_rows as rows
 from runner.store.postgres_read import PgReadTx
 
@@ -56,26 +56,9 @@ WHERE p.id = m.id AND p.lease_token = %s AND p.status = 'claimed'
 RETURNING p.id
 """
 
-# A stop, a delete or a subscriber's deletion: sends no provider was handed yet are
-# cancelled; the requests in flight are halted, to be recorded when they are answered.
-_END_UNSENT = """
-UPDATE pending_sends
-SET status = 'cancelled', reason = %(reason)s, updated_at = %(now)s, lease_token = NULL,
-    lease_until = NULL, in_flight = NULL
-WHERE {owner} = %(owner)s
-    AND (status = 'pending' OR (status = 'claimed' AND in_flight IS NULL))
-"""
-_HALT_IN_FLIGHT = """
-UPDATE pending_sends SET halted = %(reason)s
-WHERE {owner} = %(owner)s AND status = 'claimed' AND in_flight IS NOT NULL AND halted IS NULL
-"""
-
-# A provider attempt was made when a claim ends in one of these states.
-_ATTEMPTED = frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.OUTCOME_UNKNOWN})
-
 
 class PgClaimsTx(PgReadTx):
-    """Claim, mark in flight, finish and retry sends inside one transaction."""
+    """Claim sends and mark them in flight inside one transaction."""
 
     def claim_due(
         self, now: datetime, limit: int, lease_until: datetime, token: str
@@ -112,7 +95,7 @@ class PgClaimsTx(PgReadTx):
             cursor.execute(sql, args)
             found = cursor.fetchall()
         # RETURNING gives rows in no promised order.
-        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
+        return sorted((rows.CODEC.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
 
     def mark_in_flight(self, token: str, requests: Mapping[str, dict[str, Any] | None]) -> set[str]:
         """Store each send's request before it is written (None: clear the mark); the ids
@@ -122,80 +105,3 @@ class PgClaimsTx(PgReadTx):
         ids = list(requests)
         texts = [rows.opt_dumps(requests[send_id]) for send_id in ids]
         return {row["id"] for row in self._all(_MARK_IN_FLIGHT, ids, texts, token)}
-
-    def end_automation_sends(self, automation_id: str, reason: CancelReason, now: datetime) -> int:
-        """Cancel the unsent sends of an automation, halt those in flight; how many cancelled."""
-        return self._end_sends("automation_id", automation_id, reason, now)
-
-    def end_subscriber_sends(self, subscriber_id: int, reason: CancelReason, now: datetime) -> int:
-        """Cancel the unsent sends of a subscriber, halt those in flight; how many cancelled."""
-        return self._end_sends("subscriber_id", subscriber_id, reason, now)
-
-    def _end_sends(self, owner: str, value: object, reason: CancelReason, now: datetime) -> int:
-        args = {"owner": value, "reason": reason.value, "now": rows.instant(now)}
-        self._run(_HALT_IN_FLIGHT.format(owner=owner), args)
-        return self._run(_END_UNSENT.format(owner=owner), args)
-
-    def finish_claim(
-        self,
-        send_id: str,
-        token: str,
-        to: SendStatus,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        last_error: str | None = None,
-    ) -> bool:
-        """End a claim in a final status; False when the lease token no longer matches."""
-        if to in (SendStatus.CLAIMED, SendStatus.PENDING):
-            raise ValueError(
-                f"a claim does not end in {to.value}: use reschedule(token=...) or retry_claim"
-            )
-        return (
-            self._run(
-                "UPDATE pending_sends SET status = %s, reason = %s, updated_at = %s,"
-                " last_error = COALESCE(%s, last_error), attempts = attempts + %s,"
-                " lease_token = NULL, lease_until = NULL, in_flight = NULL"
-                " WHERE id = %s AND lease_token = %s AND status = 'claimed'",
-                (
-                    to.value,
-                    reason,
-                    rows.instant(now),
-                    last_error,
-                    int(to in _ATTEMPTED),
-                    send_id,
-                    token,
-                ),
-            )
-            == 1
-        )
-
-    def retry_claim(
-        self,
-        send_id: str,
-        token: str,
-        due_at: datetime,
-        now: datetime,
-        last_error: str,
-        *,
-        in_flight: dict[str, Any] | None = None,
-    ) -> bool:
-        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt;
-        `in_flight` is the request the retry must repeat (None: render it afresh)."""
-        return (
-            self._run(
-                "UPDATE pending_sends SET status = 'pending', due_at = %s, updated_at = %s,"
-                " last_error = %s, attempts = attempts + 1, lease_token = NULL,"
-                " lease_until = NULL, in_flight = %s"
-                " WHERE id = %s AND lease_token = %s AND status = 'claimed'",
-                (
-                    rows.instant(due_at),
-                    rows.instant(now),
-                    last_error,
-                    rows.opt_dumps(in_flight),
-                    send_id,
-                    token,
-                ),
-            )
-            == 1
-        )

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.store.rows import RowCodec, dumps, loads, opt_dumps
+from runner.store.dialect import Dialect
+from runner.store.rows import SEND_COLUMNS, RowCodec, dumps, loads, opt_dumps
 
 Row = dict[str, Any]
 
-__all__ = ["dumps", "loads", "opt_dumps"]
+__all__ = ["SEND_COLUMNS", "dumps", "loads", "opt_dumps"]
 
 
 def instant(value: datetime) -> datetime:
@@ -20,44 +21,21 @@ def instant(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def opt_instant(value: datetime | None) -> datetime | None:
-    """`instant`, keeping None."""
-    return None if value is None else instant(value)
-
-
 def read_time(value: datetime) -> datetime:
     """A TIMESTAMPTZ as read: the same instant with the `datetime.UTC` zone SQLite gives."""
     return value.astimezone(UTC)
 
 
-def opt_read_time(value: datetime | None) -> datetime | None:
-    """`read_time`, keeping None."""
-    return None if value is None else value.astimezone(UTC)
-
-
-SEND_COLUMNS = (
-    "id, automation_id, subscriber_id, email, due_at, status, trigger_at, trigger_event,"
-    " created_at, series_id, repeat_index, overrides, reason, attempts, lease_token,"
-    " lease_until, updated_at, last_error, skip_window, in_flight, halted"
-)
-
-MESSAGE_COLUMNS = (
-    "id, pending_send_id, automation_id, subscriber_id, to_address, from_address, subject,"
-    " html, text, headers, provider, provider_type, provider_message_id, sent_at, revision,"
-    " listeners, status"
-)
-
 CODEC = RowCodec(instant, read_time, bool)
-event_of = CODEC.event_of
-subscriber_of = CODEC.subscriber_of
-subscriber_values = CODEC.subscriber_values
-lift_of = CODEC.lift_of
-lift_values = CODEC.lift_values
-automation_of = CODEC.automation_of
-history_of = CODEC.history_of
-entry_of = CODEC.entry_of
-send_of = CODEC.send_of
-send_values = CODEC.send_values
-message_of = CODEC.message_of
-message_values = CODEC.message_values
-message_event_of = CODEC.message_event_of
+
+POSTGRES = Dialect(
+    name="postgres",
+    positional="%s",
+    named="%({})s",
+    unprocessed="NOT processed",
+    in_group="jsonb_exists(groups::jsonb, %s)",
+    codec=CODEC,
+    write_time=instant,
+    flag=bool,
+    batch=None,
+)

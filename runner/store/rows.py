@@ -34,6 +34,17 @@ SUBSCRIBER_COLUMNS = (
     " suppressed_source, erased_at"
 )
 LIFT_COLUMNS = "subscriber_id, lifted_at, reason, suppressed_at, source, lifted_by, note"
+SEND_COLUMNS = (
+    "id, automation_id, subscriber_id, email, due_at, status, trigger_at, trigger_event,"
+    " created_at, series_id, repeat_index, overrides, reason, attempts, lease_token,"
+    " lease_until, updated_at, last_error, skip_window, in_flight, halted"
+)
+
+MESSAGE_COLUMNS = (
+    "id, pending_send_id, automation_id, subscriber_id, to_address, from_address, subject,"
+    " html, text, headers, provider, provider_type, provider_message_id, sent_at, revision,"
+    " listeners, status"
+)
 
 
 def subscriber_page_sql(

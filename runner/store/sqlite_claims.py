@@ -1,5 +1,6 @@
-"""The sender's side of `WriteTx` on SQLite: claims with a lease token, the in-flight mark,
-and the end of a claim, each guarded in SQL by the token (fencing)."""
+"""The sender's side of `WriteTx` on SQLite: claims with a lease token and the in-flight
+mark, each guarded in SQL by the token (fencing); the end of a claim is shared
+(runner.store.sql_sends)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from runner.core.records import CancelReason, PendingSend, SendStatus
+from runner.core.records import PendingSend
 from runner.store import sqlite_rows as rows
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_rows import marks
@@ -36,26 +37,11 @@ WHERE id IN ({ids}) AND due_at <= ? AND status IN ('pending', 'claimed')
 RETURNING *
 """
 
-# A stop, a delete or a subscriber's deletion: sends no provider was handed yet are
-# cancelled; the requests in flight are halted, to be recorded when they are answered.
-_END_UNSENT = """
-UPDATE pending_sends
-SET status = 'cancelled', reason = :reason, updated_at = :now, lease_token = NULL,
-    lease_until = NULL, in_flight = NULL
-WHERE {owner} = :owner AND (status = 'pending' OR (status = 'claimed' AND in_flight IS NULL))
-"""
-_HALT_IN_FLIGHT = """
-UPDATE pending_sends SET halted = :reason
-WHERE {owner} = :owner AND status = 'claimed' AND in_flight IS NOT NULL AND halted IS NULL
-"""
-
 _CHUNK = 500  # ids per IN list, well under SQLite's bound-variable limit
-# A provider attempt was made when a claim ends in one of these states.
-_ATTEMPTED = frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.OUTCOME_UNKNOWN})
 
 
 class SqliteClaimsTx(SqliteReadTx):
-    """Claim, mark in flight, finish and retry sends inside the writer's transaction."""
+    """Claim sends and mark them in flight inside the writer's transaction."""
 
     def claim_due(
         self, now: datetime, limit: int, lease_until: datetime, token: str
@@ -71,7 +57,7 @@ class SqliteClaimsTx(SqliteReadTx):
             },
         )
         # RETURNING gives rows in no promised order.
-        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
+        return sorted((rows.CODEC.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
 
     def claim_sends(
         self, send_ids: Collection[str], now: datetime, lease_until: datetime, token: str
@@ -85,7 +71,7 @@ class SqliteClaimsTx(SqliteReadTx):
                 _CLAIM_NAMED.format(ids=marks(len(chunk))),
                 (token, rows.time_text(lease_until), when, *chunk, when, when),
             ).fetchall()
-        return sorted((rows.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
+        return sorted((rows.CODEC.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
 
     def _all_named(self, sql: str, args: dict[str, object]) -> list[sqlite3.Row]:
         return self.db.execute(sql, args).fetchall()
@@ -103,79 +89,3 @@ class SqliteClaimsTx(SqliteReadTx):
             if changed == 1:
                 marked.add(send_id)
         return marked
-
-    def end_automation_sends(self, automation_id: str, reason: CancelReason, now: datetime) -> int:
-        """Cancel the unsent sends of an automation, halt those in flight; how many cancelled."""
-        return self._end_sends("automation_id", automation_id, reason, now)
-
-    def end_subscriber_sends(self, subscriber_id: int, reason: CancelReason, now: datetime) -> int:
-        """Cancel the unsent sends of a subscriber, halt those in flight; how many cancelled."""
-        return self._end_sends("subscriber_id", subscriber_id, reason, now)
-
-    def _end_sends(self, owner: str, value: object, reason: CancelReason, now: datetime) -> int:
-        args = {"owner": value, "reason": reason.value, "now": rows.time_text(now)}
-        self.db.execute(_HALT_IN_FLIGHT.format(owner=owner), args)
-        return self.db.execute(_END_UNSENT.format(owner=owner), args).rowcount
-
-    def finish_claim(
-        self,
-        send_id: str,
-        token: str,
-        to: SendStatus,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        last_error: str | None = None,
-    ) -> bool:
-        """End a claim in a final status; False when the lease token no longer matches."""
-        if to in (SendStatus.CLAIMED, SendStatus.PENDING):
-            raise ValueError(
-                f"a claim does not end in {to.value}: use reschedule(token=...) or retry_claim"
-            )
-        return (
-            self.db.execute(
-                "UPDATE pending_sends SET status = ?, reason = ?, updated_at = ?,"
-                " last_error = IFNULL(?, last_error), attempts = attempts + ?,"
-                " lease_token = NULL, lease_until = NULL, in_flight = NULL"
-                " WHERE id = ? AND lease_token = ? AND status = 'claimed'",
-                (
-                    to.value,
-                    reason,
-                    rows.time_text(now),
-                    last_error,
-                    int(to in _ATTEMPTED),
-                    send_id,
-                    token,
-                ),
-            ).rowcount
-            == 1
-        )
-
-    def retry_claim(
-        self,
-        send_id: str,
-        token: str,
-        due_at: datetime,
-        now: datetime,
-        last_error: str,
-        *,
-        in_flight: dict[str, Any] | None = None,
-    ) -> bool:
-        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt;
-        `in_flight` is the request the retry must repeat (None: render it afresh)."""
-        return (
-            self.db.execute(
-                "UPDATE pending_sends SET status = 'pending', due_at = ?, updated_at = ?,"
-                " last_error = ?, attempts = attempts + 1, lease_token = NULL, lease_until = NULL,"
-                " in_flight = ? WHERE id = ? AND lease_token = ? AND status = 'claimed'",
-                (
-                    rows.time_text(due_at),
-                    rows.time_text(now),
-                    last_error,
-                    rows.opt_dumps(in_flight),
-                    send_id,
-                    token,
-                ),
-            ).rowcount
-            == 1
-        )

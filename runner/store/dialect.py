@@ -1,0 +1,58 @@
+"""What separates the SQL of the two stores once queries are written once (pure).
+
+Shared statements use SQLite's placeholders (`?` and `:name`); a `Dialect` renders them
+for its driver once, at import, so no query is rewritten on the hot paths.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from runner.store.rows import RowCodec
+
+T = TypeVar("T")
+
+# A `:name` parameter, not the second colon of a `::type` cast.
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Placeholders, the few spellings that differ, and the row codec of one database."""
+
+    name: str
+    positional: str  # the driver's positional placeholder
+    named: str  # the driver's named placeholder, `{}` standing for the name
+    unprocessed: str  # the test of `events.processed` its partial index is built on
+    in_group: str  # the test of `subscribers.groups` (a JSON array) holding one bound name
+    codec: RowCodec
+    write_time: Callable[[datetime], Any]
+    flag: Callable[[bool], Any]  # a boolean as the driver binds it
+    batch: int | None  # values per list test (SQLite bounds its host parameters); None: all
+
+    def render(self, sql: str) -> str:
+        """`sql` with this dialect's placeholders."""
+        if self.positional == "?":
+            return sql
+        if "%" in sql:
+            # psycopg reads `%` as a placeholder; shared text never needs one.
+            raise ValueError(f"shared SQL may not contain '%': {sql!r}")
+        with_names = _NAMED.sub(lambda m: self.named.format(m.group(1)), sql)
+        return with_names.replace("?", self.positional)
+
+    def one_of(
+        self, column: str, values: Sequence[object], sql_type: str = "text"
+    ) -> tuple[str, list[object]]:
+        """A test of `column` (of `sql_type`) against a list of values, and its arguments."""
+        if self.positional == "?":
+            return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+        return f"{column} = ANY(%s::{sql_type}[])", [list(values)]
+
+    def batches(self, values: Sequence[T]) -> list[Sequence[T]]:
+        """`values` cut into lists a single `one_of` test may hold."""
+        size = self.batch or max(len(values), 1)
+        return [values[start : start + size] for start in range(0, len(values), size)]

@@ -1,0 +1,132 @@
+"""The part of `WriteTx` written once for both stores: pending sends, the end of claims
+and messages."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from runner.core.records import CancelReason, Message, PendingSend, SendStatus
+from runner.store.rows import opt_dumps
+from runner.store.sql_read import SqlReadTx
+from runner.store.write_queries import WriteQueries
+
+# A provider attempt was made when a claim ends in one of these states.
+_ATTEMPTED = frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.OUTCOME_UNKNOWN})
+
+
+class SqlSendsTx(SqlReadTx):
+    """State changes of sends, each guarded in SQL, over the dialect's rendered `writes`."""
+
+    writes: WriteQueries
+
+    def insert_pending(self, send: PendingSend) -> None:
+        """Store a new pending send; inserting an id again changes nothing (safe retries)."""
+        self._run(self.writes.insert_pending, self.dialect.codec.send_values(send))
+
+    def set_status(
+        self,
+        send_ids: Sequence[str],
+        to: SendStatus,
+        now: datetime,
+        *,
+        from_statuses: Collection[SendStatus],
+        reason: str | None = None,
+    ) -> int:
+        """Move sends to `to` only from `from_statuses` (guarded in SQL); returns rows changed."""
+        if to is SendStatus.CLAIMED:
+            raise ValueError("sends are claimed with claim_due, which sets a lease")
+        origins = [SendStatus(s).value for s in from_statuses]
+        if not origins:
+            return 0
+        of_origins, origin_args = self.dialect.one_of("status", origins)
+        when = self.dialect.write_time(now)
+        changed = 0
+        for batch in self.dialect.batches(send_ids):
+            of_ids, id_args = self.dialect.one_of("id", batch)
+            changed += self._run(
+                f"UPDATE pending_sends SET status = {self.dialect.positional},"
+                f" reason = {self.dialect.positional}, updated_at = {self.dialect.positional},"
+                f" lease_token = NULL, lease_until = NULL WHERE {of_ids} AND {of_origins}",
+                (to.value, reason, when, *id_args, *origin_args),
+            )
+        return changed
+
+    def reschedule(
+        self, send_id: str, due_at: datetime, now: datetime, *, token: str | None = None
+    ) -> bool:
+        """Set a PENDING send's due time; with `token`, also return a held claim to PENDING."""
+        due, when = self.dialect.write_time(due_at), self.dialect.write_time(now)
+        if token is None:
+            return self._run(self.writes.reschedule, (due, when, send_id)) == 1
+        return self._run(self.writes.reschedule_claimed, (due, when, send_id, token)) == 1
+
+    def send_now(self, send_id: str, now: datetime) -> bool:
+        """Make a PENDING send due at `now`, skipping its send window."""
+        when = self.dialect.write_time(now)
+        return self._run(self.writes.send_now, (when, when, send_id)) == 1
+
+    def end_automation_sends(self, automation_id: str, reason: CancelReason, now: datetime) -> int:
+        """Cancel the unsent sends of an automation, halt those in flight; how many cancelled."""
+        return self._end_sends("automation_id", automation_id, reason, now)
+
+    def end_subscriber_sends(self, subscriber_id: int, reason: CancelReason, now: datetime) -> int:
+        """Cancel the unsent sends of a subscriber, halt those in flight; how many cancelled."""
+        return self._end_sends("subscriber_id", subscriber_id, reason, now)
+
+    def _end_sends(self, owner: str, value: object, reason: CancelReason, now: datetime) -> int:
+        args = {"owner": value, "reason": reason.value, "now": self.dialect.write_time(now)}
+        self._run(self.writes.halt_in_flight[owner], args)
+        return self._run(self.writes.end_unsent[owner], args)
+
+    def finish_claim(
+        self,
+        send_id: str,
+        token: str,
+        to: SendStatus,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        last_error: str | None = None,
+    ) -> bool:
+        """End a claim in a final status; False when the lease token no longer matches."""
+        if to in (SendStatus.CLAIMED, SendStatus.PENDING):
+            raise ValueError(
+                f"a claim does not end in {to.value}: use reschedule(token=...) or retry_claim"
+            )
+        attempted = int(to in _ATTEMPTED)
+        when = self.dialect.write_time(now)
+        args = (to.value, reason, when, last_error, attempted, send_id, token)
+        return self._run(self.writes.finish_claim, args) == 1
+
+    def retry_claim(
+        self,
+        send_id: str,
+        token: str,
+        due_at: datetime,
+        now: datetime,
+        last_error: str,
+        *,
+        in_flight: dict[str, Any] | None = None,
+    ) -> bool:
+        """Put a claimed send back to PENDING for a retry at `due_at`, counting the attempt;
+        `in_flight` is the request the retry must repeat (None: render it afresh)."""
+        write_time = self.dialect.write_time
+        args = (
+            write_time(due_at),
+            write_time(now),
+            last_error,
+            opt_dumps(in_flight),
+            send_id,
+            token,
+        )
+        return self._run(self.writes.retry_claim, args) == 1
+
+    def insert_message(self, message: Message) -> None:
+        """Store a message handed to a provider; inserting an id again changes nothing."""
+        self._run(self.writes.insert_message, self.dialect.codec.message_values(message))
+
+    def set_message_status(self, message_id: str, status: str) -> None:
+        """Mark a message bounced or failed."""
+        self._run(self.writes.set_message_status, (status, message_id))
