@@ -17,7 +17,7 @@ from runner.core import findings
 from runner.core.findings import Finding, Severity
 from runner.core.layout import CONFIG_PATH, is_automation_path
 from runner.core.lifecycle import Change
-from runner.core.steps import Held, Proposed, changed_ids, judge_step
+from runner.core.steps import Held, Proposed, Step, changed_ids, judge_step
 from runner.core.version import Version, template_paths
 from runner.errors import GitError
 from runner.repo.git import CommitInfo, Entry, Git, GitSnapshot
@@ -37,6 +37,9 @@ class HistoryResult:
     final_tree: Tree
     net_changes: list[Change]
     steps: list[tuple[str | None, list[Change]]]
+    # Per commit (None: the working tree), the step as judged: each automation's outcome and
+    # what the runner holds after it (a merge's held versions include the sides it adopts).
+    judged: list[tuple[str | None, Step]] = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class _Walk:
         self.checker = TreeChecker()
         self.found: dict[Key, Finding] = {}
         self.steps: list[tuple[str | None, list[Change]]] = []
+        self.judged: list[tuple[str | None, Step]] = []
         self.step_error = False
 
     def run(self, base: str | None) -> HistoryResult:
@@ -101,7 +105,12 @@ class _Walk:
         for finding in final_state.tree.findings:
             self.found.setdefault(_key(finding), finding.at_commit(None))
         return HistoryResult(
-            list(self.found.values()), start_state.tree, final_state.tree, net, self.steps
+            list(self.found.values()),
+            start_state.tree,
+            final_state.tree,
+            net,
+            self.steps,
+            self.judged,
         )
 
     def _fresh_state(self, commit: str | None) -> _State:
@@ -172,6 +181,7 @@ class _Walk:
         self._report_tree(tree, commit, parent.tree_keys)
         step = judge_step(parent.held, _proposed(tree), self.now)
         keys = self._report_changes(commit, _changed(step.changes), parent.lifecycle_keys)
+        self.judged.append((commit, step))
         return _State(tree, step.held, keys)
 
     def _merge(self, commit: str, tree: Tree, parents: list[_State]) -> _State:
@@ -204,7 +214,9 @@ class _Walk:
         versions = dict(step.held.versions)
         for ident, version in adopted.items():
             _put(versions, ident, version)
-        return _State(tree, Held(versions, step.held.retired - versions.keys()), keys)
+        held = Held(versions, step.held.retired - versions.keys())
+        self.judged.append((commit, replace(step, held=held)))
+        return _State(tree, held, keys)
 
     def _working_tree(self, head: _State) -> _State:
         snapshot = self.git.working_tree()

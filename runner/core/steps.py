@@ -71,7 +71,8 @@ class Step:
 def judge_step(
     held: Held, proposed: Proposed, now: datetime, judged: Collection[str] | None = None
 ) -> Step:
-    """Judge `proposed` against `held` for the `judged` ids (None: those whose version changed).
+    """Judge `proposed` against `held` for the `judged` ids (None: those whose version changed
+    and those whose file is invalid).
 
     An invalid file keeps its id's held version; a refused change keeps it too. The email-trigger
     sources a judged version names are judged along as context, as they are held.
@@ -80,7 +81,10 @@ def judge_step(
     children = {i: v for i, v in proposed.versions.items() if i not in proposed.invalid}
     for ident in proposed.invalid.keys() & parents.keys():
         children[ident] = parents[ident]
-    chosen = changed_ids(parents, children) if judged is None else set(judged)
+    if judged is None:
+        chosen = changed_ids(parents, children) | proposed.invalid.keys()
+    else:
+        chosen = set(judged)
     some_parents, some_children = _with_sources(parents, children, chosen)
     changes = tuple(
         c
