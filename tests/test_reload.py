@@ -81,7 +81,7 @@ class Runner:
     async def state(self, ident: str) -> dict[str, Any]:
         state = await self.read(lambda tx: reload_state(tx, ident))
         assert state is not None
-        return state  # type: ignore[no-any-return]
+        return state.to_json()  # type: ignore[no-any-return]
 
     async def history(self, ident: str, kind: str) -> list[HistoryEntry]:
         entries = await self.read(lambda tx: tx.history(ident))
