@@ -206,15 +206,20 @@ class _Walk:
                 adopted[ident] = parents[side].held.versions.get(ident)
                 _put(children, ident, adopted[ident])
         retired = frozenset().union(*(p.held.retired for p in parents)) - first.keys()
-        held = Held(first, retired)
-        judged = resolved & changed_ids(first, children)
-        step = judge_step(held, Proposed(children, resolutions.invalid), self.now, judged)
+        # Every changed id is judged, so a resolution sees what the sides changed (a source
+        # deleted on a side); only the resolutions are reported and taken.
+        invalid = {i: f for i, f in resolutions.invalid.items() if i in resolved}
+        proposed = Proposed(children, invalid)
+        judging = changed_ids(first, children) | invalid.keys()
+        judged = judge_step(Held(first, retired), proposed, self.now, judging)
+        step = replace(judged, changes=tuple(c for c in judged.changes if c.id in resolved))
         lifecycle_keys = frozenset().union(*(p.lifecycle_keys for p in parents))
         keys = self._report_changes(commit, _changed(step.changes), lifecycle_keys)
-        versions = dict(step.held.versions)
-        for ident, version in adopted.items():
+        versions = dict(judged.held.versions)
+        for ident, version in adopted.items():  # as their side holds them
             _put(versions, ident, version)
-        held = Held(versions, step.held.retired - versions.keys())
+        gone = {c.id for c in step.changes if c.kind == "deleted" and not c.blocked}
+        held = Held(versions, (retired | gone) - versions.keys())
         self.judged.append((commit, replace(step, held=held)))
         return _State(tree, held, keys)
 
