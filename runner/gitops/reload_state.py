@@ -1,5 +1,5 @@
-"""What the reloader records, for the API and metrics (read with `reload_state` and
-`reload_summary`), and what one reload did (`ReloadResult`).
+"""What the reloader records, for the API and metrics (read with
+`reload_records.read_state` and `reload_summary`), and what one reload did (`ReloadResult`).
 
 - meta "reload_state:<id>" (and the older "reload_error:<id>"): a `ReloadState` per automation,
   read and written by reload_records.py. A revision is the git blob id of the file (hashed with
@@ -75,11 +75,6 @@ class ReloadResult:
 
 
 # --- reading the recorded state (for the API and metrics) -------------------------------
-
-
-def reload_state(tx: ReadTx, automation_id: str) -> ReloadState | None:
-    """The recorded reload state of one automation, or None."""
-    return read_state(tx, automation_id)
 
 
 def reload_summary(tx: ReadTx) -> dict[str, Any]:

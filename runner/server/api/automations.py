@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse, Response
 from runner.core.findings import Finding
 from runner.core.records import AppliedAutomation, HistoryEntry, SendStatus
 from runner.engine.catalog import Live
-from runner.gitops.reload_records import ReloadState
-from runner.gitops.reload_state import ReloadResult, reload_state, row_revision
+from runner.gitops.reload_records import ReloadState, read_state
+from runner.gitops.reload_state import ReloadResult, row_revision
 from runner.server.api.base import Handlers, iso, query_limit
 from runner.server.api.models import RequestError
 from runner.server.api.operations import (
@@ -40,7 +40,7 @@ class AutomationsApi(Handlers):
         ids = sorted(catalog.by_id)
 
         def read(tx: ReadTx) -> dict[str, ReloadState | None]:
-            return {ident: reload_state(tx, ident) for ident in ids}
+            return {ident: read_state(tx, ident) for ident in ids}
 
         states = await self.store.read(read)
         rows = [summary(catalog.by_id[ident], states[ident], now) for ident in ids]
@@ -57,7 +57,7 @@ class AutomationsApi(Handlers):
             # One snapshot: the applied row and its reload state always agree.
             return (
                 tx.history(automation_id),
-                reload_state(tx, automation_id),
+                read_state(tx, automation_id),
                 tx.automation(automation_id),
             )
 

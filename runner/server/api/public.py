@@ -17,10 +17,9 @@ from runner.core.records import MessageEvent
 from runner.core.unsubscribe import read_token
 from runner.engine import feedback
 from runner.engine.suppression import UNSUBSCRIBE_LINK_PREFIX
-from runner.gitops.reload_records import ReloadState
+from runner.gitops.reload_records import ReloadState, read_state
 from runner.gitops.reload_state import (
     FILES_APPLIED_META,
-    reload_state,
     reload_summary,
     row_revision,
 )
@@ -165,7 +164,7 @@ def _scrape(tx: ReadTx) -> _Scraped:
         totals["failed"] += stats.failed
         totals["outcome_unknown"] += stats.outcome_unknown
         totals["cancelled"] += sum(stats.cancelled.values())
-        state = states[row.id] = reload_state(tx, row.id)
+        state = states[row.id] = read_state(tx, row.id)
         errors += state is not None and state.last_error is not None
     return _Scraped(tx.queue_depth(), dict(totals), errors, reload_summary(tx), states)
 
