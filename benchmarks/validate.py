@@ -286,7 +286,7 @@ def run(reps: int, keep: bool, profile: bool) -> int:
             "(b) check-jsonschema",
             [str(bin_dir / "check-jsonschema"), "--schemafile", str(SCHEMA), *rel],
         )
-        if (ROOT / "runner" / "walk.py").is_file():
+        if (ROOT / "runner" / "checking" / "walk.py").is_file():
             argv = [str(bin_dir / "postwright"), "validate", "--base", base, *common]
             command(f"(c) postwright validate --base ({COMMITS} commits)", argv)
         else:
