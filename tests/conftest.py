@@ -43,6 +43,8 @@ UNIT_MODULES = frozenset(
         "test_retry",
         "test_schema",
         "test_semantics",
+        "test_steps",
+        "test_store_dialect",
         "test_subscribers",
         "test_templates",
         "test_tiers",

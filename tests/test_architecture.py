@@ -239,6 +239,21 @@ def test_the_engine_is_wired_by_the_composition_root(forbidden: str) -> None:
     assert offenders == []
 
 
+# module -> why it may start processes: every `git` call goes through runner.repo.git.
+SUBPROCESS_MODULES = {
+    "runner.repo.git": "the one module that runs git",
+    "runner.templating.renderprocess": "the sandboxed template renderer",
+}
+
+
+def test_only_the_git_module_and_the_renderer_start_processes() -> None:
+    starting = {m for m, imported in modules().items() if "subprocess" in imported}
+    assert starting == SUBPROCESS_MODULES.keys()
+    for path in RUNNER.rglob("*.py"):
+        if path != RUNNER / "repo" / "git.py":
+            assert '"git"' not in path.read_text(encoding="utf-8"), path
+
+
 def test_the_check_sees_imports_in_every_form() -> None:
     source = (
         "import subprocess\nfrom sqlite3 import connect\nimport httpx as h\n"

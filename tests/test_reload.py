@@ -21,10 +21,10 @@ from runner.core.records import AppliedAutomation, HistoryEntry, IncomingEvent, 
 from runner.core.records import SendStatus as S
 from runner.engine.worker import Worker
 from runner.gitops.reload import Reloader, is_mass_delete
+from runner.gitops.reload_records import read_state
 from runner.gitops.reload_state import (
     APPLIED_COMMIT_META,
     ReloadResult,
-    reload_state,
     reload_summary,
 )
 from runner.server.api.models import body_hash
@@ -79,9 +79,9 @@ class Runner:
         return row  # type: ignore[no-any-return]
 
     async def state(self, ident: str) -> dict[str, Any]:
-        state = await self.read(lambda tx: reload_state(tx, ident))
+        state = await self.read(lambda tx: read_state(tx, ident))
         assert state is not None
-        return state  # type: ignore[no-any-return]
+        return state.to_json()  # type: ignore[no-any-return]
 
     async def history(self, ident: str, kind: str) -> list[HistoryEntry]:
         entries = await self.read(lambda tx: tx.history(ident))

@@ -1,8 +1,8 @@
 """The history walk of `validate --base`: every commit since a base, then the working tree.
 
 Each commit is checked against its parent the way the runner would apply it:
-one `TreeChecker` (cached per blob) checks every snapshot, and per id the last
-valid, legal version is carried forward, so a refused change stays refused.
+one `TreeChecker` (cached per blob) checks every snapshot, and each step is judged
+by `judge_step`, the reloader's judgement, so a refused change stays refused.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from runner.checking.tree import Tree, TreeChecker
-from runner.core import findings, lifecycle
+from runner.core import findings
 from runner.core.findings import Finding, Severity
 from runner.core.layout import CONFIG_PATH, is_automation_path
 from runner.core.lifecycle import Change
-from runner.core.model import EmailTrigger
+from runner.core.steps import Held, Proposed, Step, changed_ids, judge_step
 from runner.core.version import Version, template_paths
 from runner.errors import GitError
 from runner.repo.git import CommitInfo, Entry, Git, GitSnapshot
@@ -37,6 +37,9 @@ class HistoryResult:
     final_tree: Tree
     net_changes: list[Change]
     steps: list[tuple[str | None, list[Change]]]
+    # Per commit (None: the working tree), the step as judged: each automation's outcome and
+    # what the runner holds after it (a merge's held versions include the sides it adopts).
+    judged: list[tuple[str | None, Step]] = field(default_factory=list)
 
 
 @dataclass
@@ -44,8 +47,7 @@ class _State:
     """The repository as the runner would hold it after one commit."""
 
     tree: Tree
-    valid: dict[str, Version]
-    retired: frozenset[str]
+    held: Held
     lifecycle_keys: frozenset[Key] = frozenset()
     tree_keys: frozenset[Key] = field(init=False)
 
@@ -71,6 +73,7 @@ class _Walk:
         self.checker = TreeChecker()
         self.found: dict[Key, Finding] = {}
         self.steps: list[tuple[str | None, list[Change]]] = []
+        self.judged: list[tuple[str | None, Step]] = []
         self.step_error = False
 
     def run(self, base: str | None) -> HistoryResult:
@@ -96,27 +99,27 @@ class _Walk:
         changed = {
             c.id for sha, changes in self.steps if sha is None or sha in chain for c in changes
         }
-        net = _check(
-            start_state.valid,
-            _children(final_state.tree, start_state.valid),
-            self.now,
-            start_state.retired,
-        )
+        net = _check(start_state.held, _proposed(final_state.tree), self.now)
         if base is not None and not self.step_error:
             self._squash_unsafe(net, changed, start)
         for finding in final_state.tree.findings:
             self.found.setdefault(_key(finding), finding.at_commit(None))
         return HistoryResult(
-            list(self.found.values()), start_state.tree, final_state.tree, net, self.steps
+            list(self.found.values()),
+            start_state.tree,
+            final_state.tree,
+            net,
+            self.steps,
+            self.judged,
         )
 
     def _fresh_state(self, commit: str | None) -> _State:
         if commit is None:
-            return _State(self.checker.check(MemorySnapshot({}), self.now), {}, frozenset())
+            return _State(self.checker.check(MemorySnapshot({}), self.now), Held({}))
         snapshot = self.git.snapshot(commit)
         self._prefetch(snapshot, snapshot.paths())
         tree = self.checker.check(snapshot, self.now)
-        return _State(tree, dict(tree.versions), frozenset(self.git.retired_ids(commit)))
+        return _State(tree, Held(dict(tree.versions), frozenset(self.git.retired_ids(commit))))
 
     def _walk_commits(
         self, start: _State, commits: Sequence[CommitInfo], start_sha: str | None
@@ -176,11 +179,10 @@ class _Walk:
     def _step(self, commit: str | None, tree: Tree, parent: _State) -> _State:
         """A non-merge commit (or the working tree) against its parent."""
         self._report_tree(tree, commit, parent.tree_keys)
-        children = _children(tree, parent.valid)
-        changes = _check(parent.valid, children, self.now, parent.retired)
-        keys = self._report_changes(commit, changes, parent.lifecycle_keys)
-        valid, retired = _apply(parent.valid, children, changes, parent.retired)
-        return _State(tree, valid, retired, keys)
+        step = judge_step(parent.held, _proposed(tree), self.now)
+        keys = self._report_changes(commit, _changed(step.changes), parent.lifecycle_keys)
+        self.judged.append((commit, step))
+        return _State(tree, step.held, keys)
 
     def _merge(self, commit: str, tree: Tree, parents: list[_State]) -> _State:
         """A merge: only conflict resolutions are checked, against the first parent."""
@@ -188,25 +190,38 @@ class _Walk:
         self._report_tree(tree, commit, tree_keys)
         merged = _fingerprints(tree)
         sides = [_fingerprints(p.tree) for p in parents]
-        first = parents[0]
-        children = dict(first.valid)
+        first = parents[0].held.versions
+        resolutions = _proposed(tree)
+        children = dict(first)
         resolved: set[str] = set()
-        merged_versions = _children(tree, first.valid)
+        adopted: dict[str, Version | None] = {}  # judged on their side
         for ident in set(merged).union(*sides):
             side = next(
                 (i for i, fp in enumerate(sides) if fp.get(ident) == merged.get(ident)), None
             )
             if side is None:
                 resolved.add(ident)
-                _put(children, ident, merged_versions.get(ident))
+                _put(children, ident, resolutions.versions.get(ident))
             elif side > 0:
-                _put(children, ident, parents[side].valid.get(ident))
-        retired = frozenset().union(*(p.retired for p in parents)) - first.valid.keys()
-        changes = [c for c in _check(first.valid, children, self.now, retired) if c.id in resolved]
+                adopted[ident] = parents[side].held.versions.get(ident)
+                _put(children, ident, adopted[ident])
+        retired = frozenset().union(*(p.held.retired for p in parents)) - first.keys()
+        # Every changed id is judged, so a resolution sees what the sides changed (a source
+        # deleted on a side); only the resolutions are reported and taken.
+        invalid = {i: f for i, f in resolutions.invalid.items() if i in resolved}
+        proposed = Proposed(children, invalid)
+        judging = changed_ids(first, children) | invalid.keys()
+        judged = judge_step(Held(first, retired), proposed, self.now, judging)
+        step = replace(judged, changes=tuple(c for c in judged.changes if c.id in resolved))
         lifecycle_keys = frozenset().union(*(p.lifecycle_keys for p in parents))
-        keys = self._report_changes(commit, changes, lifecycle_keys)
-        valid, retired = _apply(first.valid, children, changes, retired)
-        return _State(tree, valid, retired, keys)
+        keys = self._report_changes(commit, _changed(step.changes), lifecycle_keys)
+        versions = dict(judged.held.versions)
+        for ident, version in adopted.items():  # as their side holds them
+            _put(versions, ident, version)
+        gone = {c.id for c in step.changes if c.kind == "deleted" and not c.blocked}
+        held = Held(versions, (retired | gone) - versions.keys())
+        self.judged.append((commit, replace(step, held=held)))
+        return _State(tree, held, keys)
 
     def _working_tree(self, head: _State) -> _State:
         snapshot = self.git.working_tree()
@@ -257,58 +272,17 @@ def _key(finding: Finding) -> Key:
     return (finding.path, finding.rule, finding.message, finding.line)
 
 
-def _check(
-    parents: Mapping[str, Version],
-    children: Mapping[str, Version],
-    now: datetime,
-    retired: frozenset[str],
-) -> list[Change]:
-    """`check_step` on the ids that changed, plus the email-trigger sources they name.
-
-    A version object is shared by every snapshot where its file and templates
-    are unchanged, so identity says "unchanged" without comparing definitions.
-    """
-    touched = {i for i in parents.keys() | children.keys() if parents.get(i) is not children.get(i)}
-    sources = set()
-    for ident in touched:
-        child = children.get(ident)
-        if child is not None and isinstance(child.model.trigger, EmailTrigger):
-            sources.add(child.model.trigger.automation)
-    keep = touched | (sources & parents.keys() & children.keys())
-    changes = lifecycle.check_step(
-        {i: v for i, v in parents.items() if i in keep},
-        {i: v for i, v in children.items() if i in keep},
-        now,
-        retired_ids=retired,
-    )
-    return [c for c in changes if c.id in touched and c.kind != "unchanged"]
+def _proposed(tree: Tree) -> Proposed:
+    return Proposed(tree.versions, tree.invalid_files())
 
 
-def _children(tree: Tree, parents: Mapping[str, Version]) -> dict[str, Version]:
-    """The tree's valid versions; an id whose file is present but invalid keeps its parent's."""
-    children = dict(tree.versions)
-    for path, loaded in tree.loaded.items():
-        ident = loaded.model.id if loaded.model is not None else _stem(path)
-        if ident not in children and ident in parents:
-            children[ident] = parents[ident]
-    return children
+def _check(held: Held, proposed: Proposed, now: datetime) -> list[Change]:
+    """The changes of one step (ids whose version changed) that are not "unchanged"."""
+    return _changed(judge_step(held, proposed, now).changes)
 
 
-def _apply(
-    parents: Mapping[str, Version],
-    children: Mapping[str, Version],
-    changes: Iterable[Change],
-    retired: frozenset[str],
-) -> tuple[dict[str, Version], frozenset[str]]:
-    """The versions the runner holds after the step: a blocked change is refused."""
-    valid = dict(children)
-    gone: set[str] = set()
-    for change in changes:
-        if change.blocked:
-            _put(valid, change.id, parents.get(change.id))
-        elif change.kind == "deleted":
-            gone.add(change.id)
-    return valid, (retired | gone) - valid.keys()
+def _changed(changes: Iterable[Change]) -> list[Change]:
+    return [c for c in changes if c.kind != "unchanged"]
 
 
 def _put(versions: dict[str, Version], ident: str, version: Version | None) -> None:

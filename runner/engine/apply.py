@@ -16,9 +16,10 @@ from typing import Any
 
 from runner.core.desired import DesiredState
 from runner.core.findings import Finding
-from runner.core.lifecycle import Change, check_step
-from runner.core.model import EmailTrigger, Status
+from runner.core.lifecycle import Change
+from runner.core.model import Status
 from runner.core.records import AppliedAutomation, CancelReason, HistoryEntry
+from runner.core.steps import Held, Proposed, judge_step
 from runner.core.version import Version
 from runner.engine.catalog import DELETED, Catalog, version_of
 from runner.engine.status_changes import (
@@ -155,39 +156,12 @@ def plan_files(
         bump_revision(tx)
         for ident in advanced:
             rows[ident] = tx.automation(ident) or rows[ident]
-    retired = {ident for ident, row in rows.items() if row.status == DELETED}
-    children = {ident: v for ident, v in tree.versions.items() if ident not in invalid}
-    for ident in invalid.keys() & parents.keys():
-        children[ident] = parents[ident]  # an invalid file keeps the applied version live
-    if only is not None:
-        parents, children = _restrict(parents, children, judged)
-    changes = [
-        change
-        for change in check_step(parents, children, now, retired_ids=retired)
-        if change.id in judged
-    ]
-    invalid = {ident: found for ident, found in invalid.items() if ident in judged}
-    for ident in sorted(invalid.keys() - children.keys()):  # never applied: still reported
+    retired = frozenset(ident for ident, row in rows.items() if row.status == DELETED)
+    step = judge_step(Held(parents, retired), Proposed(tree.versions, invalid), now, judged)
+    changes = list(step.changes)
+    for ident in sorted(step.invalid.keys() - step.children.keys()):  # never applied: reported
         changes.append(Change(ident, "created", None, None, None, None, False))
-    return ApplyPlan(tree, changes, children, invalid, rows)
-
-
-def _restrict(
-    parents: Mapping[str, Version], children: Mapping[str, Version], judged: set[str]
-) -> tuple[dict[str, Version], dict[str, Version]]:
-    """The judged ids, plus the email-trigger sources they name as context (unchanged)."""
-    some_parents = {i: parents[i] for i in judged if i in parents}
-    some_children = {i: children[i] for i in judged if i in children}
-    for version in list(some_children.values()):
-        trigger = version.model.trigger
-        source = trigger.automation if isinstance(trigger, EmailTrigger) else None
-        if source is None or source in judged:
-            continue
-        if source in parents:  # judged as applied: its own file change is not this step's
-            some_parents[source] = some_children[source] = parents[source]
-        elif source in children:
-            some_children[source] = children[source]
-    return some_parents, some_children
+    return ApplyPlan(tree, changes, dict(step.children), dict(step.invalid), rows)
 
 
 def execute(

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Protocol
 
 from runner.checking.tree import Tree, TreeChecker
@@ -30,7 +27,7 @@ from runner.engine.apply import (
     plan_files,
 )
 from runner.engine.worker import Worker
-from runner.errors import GitError, PostwrightError
+from runner.errors import PostwrightError
 from runner.gitops.changes import all_ids, changed_ids, ids_at, watched
 from runner.gitops.reload_state import (
     APPLIED_COMMIT_META,
@@ -41,13 +38,11 @@ from runner.gitops.reload_state import (
     record_summary,
 )
 from runner.repo.files import is_present
-from runner.repo.git import Git
+from runner.repo.git import Git, dirty_paths, open_repository
 from runner.repo.snapshot import DirectorySnapshot, OverlaySnapshot, working_files
 from runner.store.base import Store, WriteTx
 
 log = logging.getLogger("postwright.reload")
-
-_STATUS_FLAGS = ("--untracked-files=all", "--no-renames")
 
 
 class MassDeleteRefused(PostwrightError):
@@ -197,7 +192,7 @@ class Reloader:
     # planning: which trees, in which order, judging which ids (in a thread: git and disk)
 
     def _plan(self, changed: set[str] | None, applied_commit: str | None, now: datetime) -> _Plan:
-        git = _open_git(self.root)
+        git = open_repository(self.root)
         if git is None:
             return self._plan_directory(changed, now)
         with git:
@@ -232,7 +227,7 @@ class Reloader:
         if (
             applied_commit is not None
             and applied_commit != head
-            and _is_ancestor(git, applied_commit, head)
+            and git.is_ancestor(applied_commit, head)
         ):
             steps = self._commit_steps(git, applied_commit, head, now)
             head_tree, direct = steps[-1].tree if steps else head_tree, False
@@ -240,7 +235,7 @@ class Reloader:
             snapshot = git.snapshot(head)
             git.prefetch(snapshot.blob_id(p) or "" for p in snapshot.paths() if watched(p, ()))
             head_tree = self._checker.check(snapshot, now)
-        uncommitted = _dirty_paths(self.root)
+        uncommitted = dirty_paths(self.root)
         known = (head_tree, self._final) if self._final is not None else (head_tree,)
         dirty = frozenset(p for p in uncommitted if watched(p, known))
         final = head_tree
@@ -328,37 +323,3 @@ def _log(result: ReloadResult) -> None:
                     finding.rule,
                     finding.message,
                 )
-
-
-# --- git ----------------------------------------------------------------------------------
-
-
-def _open_git(root: Path) -> Git | None:
-    """The repository's git, when `root` is the top of a work tree with commits."""
-    if not (root / ".git").exists():
-        return None
-    try:
-        return Git(root)
-    except GitError:
-        return None
-
-
-def _is_ancestor(git: Git, ancestor: str, head: str) -> bool:
-    try:
-        return git.merge_base(ancestor, head) == ancestor
-    except GitError:  # the applied commit is gone (gc after a force-push)
-        return False
-
-
-def _dirty_paths(root: Path) -> set[str]:
-    """Paths whose file on disk differs from HEAD (`git status`, untracked files included)."""
-    done = subprocess.run(
-        ["git", "-C", str(root), "status", "--porcelain=v1", "-z", *_STATUS_FLAGS],
-        capture_output=True,
-        check=False,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
-    )
-    if done.returncode != 0:
-        raise GitError(f"`git status` failed: {done.stderr.decode('utf-8', 'replace').strip()}")
-    entries = done.stdout.split(b"\0")
-    return {e[3:].decode("utf-8", "surrogateescape") for e in entries if len(e) > 3}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from runner.core.settings import Settings
 from runner.core.version import template_paths
 from runner.engine.catalog import DELETED, Catalog
 from runner.gitops.reload import Reloading
+from runner.repo.git import find_git_dir
 
 log = logging.getLogger("postwright.watch")
 
@@ -235,22 +235,6 @@ def identities(folders: list[Path]) -> list[tuple[Path, int, int]]:
             continue
         found.append((folder, info.st_dev, info.st_ino))
     return found
-
-
-def find_git_dir(repo: Path) -> Path | None:
-    """The Git folder of the checkout at `repo` (None when `repo` is not a work tree's top)."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--show-toplevel", "--absolute-git-dir"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    if len(out) != 2 or Path(out[0]).resolve() != repo:
-        return None
-    return Path(out[1]).resolve()
 
 
 async def _pause(stop: asyncio.Event) -> None:

@@ -23,7 +23,16 @@ from runner.repo.files import MAX_FILE_BYTES
 from runner.repo.gitsnapshot import Entry, GitSnapshot
 from runner.repo.snapshot import DirectorySnapshot
 
-__all__ = ["CommitInfo", "Entry", "Git", "GitSnapshot"]
+__all__ = [
+    "CommitInfo",
+    "Entry",
+    "Git",
+    "GitSnapshot",
+    "dirty_paths",
+    "find_git_dir",
+    "open_repository",
+    "top_level",
+]
 
 # Regular files and symlinks (followed inside the commit only); submodules (160000) and
 # trees are never read.
@@ -82,21 +91,7 @@ class Git:
             batch.wait()
 
     def _run(self, *args: str, input: bytes | None = None, ok: Sequence[int] = (0,)) -> bytes:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(self.root), *args],
-                input=input,
-                capture_output=True,
-                check=False,
-                # Reading must never take the index lock a user's git may hold.
-                env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
-            )
-        except OSError as error:
-            raise GitError(f"cannot run git: {error}") from error
-        if done.returncode not in ok:
-            message = done.stderr.decode("utf-8", "replace").strip()
-            raise GitError(f"`git {' '.join(args[:2])}` failed: {message}")
-        return done.stdout
+        return _run(self.root, *args, input=input, ok=ok)
 
     def is_shallow(self) -> bool:
         """Whether this clone is shallow (history cut off)."""
@@ -150,6 +145,14 @@ class Git:
         """The best common ancestor of two commits, or None when they share no history."""
         out = self._run("merge-base", a, b, ok=(0, 1)).decode().strip()
         return out or None
+
+    def is_ancestor(self, ancestor: str, head: str) -> bool:
+        """Whether `ancestor` is in the history of `head` (False when it is gone, e.g. after
+        a force-push and gc)."""
+        try:
+            return self.merge_base(ancestor, head) == ancestor
+        except GitError:
+            return False
 
     def snapshot(self, commit: str) -> GitSnapshot:
         """Every regular file of `commit` (`git ls-tree -r --full-tree`)."""
@@ -282,6 +285,64 @@ class Git:
         deleted = {_stem(p) for p in _paths(out) if is_automation_path(p)}
         present = {_stem(p) for p in self.snapshot(before).paths() if is_automation_path(p)}
         return deleted - present
+
+
+# --- one-shot questions about a work tree -------------------------------------------------
+
+
+def open_repository(root: Path) -> Git | None:
+    """The repository's git, when `root` is the top of a work tree (None otherwise)."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        return Git(root)
+    except GitError:
+        return None
+
+
+def dirty_paths(root: Path) -> set[str]:
+    """Paths whose file on disk differs from HEAD (`git status`, untracked files included)."""
+    out = _run(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+    return {e[3:].decode("utf-8", "surrogateescape") for e in out.split(b"\0") if len(e) > 3}
+
+
+def find_git_dir(repo: Path) -> Path | None:
+    """The Git folder of the checkout at `repo` (None when `repo` is not a work tree's top)."""
+    try:
+        out = _run(repo, "rev-parse", "--show-toplevel", "--absolute-git-dir")
+    except GitError:
+        return None
+    lines = out.decode("utf-8", "surrogateescape").splitlines()
+    if len(lines) != 2 or Path(lines[0]).resolve() != repo:
+        return None
+    return Path(lines[1]).resolve()
+
+
+def top_level(folder: Path) -> Path | None:
+    """The top of the git work tree enclosing `folder`, or None outside one."""
+    try:
+        out = _run(folder, "rev-parse", "--show-toplevel")
+    except GitError:
+        return None
+    return Path(out.decode("utf-8", "surrogateescape").strip())
+
+
+def _run(root: Path, *args: str, input: bytes | None = None, ok: Sequence[int] = (0,)) -> bytes:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args],
+            input=input,
+            capture_output=True,
+            check=False,
+            # Reading must never take the index lock a user's git may hold.
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+    except OSError as error:
+        raise GitError(f"cannot run git: {error}") from error
+    if done.returncode not in ok:
+        message = done.stderr.decode("utf-8", "replace").strip()
+        raise GitError(f"`git {' '.join(args[:2])}` failed: {message}")
+    return done.stdout
 
 
 def _paths(out: bytes) -> list[str]:

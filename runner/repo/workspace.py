@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from runner.errors import UsageError
+from runner.repo.git import top_level
 
 
 def repo_root(given: Path | None) -> Path:
@@ -14,10 +14,4 @@ def repo_root(given: Path | None) -> Path:
         if not given.is_dir():
             raise UsageError(f"--repo {given} is not a folder")
         return given.resolve()
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return Path.cwd()
-    return Path(top)
+    return top_level(Path.cwd()) or Path.cwd()

@@ -11,7 +11,8 @@ from starlette.responses import JSONResponse, Response
 from runner.core.findings import Finding
 from runner.core.records import AppliedAutomation, HistoryEntry, SendStatus
 from runner.engine.catalog import Live
-from runner.gitops.reload_state import ReloadResult, reload_state, row_revision
+from runner.gitops.reload_records import ReloadState, read_state
+from runner.gitops.reload_state import ReloadResult, row_revision
 from runner.server.api.base import Handlers, iso, query_limit
 from runner.server.api.models import RequestError
 from runner.server.api.operations import (
@@ -38,8 +39,8 @@ class AutomationsApi(Handlers):
         now = self.now()
         ids = sorted(catalog.by_id)
 
-        def read(tx: ReadTx) -> dict[str, dict[str, Any] | None]:
-            return {ident: reload_state(tx, ident) for ident in ids}
+        def read(tx: ReadTx) -> dict[str, ReloadState | None]:
+            return {ident: read_state(tx, ident) for ident in ids}
 
         states = await self.store.read(read)
         rows = [summary(catalog.by_id[ident], states[ident], now) for ident in ids]
@@ -52,11 +53,11 @@ class AutomationsApi(Handlers):
 
         def read(
             tx: ReadTx,
-        ) -> tuple[list[HistoryEntry], dict[str, Any] | None, AppliedAutomation | None]:
+        ) -> tuple[list[HistoryEntry], ReloadState | None, AppliedAutomation | None]:
             # One snapshot: the applied row and its reload state always agree.
             return (
                 tx.history(automation_id),
-                reload_state(tx, automation_id),
+                read_state(tx, automation_id),
                 tx.automation(automation_id),
             )
 
@@ -64,10 +65,11 @@ class AutomationsApi(Handlers):
             _, live = await self.live(automation_id)
         except RequestError as missing:
             _, state, _ = await self.store.read(read)
-            if state is None or state.get("last_error") is None:
+            if state is None or state.last_error is None:
                 raise
             # A file that never validated: nothing applied, but its error is worth showing.
-            body = {**missing.body, "last_reload_error": state["last_error"], "reload": state}
+            shown = state.to_json()
+            body = {**missing.body, "last_reload_error": shown["last_error"], "reload": shown}
             raise RequestError(404, body) from None
         history, state, stored = await self.store.read(read)
         row = stored or live.row
@@ -147,27 +149,28 @@ class AutomationsApi(Handlers):
 
 
 def summary(
-    live: Live, state: dict[str, Any] | None, now: datetime, row: AppliedAutomation | None = None
+    live: Live, state: ReloadState | None, now: datetime, row: AppliedAutomation | None = None
 ) -> dict[str, Any]:
     """One automation as listed: applied row, file (desired) status and the reload state.
 
     `row`, when given, was read with `state` in one transaction (the catalog's may lag).
     """
     row = row or live.row
-    state = state or {}
+    state = state or ReloadState()
+    error = state.last_error.to_json() if state.last_error is not None else None
     return {
         "id": row.id,
         "name": live.model.name,
         "path": row.path,
         "revision": row.revision,
         "trigger": live.model.trigger.type,
-        "desired_status": state.get("desired_status") or row.status,
+        "desired_status": state.desired_status or row.status,
         "effective_status": live.status_at(now) or row.status,
-        "applied_revision": state.get("applied_revision") or row_revision(row),
-        "attempted_revision": state.get("attempted_revision"),
-        "last_error": state.get("last_error"),
-        "last_reload_error": state.get("last_error"),
-        "deletion_blocked": bool(state.get("deletion_blocked")),
+        "applied_revision": state.applied_revision or row_revision(row),
+        "attempted_revision": state.attempted_revision,
+        "last_error": error,
+        "last_reload_error": error,
+        "deletion_blocked": state.deletion_blocked,
         "commit": row.commit,
         "applied_at": iso(row.applied_at),
         "started_at": iso(row.started_at),

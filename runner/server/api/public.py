@@ -17,10 +17,9 @@ from runner.core.records import MessageEvent
 from runner.core.unsubscribe import read_token
 from runner.engine import feedback
 from runner.engine.suppression import UNSUBSCRIBE_LINK_PREFIX
+from runner.gitops.reload_records import ReloadState, read_state
 from runner.gitops.reload_state import (
     FILES_APPLIED_META,
-    RELOAD_ERROR_META,
-    reload_state,
     reload_summary,
     row_revision,
 )
@@ -127,10 +126,10 @@ class PublicApi(Handlers):
             metrics.reload_success_time.set(success.timestamp())
         infos = []
         for ident, live in catalog.by_id.items():
-            state = scraped.states.get(ident) or {}
+            state = scraped.states.get(ident) or ReloadState()
             status = live.status_at(now) or live.row.status
-            desired = state.get("desired_status") or live.row.status
-            applied = state.get("applied_revision") or row_revision(live.row)
+            desired = state.desired_status or live.row.status
+            applied = state.applied_revision or row_revision(live.row)
             infos.append(AutomationInfo(ident, status, desired, applied))
         metrics.automations.update(infos)
         paused = self.worker.providers.paused()
@@ -151,21 +150,21 @@ class _Scraped:
     totals: dict[str, int]
     errors: int
     summary: dict[str, Any]
-    states: dict[str, dict[str, Any] | None]
+    states: dict[str, ReloadState | None]
 
 
 def _scrape(tx: ReadTx) -> _Scraped:
     totals: Counter[str] = Counter()
     errors = 0
-    states: dict[str, dict[str, Any] | None] = {}
+    states: dict[str, ReloadState | None] = {}
     for row in tx.automations():
         stats = tx.stats(row.id)
         totals["sent"] += stats.sent
         totals["failed"] += stats.failed
         totals["outcome_unknown"] += stats.outcome_unknown
         totals["cancelled"] += sum(stats.cancelled.values())
-        errors += bool(tx.meta(RELOAD_ERROR_META + row.id))
-        states[row.id] = reload_state(tx, row.id)
+        state = states[row.id] = read_state(tx, row.id)
+        errors += state is not None and state.last_error is not None
     return _Scraped(tx.queue_depth(), dict(totals), errors, reload_summary(tx), states)
 
 
