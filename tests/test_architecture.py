@@ -14,6 +14,7 @@ import functools
 import importlib
 import inspect
 import pkgutil
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -301,3 +302,16 @@ def test_every_public_error_derives_from_the_root_and_is_drawn_in_the_tree() -> 
     tree = errors.__doc__ or ""
     drawn = {line.lstrip("│├└─ ").split(" ")[0] for line in tree.splitlines()}
     assert sorted(found.keys() - drawn) == []
+
+
+def test_code_and_docs_cite_only_what_ships_with_them() -> None:
+    # Users read docs/ and the code, never the team's specification: a "SPEC 3.2" citation
+    # would send them to a document they cannot open.
+    root = RUNNER.parent
+    shipped = [*RUNNER.rglob("*.py"), *(root / "docs").rglob("*.md"), root / "README.md"]
+    citing = [
+        str(path.relative_to(root))
+        for path in shipped
+        if re.search(r"\bSPEC(\.md| ?§| ?[0-9])", path.read_text(encoding="utf-8"))
+    ]
+    assert citing == []
