@@ -30,9 +30,17 @@ class Dialect:
     unprocessed: str  # the test of `events.processed` its partial index is built on
     in_group: str  # the test of `subscribers.groups` (a JSON array) holding one bound name
     codec: RowCodec
-    write_time: Callable[[datetime], Any]
-    flag: Callable[[bool], Any]  # a boolean as the driver binds it
     batch: int | None  # values per list test (SQLite bounds its host parameters); None: all
+
+    @property
+    def write_time(self) -> Callable[[datetime], Any]:
+        """A time as the driver binds it (the codec's)."""
+        return self.codec.write_time
+
+    @property
+    def flag(self) -> Callable[[bool], Any]:
+        """A boolean as the driver binds it (the codec's)."""
+        return self.codec.flag
 
     def render(self, sql: str) -> str:
         """`sql` with this dialect's placeholders."""

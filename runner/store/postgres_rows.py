@@ -35,7 +35,5 @@ POSTGRES = Dialect(
     unprocessed="NOT processed",
     in_group="jsonb_exists(groups::jsonb, %s)",
     codec=CODEC,
-    write_time=instant,
-    flag=bool,
     batch=None,
 )

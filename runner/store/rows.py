@@ -135,12 +135,12 @@ class RowCodec:
         read_time: Callable[[Any], datetime],
         flag: Callable[[bool], Any],
     ) -> None:
-        self._write = write_time
+        self.write_time = write_time
         self._read = read_time
-        self._flag = flag
+        self.flag = flag  # a boolean as the driver binds it
 
     def _opt_write(self, value: datetime | None) -> Any:
-        return None if value is None else self._write(value)
+        return None if value is None else self.write_time(value)
 
     def _opt_read(self, value: Any) -> datetime | None:
         return None if value is None else self._read(value)
@@ -206,7 +206,7 @@ class RowCodec:
         """The values of LIFT_COLUMNS for a lift."""
         return (
             lift.subscriber_id,
-            self._write(lift.lifted_at),
+            self.write_time(lift.lifted_at),
             lift.reason,
             self._opt_write(lift.suppressed_at),
             opt_dumps(lift.source),
@@ -284,11 +284,11 @@ class RowCodec:
             send.automation_id,
             send.subscriber_id,
             send.email,
-            self._write(send.due_at),
+            self.write_time(send.due_at),
             send.status.value,
-            self._write(send.trigger_at),
+            self.write_time(send.trigger_at),
             dumps(send.trigger_event),
-            self._write(send.created_at),
+            self.write_time(send.created_at),
             send.series_id,
             send.repeat_index,
             dumps(send.overrides),
@@ -298,7 +298,7 @@ class RowCodec:
             self._opt_write(send.lease_until),
             self._opt_write(send.updated_at),
             send.last_error,
-            self._flag(send.skip_window),
+            self.flag(send.skip_window),
             opt_dumps(send.in_flight),
             None if send.halted is None else send.halted.value,
         )
@@ -341,7 +341,7 @@ class RowCodec:
             message.provider,
             message.provider_type,
             message.provider_message_id,
-            self._write(message.sent_at),
+            self.write_time(message.sent_at),
             message.revision,
             dumps(message.listeners),
             message.status,

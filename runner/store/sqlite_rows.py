@@ -38,7 +38,5 @@ SQLITE = Dialect(
     unprocessed="processed = 0",
     in_group="EXISTS (SELECT 1 FROM json_each(subscribers.groups) WHERE value = ?)",
     codec=CODEC,
-    write_time=time_text,
-    flag=int,
     batch=500,  # well under SQLite's bound-variable limit
 )
