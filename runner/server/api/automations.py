@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from runner.core.findings import Finding
 from runner.core.records import AppliedAutomation, HistoryEntry, SendStatus
-from runner.engine.catalog import Live
+from runner.engine.catalog import Catalog, Live
 from runner.gitops.reload_records import ReloadState, read_state
 from runner.gitops.reload_state import ReloadResult, row_revision
 from runner.server.api.base import Handlers, iso, query_limit
@@ -62,7 +62,7 @@ class AutomationsApi(Handlers):
             )
 
         try:
-            _, live = await self.live(automation_id)
+            catalog, live = await self.live(automation_id)
         except RequestError as missing:
             _, state, _ = await self.store.read(read)
             if state is None or state.last_error is None:
@@ -72,7 +72,10 @@ class AutomationsApi(Handlers):
             body = {**missing.body, "last_reload_error": shown["last_error"], "reload": shown}
             raise RequestError(404, body) from None
         history, state, stored = await self.store.read(read)
-        row = stored or live.row
+        if stored is not None:
+            # The catalog may lag a reload that just committed: judge this snapshot alone.
+            live = Catalog.build([stored], history, previous=catalog).by_id[stored.id]
+        row = live.row
         payload = summary(live, state, self.now(), row)
         payload["source"] = row.source
         payload["template_files"] = sorted(row.templates)
