@@ -78,6 +78,9 @@ def test_a_local_checkout_is_installed_and_hooked_by_path() -> None:
     source = Source("/opt/postwright", SHA)
     assert source.install == f"postwright @ git+file:///opt/postwright@{SHA}"
     assert source.action == f"OWNER/postwright@{SHA}"
+    ssh = Source("git@github.com:acme/postwright.git", SHA)
+    assert ssh.install == f"postwright @ git+ssh://git@github.com/acme/postwright.git@{SHA}"
+    assert ssh.action == f"acme/postwright@{SHA}"
 
 
 # --- the command ------------------------------------------------------------------
@@ -115,6 +118,13 @@ def test_init_pins_the_given_repository_and_commit(tmp_path: Path) -> None:
     assert "OWNER" not in printed
     workflow = (tmp_path / "team" / ".github" / "workflows" / "postwright.yml").read_text()
     assert f"uses: acme/postwright@{SHA}" in workflow
+    # Without --postwright-rev: the commit this Postwright was installed from (this checkout).
+    code, printed = _init(
+        str(tmp_path / "other"), "--postwright-repo", "git@github.com:acme/postwright.git"
+    )
+    assert code == 0 and "OWNER" not in printed and "COMMIT_SHA" not in printed
+    workflow = (tmp_path / "other" / ".github" / "workflows" / "postwright.yml").read_text()
+    assert re.search(r"uses: acme/postwright@[0-9a-f]{40}\n", workflow), workflow
 
 
 @pytest.fixture(scope="module")

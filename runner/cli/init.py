@@ -26,6 +26,7 @@ from runner.repo.git import open_repository
 
 SCHEMA_PATH = "schema/automation.schema.json"
 _GITHUB = re.compile(r"^(?:https://github\.com/|git@github\.com:)([\w.-]+/[\w.-]+?)(?:\.git)?/?$")
+_SCP_LIKE = re.compile(r"^([\w.-]+@[\w.-]+):(.+)$")
 # Written when the origin of this Postwright is unknown; `init` says what to replace.
 UNKNOWN_REPO = "https://github.com/OWNER/postwright"
 UNKNOWN_REV = "COMMIT_SHA"
@@ -49,7 +50,13 @@ class Source:
     @property
     def install(self) -> str:
         """A pip requirement installing this very Postwright."""
-        url = self.repo if "://" in self.repo or "@" in self.repo else Path(self.repo).as_uri()
+        scp = _SCP_LIKE.match(self.repo)  # git@host:path, which pip spells ssh://git@host/path
+        if scp:
+            url = f"ssh://{scp.group(1)}/{scp.group(2)}"
+        elif "://" in self.repo:
+            url = self.repo
+        else:
+            url = Path(self.repo).resolve().as_uri()
         return f"postwright @ git+{url}@{self.rev}"
 
 
@@ -125,7 +132,9 @@ def _source(repo: str | None, rev: str | None) -> Source:
     if repo is None and rev is None and installed is not None:
         return installed
     known_repo = repo or (installed.repo if installed else None)
-    known_rev = rev or (installed.rev if installed and not repo else None)
+    # The installed commit is what the team runs: a fork or mirror given as --postwright-repo
+    # holds it too.
+    known_rev = rev or (installed.rev if installed else None)
     return Source(
         known_repo or UNKNOWN_REPO, known_rev or UNKNOWN_REV, bool(known_repo and known_rev)
     )
