@@ -76,7 +76,7 @@ def test_yaml_snippets_parse(snippet: Snippet) -> None:
 
 
 def test_no_snippet_or_comment_names_a_release_that_does_not_exist() -> None:
-    texts = dict(_documents())
+    texts = {snippet.where: snippet.text for snippet in _snippets()}
     for name in (".pre-commit-hooks.yaml", "action.yml"):
         texts[name] = (ROOT / name).read_text(encoding="utf-8")
     for name, text in texts.items():
