@@ -7,6 +7,7 @@ and the files they read exist."""
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import shlex
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 from runner.cli.init import Source, scaffold
-from runner.cli.main import _parser
+from runner.cli.main import _parser, main
 from runner.core.findings import Severity
 from runner.core.loader import load_automation, load_config
 
@@ -229,3 +230,29 @@ def test_command_synopses_name_real_commands_and_options(where: str, command: st
     known = {option for action in parser._actions for option in action.option_strings}
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", " ".join(words)))
     assert named <= known, f"{where}: {sorted(named - known)}"
+
+
+def _render_commands() -> list[tuple[str, str]]:
+    return [
+        (w, c)
+        for w, c in _command_lines("sh", synopsis=False)
+        if c.startswith("postwright render ")
+    ]
+
+
+@pytest.mark.parametrize(("where", "command"), _render_commands(), ids=lambda v: str(v)[:60])
+def test_render_commands_render(
+    where: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run where the command is meant to run: this repository, or a scaffold of `init`."""
+    argv = shlex.split(command, comments=True)[1:]
+    files = [argv[i + 1] for i, word in enumerate(argv) if word in ("--subscriber", "--event")]
+    here = all((ROOT / name).is_file() for name in files)
+    if not here:
+        for path, text in SCAFFOLD.items():
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_text(text, encoding="utf-8")
+    monkeypatch.chdir(ROOT if here else tmp_path)
+    out = io.StringIO()
+    assert main(argv, stdout=out) == 0, f"{where}: {command}"
+    assert out.getvalue().startswith("Subject: "), out.getvalue()
