@@ -116,6 +116,7 @@ def test_init_pins_the_given_repository_and_commit(tmp_path: Path) -> None:
     )
     assert code == 0
     assert "OWNER" not in printed
+    assert "`git init -b main`" in printed  # not inside a repository yet
     workflow = (tmp_path / "team" / ".github" / "workflows" / "postwright.yml").read_text()
     assert f"uses: acme/postwright@{SHA}" in workflow
     # Without --postwright-rev: the commit this Postwright was installed from (this checkout).

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from runner.core.schema import schema_text
 from runner.errors import UsageError
-from runner.repo.git import open_repository
+from runner.repo.git import open_repository, top_level
 
 SCHEMA_PATH = "schema/automation.schema.json"
 _GITHUB = re.compile(r"^(?:https://github\.com/|git@github\.com:)([\w.-]+/[\w.-]+?)(?:\.git)?/?$")
@@ -181,7 +181,7 @@ def _report(target: Path, files: dict[str, str], source: Source, out: TextIO) ->
             "repository of Postwright: replace OWNER in .github/workflows/postwright.yml "
             "(or run again with --postwright-repo https://github.com/OWNER/postwright).\n"
         )
-    out.write(
-        "\nNext: git init (if this is not a repository yet), pre-commit install, "
-        "postwright validate, then commit.\n"
-    )
+    steps = ["pre-commit install", "postwright validate", "git add -A", "git commit"]
+    if top_level(target.resolve()) is None:
+        steps.insert(0, "git init -b main")
+    out.write(f"\nNext, in {target}: " + ", ".join(f"`{step}`" for step in steps) + ".\n")
