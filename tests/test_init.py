@@ -106,6 +106,16 @@ def test_init_refuses_to_overwrite_and_names_the_files(
     assert "id: welcome" in (team / "automations" / "welcome.yaml").read_text(encoding="utf-8")
 
 
+def test_init_that_cannot_write_exits_2_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "templates").write_text("a file where a folder goes\n")
+    code, _ = _init(str(tmp_path / "team"))
+    assert code == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
 def test_init_pins_the_given_repository_and_commit(tmp_path: Path) -> None:
     code, printed = _init(
         str(tmp_path / "team"),

@@ -90,8 +90,11 @@ def _init(args: argparse.Namespace, out: TextIO) -> int:
         )
     for path, text in files.items():
         destination = target / path
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_text(text, encoding="utf-8")
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot write {destination}: {error.strerror or error}") from None
     _report(target, files, source, out)
     return 0
 
