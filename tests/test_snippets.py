@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -256,3 +257,45 @@ def test_render_commands_render(
     out = io.StringIO()
     assert main(argv, stdout=out) == 0, f"{where}: {command}"
     assert out.getvalue().startswith("Subject: "), out.getvalue()
+
+
+# --- curl -------------------------------------------------------------------------
+
+
+def _curl_commands() -> list[tuple[str, list[str]]]:
+    """Every `curl` command of the shell snippets, as words (quoted bodies may span lines)."""
+    found: list[tuple[str, list[str]]] = []
+    for snippet in _snippets("sh"):
+        pending = ""
+        for line in snippet.text.replace("\\\n", " ").splitlines():
+            pending = f"{pending}\n{line}" if pending else line
+            try:
+                words = shlex.split(pending, comments=True)
+            except ValueError:
+                continue  # an open quote: the body goes on on the next line
+            pending = ""
+            if words[:1] == ["curl"]:
+                found.append((snippet.where, words))
+    return found
+
+
+def _route(method: str, path: str) -> bool:
+    from runner.server.openapi import openapi_document
+
+    for template, operations in openapi_document()["paths"].items():
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path) and method.lower() in operations:
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("where", "words"), _curl_commands(), ids=lambda v: str(v)[:60])
+def test_curl_commands_call_documented_endpoints_with_json(where: str, words: list[str]) -> None:
+    [url] = [w for w in words if re.search(r"(?:^https?://|^\.\.\.)", w)]
+    path = re.sub(r"^(?:https?://[^/]+|\.\.\.)", "", url).split("?")[0]
+    bodies = [words[i + 1] for i, word in enumerate(words) if word in ("-d", "--data")]
+    method = words[words.index("-X") + 1] if "-X" in words else ("POST" if bodies else "GET")
+    assert _route(method, path), f"{where}: {method} {path} is not an endpoint"
+    for body in bodies:
+        if "$" not in body:  # a shell variable is filled in by the snippet itself
+            json.loads(body)
