@@ -32,6 +32,7 @@ UNIT_MODULES = frozenset(
         "test_conditions",
         "test_dependencies",
         "test_examples_dir",
+        "test_examples_render",
         "test_http_classify",
         "test_lifecycle",
         "test_loader",

@@ -170,3 +170,31 @@ def test_compiled_templates_are_cached_by_text() -> None:
     assert html_of(text) == "<p>ann@shop.test cached</p>"
     after = sandbox.compiled.cache_info()
     assert (after.misses, after.hits) == (before.misses, before.hits + 2)  # subject and body
+
+
+# --- mapping keys before methods (docs/file-format.md "Templates") -----------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"items": [{"name": "Mug"}, {"name": "Tea"}]}],
+    ids=["missing", "present"],
+)
+def test_a_subscript_on_event_data_is_the_key_never_the_method(data: dict[str, Any]) -> None:
+    html = "{% for item in event.data['items'] | default([]) %}[{{ item.name }}]{% endfor %}"
+    rendered = render_email(body(html), {}, SUBSCRIBER, {"name": "api", "data": data}, URL)
+    expected = "".join(f"[{item['name']}]" for item in data.get("items", []))
+    assert rendered.html == expected
+
+
+def test_a_missing_subscripted_key_is_an_undefined_error_not_a_method() -> None:
+    with pytest.raises(RenderError, match="items"):
+        render_email(body("{{ event.data['items'] }}"), {}, SUBSCRIBER, EVENT, URL)
+
+
+def test_a_dotted_name_prefers_the_key_and_keeps_methods_otherwise() -> None:
+    event = {"name": "api", "data": {"items": ["a", "b"], "values": 3}}
+    html = "{{ event.data.items | join(',') }} {{ event.data.values }}"
+    html += " {% for k, v in subscriber.fields.items() | sort %}{{ k }}={{ v }};{% endfor %}"
+    rendered = render_email(body(html), {}, SUBSCRIBER, event, URL)
+    assert rendered.html == "a,b 3 name=Ann;plan=free;"

@@ -68,7 +68,8 @@ RULES: dict[str, Rule] = {
     "yaml-too-deep": _e("The file nests deeper than 64 levels.", "flatten the structure"),
     # Shape (model.py through the loader)
     "schema": _e(
-        "The value does not match the automation schema.", "see schema/automation.schema.json"
+        "The value does not match the automation schema.",
+        "see the JSON Schema: `postwright schema` (in a repository, schema/automation.schema.json)",
     ),
     "invalid-duration": _e(
         "A duration is not of the form 30s, 15m, 12h, 7d, 2w or a combination.",

@@ -11,7 +11,7 @@ render are the render worker's (runner.templating.renderworker), which no templa
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -34,9 +34,37 @@ class RenderError(PostwrightError):
     """A template could not be rendered for one send (the send fails with this message)."""
 
 
+class KeyedSandbox(SandboxedEnvironment):
+    """The sandbox with data first: on a mapping (`event.data`, `subscriber.fields`),
+    `x["items"]` is the key and only the key, and `x.items` is the key when there is one
+    (docs/file-format.md "Templates").
+
+    Jinja falls back to attributes, so a missing `event.data["items"]` was the dict's
+    `items` method: `| default([])` kept it, and the loop failed on a method.
+    """
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """Subscript: on a mapping, the key or undefined (never a method)."""
+        if isinstance(obj, Mapping):
+            try:
+                return obj[argument]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """Dotted name: on a mapping holding that key, the key; else as Jinja does."""
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                pass
+        return super().getattr(obj, attribute)
+
+
 def environment(*, html: bool) -> SandboxedEnvironment:
     """The sandboxed environment templates are written for (the checker parses with it)."""
-    return SandboxedEnvironment(autoescape=html, undefined=StrictUndefined)
+    return KeyedSandbox(autoescape=html, undefined=StrictUndefined)
 
 
 def checking_environment() -> SandboxedEnvironment:
@@ -49,9 +77,7 @@ def checking_environment() -> SandboxedEnvironment:
     Without the optimizer, and with a finalizer that needs the render's context, every
     expression is left to run time, where the render worker's caps apply.
     """
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, optimized=False, finalize=_finalized_at_render
-    )
+    return KeyedSandbox(undefined=StrictUndefined, optimized=False, finalize=_finalized_at_render)
 
 
 @pass_context
@@ -60,7 +86,7 @@ def _finalized_at_render(context: Context, value: Any) -> Any:
     return value
 
 
-class _GuardedEnvironment(SandboxedEnvironment):
+class _GuardedEnvironment(KeyedSandbox):
     """The rendering environment: the sandbox plus the size guards of this module."""
 
     # Intercepted operators compile to `environment.call_binop(...)`.
