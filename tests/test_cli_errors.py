@@ -1,18 +1,28 @@
 """The one error handler at the CLI edge: every way a command ends maps to one exit code.
 
 0 clean, 1 failing findings, 2 could not run (a PostwrightError, one line), 3 an internal
-error (one line naming where the traceback went), 130 interrupted (Ctrl-C).
+error (one line naming where the traceback went), 130 interrupted (Ctrl-C), 141 when the
+reader of the output went away.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from runner.cli import checking
-from runner.cli.main import EXIT_INTERNAL, EXIT_INTERRUPTED, TRACEBACK_DIR_VARIABLE, main
+from runner.cli.main import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    TRACEBACK_DIR_VARIABLE,
+    main,
+)
 
 VALID = (
     "id: welcome\nname: Welcome\nstatus: running\n"
@@ -119,3 +129,27 @@ def test_ctrl_c_exits_130(
     crash(KeyboardInterrupt(), monkeypatch)
     assert validate(repo) == EXIT_INTERRUPTED == 130
     assert capsys.readouterr().err == "postwright: interrupted\n"
+
+
+CLI = "import sys; from runner.cli.main import main; sys.exit(main())"
+
+
+def test_a_reader_that_went_away_is_exit_141_without_a_traceback(tmp_path: Path) -> None:
+    # `postwright schema | head -1`, made deterministic: the pipe's reader is gone before
+    # the command writes its first byte.
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", CLI, "schema"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**os.environ, TRACEBACK_DIR_VARIABLE: str(tmp_path)},
+        )
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (EXIT_BROKEN_PIPE, "")
+    assert list(tmp_path.iterdir()) == []  # no traceback file either

@@ -22,13 +22,14 @@ from runner.errors import PostwrightError
 
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as shells report a writer whose reader left (`| head`)
 TRACEBACK_DIR_VARIABLE = "POSTWRIGHT_TRACEBACK_DIR"
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
     """Run one command. Exit 0 clean, 1 failing findings, 2 could not run (a PostwrightError:
     its `exit_code` and one line), 3 an internal error (one line naming the traceback's
-    file), 130 interrupted."""
+    file), 130 interrupted, 141 when the reader of stdout went away."""
     out = stdout or sys.stdout
     args = _parser().parse_args(argv)
     try:
@@ -40,6 +41,12 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     except KeyboardInterrupt:
         print("postwright: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader closed the pipe: not an error of ours. Point stdout at /dev/null so
+        # the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as error:
         where = _keep_traceback(error, args.debug, os.environ)
         summary = f"{type(error).__name__}: {error}".splitlines()[0]
