@@ -144,7 +144,7 @@ def _plan_history(root: Path, base: str | None, now: datetime, fmt: str, out: Te
     result = walk_history(root, base, now)
     plan = build_plan(
         result.net_changes,
-        result.steps,
+        result.repairs.steps_view(result.steps),
         base=result.base_tree.snapshot.commit or base,
         head=result.final_tree.snapshot.commit,
         findings=result.findings,

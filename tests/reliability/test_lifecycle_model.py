@@ -434,11 +434,6 @@ def test_the_history_walk_agrees_with_the_model(history: History) -> None:
 # --- a disagreement left open ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refused-then-repaired is not implemented: the walk fails the branch on every "
-    "refused commit, even one a later commit of the branch repairs",
-)
 def test_a_refusal_that_a_later_commit_repairs_is_a_warning(tmp_path: Path) -> None:
     running = Spec("a", "running")
     edited = replace(running, body="inline B")

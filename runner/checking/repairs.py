@@ -1,0 +1,106 @@
+"""Refusals a later commit repairs: the branch is judged as the runner applies it.
+
+The runner refuses an invalid or illegal version and keeps the last accepted one; when a later
+commit of the same branch is accepted for that automation, the runner ends where HEAD is and
+the refusal is history, not a failure. Each such refusal episode becomes one
+`refused-then-repaired` warning naming the refused commit and the repairing one; what HEAD
+still carries stays an error (docs/rules.md, docs/output-formats.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+
+from runner.core import findings
+from runner.core.findings import Finding, Severity
+from runner.core.lifecycle import Change
+from runner.core.steps import Step, repaired
+
+Key = tuple[str, str, str, int]
+
+
+def key_of(finding: Finding) -> Key:
+    """Findings are the same problem when these agree; the commit is left out on purpose."""
+    return (finding.path, finding.rule, finding.message, finding.line)
+
+
+@dataclass(frozen=True)
+class Repairs:
+    """What a walk's repaired refusals change in its report."""
+
+    warnings: tuple[Finding, ...] = ()  # one per refusal episode
+    hidden: frozenset[Key] = frozenset()  # error keys of repaired refusals, now the warnings
+    steps: frozenset[tuple[int, str]] = frozenset()  # (step index, id) of repaired refusals
+
+    def apply(self, found: Sequence[Finding], at_head: Collection[Key]) -> list[Finding]:
+        """`found` with repaired errors replaced by their warnings (HEAD's stay errors)."""
+        kept = [f for f in found if key_of(f) not in self.hidden or key_of(f) in at_head]
+        return kept + list(self.warnings)
+
+    def steps_view(
+        self, steps: Sequence[tuple[str | None, list[Change]]]
+    ) -> list[tuple[str | None, list[Change]]]:
+        """The walk's per-commit changes with a repaired refusal's errors left out (for plan),
+        so a repaired change is not shown as blocked."""
+        view: list[tuple[str | None, list[Change]]] = []
+        for index, (commit, changes) in enumerate(steps):
+            view.append(
+                (
+                    commit,
+                    [
+                        replace(c, findings=tuple(f for f in c.findings if not _error(f)))
+                        if (index, c.id) in self.steps
+                        else c
+                        for c in changes
+                    ],
+                )
+            )
+        return view
+
+
+def find_repairs(judged: Sequence[tuple[str | None, Step]]) -> Repairs:
+    """The refusal episodes of a walk that a later step of it repairs."""
+    steps = [step for _, step in judged]
+    fixed = repaired(steps)
+    hidden: set[Key] = set()
+    episodes: dict[str, int] = {}  # id -> the step index its open episode started at
+    warnings: list[Finding] = []
+    for index, step in enumerate(steps):
+        for ident, outcome in sorted(step.outcomes().items()):
+            if outcome.accepted:
+                start = episodes.pop(ident, None)
+                if start is not None:
+                    warnings.append(_warning(ident, judged[start], judged[index][0]))
+            elif (index, ident) in fixed:
+                episodes.setdefault(ident, index)
+                hidden.update(key_of(f) for f in outcome.findings if _error(f))
+    return Repairs(tuple(warnings), frozenset(hidden), frozenset(fixed))
+
+
+def _warning(ident: str, refused: tuple[str | None, Step], repair: str | None) -> Finding:
+    commit, step = refused
+    outcome = step.outcomes()[ident]
+    errors = [f for f in outcome.findings if _error(f)]
+    first = errors[0] if errors else None
+    rules = ", ".join(dict.fromkeys(f.rule for f in errors)) or "refused"
+    why = f"{rules}: {first.message}" if first is not None else rules
+    by = f"commit {repair[:7]}" if repair else "the uncommitted changes"
+    message = (
+        f"`{ident}` is refused at this commit ({why}); {by} repairs it, so the runner skips "
+        "this version and ends where the branch does"
+    )
+    path, line, col = _where(outcome.change, first)
+    warning = findings.make("refused-then-repaired", path, message, line, col, automation=ident)
+    return warning.at_commit(commit)
+
+
+def _where(change: Change | None, first: Finding | None) -> tuple[str, int, int]:
+    if first is not None:
+        return first.path, first.line, first.col
+    path = (change.new_path or change.old_path) if change is not None else None
+    return path or "", 1, 1
+
+
+def _error(finding: Finding) -> bool:
+    return finding.severity is Severity.ERROR
