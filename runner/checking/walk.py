@@ -123,14 +123,26 @@ class _Walk:
         for finding in final_state.tree.findings:
             self.found.setdefault(key_of(finding), finding.at_commit(None))
         at_head = final_state.tree_keys | final_state.lifecycle_keys
+        found = repairs.apply(list(self.found.values()), at_head)
+        final = final_state.tree.snapshot
+        carried = {
+            key_of(f)
+            for f in found
+            if f.commit is None
+            or key_of(f) in at_head
+            or (
+                f.rule != "refused-then-repaired"
+                and _unchanged(states.get(f.commit), final, f.path)
+            )
+        }
         return HistoryResult(
-            repairs.apply(list(self.found.values()), at_head),
+            found,
             start_state.tree,
             final_state.tree,
             net,
             self.steps,
             self.judged,
-            at_head | {key_of(f) for f in self.found.values() if f.commit is None},
+            frozenset(carried),
             repairs,
         )
 
@@ -327,6 +339,14 @@ def _differs(head: Tree, tree: Tree) -> bool:
     for snapshot in (head.snapshot, tree.snapshot):
         relevant.update(p for p in snapshot.paths() if p.startswith("automations/"))
     return any(head.snapshot.blob_id(p) != tree.snapshot.blob_id(p) for p in relevant)
+
+
+def _unchanged(state: _State | None, final: Snapshot, path: str) -> bool:
+    """Whether `path` is at HEAD as it was in `state`'s commit (its lines are still there)."""
+    if state is None:
+        return False
+    blob = state.tree.snapshot.blob_id(path)
+    return blob is not None and blob == final.blob_id(path)
 
 
 def _first_parent_chain(commits: Sequence[CommitInfo], head: str | None) -> set[str]:

@@ -58,11 +58,11 @@ class Git:
         self._prefetched: dict[str, bytes | None] = {}
         self._closed = False
         self.oversized: set[str] = set()  # blobs over MAX_FILE_BYTES: skipped, never held
-        top = self._run("rev-parse", "--show-toplevel").decode("utf-8", "surrogateescape")
-        self.top = Path(top.strip())
         # `root` may be a sub-folder of the work tree (a monorepo's `mail/`): commits name
         # paths from the top, so every path read is filtered to the prefix and cut to it.
-        self.prefix = _prefix(self.top, root)
+        out = self._run("rev-parse", "--show-toplevel", "--show-prefix")
+        top, prefix, *_ = out.decode("utf-8", "surrogateescape").split("\n")
+        self.top, self.prefix = Path(top), prefix  # prefix: "" at the top, else "mail/"
 
     def __enter__(self) -> Git:
         return self
@@ -107,18 +107,39 @@ class Git:
 
     def resolve(self, ref: str) -> str:
         """The full sha of `ref`; GitError naming the `git fetch` that fixes a missing one."""
-        out = self._run(
-            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", ok=(0, 1)
-        )
-        sha = out.decode().strip()
+        sha = self._verify(ref)
         if not sha:
             raise self.missing(ref)
         return sha
 
+    def has_commit(self, ref: str) -> bool:
+        """Whether `ref` names a commit present in this clone."""
+        return bool(self._verify(ref))
+
+    def _verify(self, ref: str) -> str:
+        out = self._run(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", ok=(0, 1)
+        )
+        return out.decode().strip()
+
+    def upstream(self) -> str | None:
+        """The current branch's upstream (`origin/feature`), or None when none is configured."""
+        out = self._run(
+            "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}", ok=(0, 128)
+        )
+        name = out.decode("utf-8", "surrogateescape").strip()
+        return name if name and self.has_commit(name) else None
+
+    def remote_head(self, remote: str) -> str | None:
+        """The branch `REMOTE/HEAD` points at (`origin/main`), or None when it is not set."""
+        out = self._run(
+            "symbolic-ref", "--quiet", "--short", f"refs/remotes/{remote}/HEAD", ok=(0, 1, 128)
+        )
+        return out.decode("utf-8", "surrogateescape").strip() or None
+
     def head(self) -> str | None:
         """The sha of HEAD, or None in a repository without commits."""
-        out = self._run("rev-parse", "--verify", "--quiet", "HEAD^{commit}", ok=(0, 1))
-        return out.decode().strip() or None
+        return self._verify("HEAD") or None
 
     def commits(self, base: str, head: str) -> list[CommitInfo]:
         """`git rev-list --reverse --topo-order BASE..HEAD` with each commit's parents."""
@@ -350,15 +371,6 @@ def _run(root: Path, *args: str, input: bytes | None = None, ok: Sequence[int] =
         message = done.stderr.decode("utf-8", "replace").strip()
         raise GitError(f"`git {' '.join(args[:2])}` failed: {message}")
     return done.stdout
-
-
-def _prefix(top: Path, root: Path) -> str:
-    """`root` relative to the work tree's `top`, as a path prefix ("" at the top, "mail/")."""
-    try:
-        relative = root.resolve().relative_to(top.resolve()).as_posix()
-    except ValueError as error:
-        raise GitError(f"{root} is not inside the git work tree {top}") from error
-    return "" if relative == "." else relative + "/"
 
 
 def _paths(out: bytes) -> list[str]:
