@@ -358,12 +358,12 @@ def test_action_in_a_monorepo_working_directory(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     summary.write_text("", encoding="utf-8")
     inputs = {"base": base, "working-directory": "mail"}
-    validated = _run_step("validate", repo.root, summary, VENV_BIN, **inputs)
+    validated = _run_step("validate", repo.root, summary, VENV_BIN, None, **inputs)
     assert validated.code == 1, validated.stdout + validated.stderr
     # Annotations name the file from the checkout's top, where GitHub looks for it.
     assert "::error file=mail/automations/welcome.yaml,line=2" in validated.stdout
     assert "`mail/automations/welcome.yaml:2`" in validated.summary
-    planned = _run_step("plan", repo.root, summary, VENV_BIN, **inputs)
+    planned = _run_step("plan", repo.root, summary, VENV_BIN, None, **inputs)
     assert planned.code == 0
     assert "mail/automations/welcome.yaml" in planned.summary[len(validated.summary) :]
 

@@ -176,7 +176,7 @@ def test_auto_falls_back_to_origin_main_then_master(
 def test_auto_prefers_the_upstream(
     clone: GitRepo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _auto(clone, monkeypatch, capsys)
+    code, _out, err = _auto(clone, monkeypatch, capsys)
     assert code == 0
     assert "judging since origin/main, the branch's upstream" in err
 
