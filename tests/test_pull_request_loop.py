@@ -92,6 +92,38 @@ def test_a_subfolder_paths_filter_and_working_tree(
     assert code == 1 and "other.yaml" not in out and "transition-not-allowed" in out
 
 
+def test_paths_from_the_top_of_a_monorepo_find_their_folder(
+    monorepo: tuple[GitRepo, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, _ = monorepo
+    repo.write("mail/automations/other.yaml", "id: other\nstatus: [\n")
+    monkeypatch.chdir(repo.path)  # as the pre-commit hook runs, with the changed files
+    code, out = run("validate", "mail/automations/other.yaml")
+    assert code == 1 and out.startswith("mail/automations/other.yaml:")
+
+
+def test_a_subfolder_history_sees_templates_and_retired_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    body = "  html_file: ../templates/welcome.html\n"
+    text = automation("welcome", "running").replace("  html: <p>Hi</p>\n", body)
+    repo.write("mail/automations/welcome.yaml", text)
+    repo.write("mail/templates/welcome.html", "<p>Hi</p>")
+    repo.write("mail/automations/old.yaml", automation("old", "paused"))
+    repo.commit("start")
+    repo.remove("mail/automations/old.yaml")
+    base = repo.commit("delete old")
+    repo.write("mail/templates/welcome.html", "<p>Hello</p>")
+    repo.write("mail/automations/old.yaml", automation("old", "draft"))
+    repo.commit("edit a running template, re-create old")
+    monkeypatch.chdir(repo.path / "mail")
+    code, out = run("validate", "--base", base)
+    assert code == 1
+    assert "mail/automations/welcome.yaml:7:3: error[edit-not-allowed]" in out, out
+    assert "mail/automations/old.yaml:1:5: error[id-reused]" in out, out
+
+
 def test_no_automations_folder_exits_2_naming_where_it_looked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -89,7 +89,7 @@ def _instant(text: str) -> datetime:
 
 
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
-    project = find_project(args.repo)
+    project = find_project(args.repo, args.paths)
     root = project.root
     now = args.now or datetime.now(UTC)
     against = _against(args)

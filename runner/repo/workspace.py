@@ -7,6 +7,7 @@ the top of the git work tree, so annotations land on the right file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,28 +39,38 @@ class Project:
         return self.prefix + path
 
 
-def find_project(given: Path | None) -> Project:
+def find_project(given: Path | None, paths: Sequence[str] = ()) -> Project:
     """--repo, else the nearest folder from the current one up to the work tree's top that
-    holds `automations/` or `postwright.yaml` (else the top, or the current folder)."""
+    holds `automations/` or `postwright.yaml`, else the one enclosing the first of `paths`
+    (a hook run from the top of a monorepo), else the top (or the current folder)."""
     if given is not None:
         root = repo_root(given)
     else:
         here = Path.cwd().resolve()
         top = top_level(here)
         stop = top.resolve() if top is not None else here
-        root = stop
-        for folder in (here, *here.parents):
-            if (folder / _AUTOMATIONS).is_dir() or (folder / CONFIG_PATH).is_file():
-                root = folder
-                break
-            if folder == stop:
-                break
+        found = _enclosing(here, stop)
+        if found is None and paths:
+            found = _enclosing((here / paths[0]).resolve().parent, stop)
+        root = found or stop
     top = top_level(root)
     prefix = ""
     if top is not None:
         relative = root.relative_to(top.resolve()).as_posix()
         prefix = "" if relative == "." else relative + "/"
     return Project(root, prefix)
+
+
+def _enclosing(folder: Path, stop: Path) -> Path | None:
+    """The nearest of `folder` and its parents up to `stop` that is a project folder."""
+    if folder != stop and stop not in folder.parents:
+        return None
+    for candidate in (folder, *folder.parents):
+        if (candidate / _AUTOMATIONS).is_dir() or (candidate / CONFIG_PATH).is_file():
+            return candidate
+        if candidate == stop:
+            break
+    return None
 
 
 def has_automations(root: Path) -> bool:
