@@ -192,6 +192,22 @@ def test_a_typo_fixed_later_is_a_warning_naming_its_commit(
     assert code == 1
 
 
+def test_an_invalid_new_file_removed_later_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("automations/welcome.yaml", automation("welcome", "draft"))
+    base = repo.commit("base")
+    repo.write("automations/spring.yaml", automation("spring", "paused"))  # a new file: no
+    added = repo.commit("add spring paused")
+    repo.remove("automations/spring.yaml")
+    removed = repo.commit("remove it again")
+    monkeypatch.chdir(repo.path)
+    code, out = run("validate", "--base", base)
+    assert code == 0, out
+    assert f"commit {removed[:7]} repairs it" in out and f"[commit {added[:7]}]" in out
+
+
 def test_stop_then_restart_still_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.write("automations/welcome.yaml", automation("welcome", "running"))

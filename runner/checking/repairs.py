@@ -59,21 +59,37 @@ class Repairs:
         return view
 
 
-def find_repairs(judged: Sequence[tuple[str | None, Step]]) -> Repairs:
-    """The refusal episodes of a walk that a later step of it repairs."""
+def find_repairs(
+    judged: Sequence[tuple[str | None, Step]], merges: Collection[str] = ()
+) -> Repairs:
+    """The refusal episodes of a walk that a later step of it repairs.
+
+    An episode (consecutive refusals of one id) ends when a later step accepts the id
+    (`core.steps.repaired`) or, in a non-merge step, no longer judges it: its file is gone and
+    nothing was held, or it is back to the held version. Either way the runner ends where the
+    branch does. A merge judges only its conflict resolutions, so it ends no episode by
+    leaving an id out. Episodes still open at the end are what HEAD depends on.
+    """
     steps = [step for _, step in judged]
-    fixed = repaired(steps)
+    fixed = set(repaired(steps))
     hidden: set[Key] = set()
-    episodes: dict[str, int] = {}  # id -> the step index its open episode started at
+    open_: dict[str, list[int]] = {}  # id -> the step indexes of its open episode
     warnings: list[Finding] = []
+    for index, (commit, step) in enumerate(judged):
+        outcomes = step.outcomes()
+        for ident in sorted(open_):
+            outcome = outcomes.get(ident)
+            ended = outcome.accepted if outcome is not None else commit not in merges
+            if ended:
+                refused = open_.pop(ident)
+                fixed.update((at, ident) for at in refused)
+                warnings.append(_warning(ident, judged[refused[0]], commit))
+        for ident, outcome in sorted(outcomes.items()):
+            if not outcome.accepted:
+                open_.setdefault(ident, []).append(index)
     for index, step in enumerate(steps):
-        for ident, outcome in sorted(step.outcomes().items()):
-            if outcome.accepted:
-                start = episodes.pop(ident, None)
-                if start is not None:
-                    warnings.append(_warning(ident, judged[start], judged[index][0]))
-            elif (index, ident) in fixed:
-                episodes.setdefault(ident, index)
+        for ident, outcome in step.outcomes().items():
+            if (index, ident) in fixed and not outcome.accepted:
                 hidden.update(key_of(f) for f in outcome.findings if _error(f))
     return Repairs(tuple(warnings), frozenset(hidden), frozenset(fixed))
 

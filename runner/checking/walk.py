@@ -107,7 +107,7 @@ class _Walk:
         states = self._walk_commits(start_state, commits, start)
         head_state = states[head] if head is not None and head in states else start_state
         final_state = self._working_tree(head_state) if head_ref is None else head_state
-        repairs = find_repairs(self.judged)
+        repairs = find_repairs(self.judged, {c.sha for c in commits if len(c.parents) > 1})
         self.step_error = any(
             c.blocked and (index, c.id) not in repairs.steps
             for index, (_, step) in enumerate(self.judged)
