@@ -208,6 +208,25 @@ def test_an_invalid_new_file_removed_later_is_a_warning(
     assert f"commit {removed[:7]} repairs it" in out and f"[commit {added[:7]}]" in out
 
 
+def test_a_yml_file_and_a_config_error_fixed_later_are_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("automations/welcome.yaml", automation("welcome", "draft"))
+    base = repo.commit("base")
+    repo.write("automations/spring.yml", automation("spring", "draft"))
+    repo.write("postwright.yaml", "max_emails_per_day: [\n")
+    broken = repo.commit("a .yml file, a broken postwright.yaml")
+    repo.move("automations/spring.yml", "automations/spring.yaml")
+    repo.remove("postwright.yaml")
+    repo.commit("fixed")
+    monkeypatch.chdir(repo.path)
+    code, out = run("validate", "--base", base)
+    assert code == 0, out
+    assert out.count("warning[refused-then-repaired]") == 2 and f"[commit {broken[:7]}]" in out
+    assert "(wrong-extension); a later commit of the branch fixes it" in out
+
+
 def test_stop_then_restart_still_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.write("automations/welcome.yaml", automation("welcome", "running"))

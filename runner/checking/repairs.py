@@ -32,10 +32,19 @@ class Repairs:
     warnings: tuple[Finding, ...] = ()  # one per refusal episode
     hidden: frozenset[Key] = frozenset()  # error keys of repaired refusals, now the warnings
     steps: frozenset[tuple[int, str]] = frozenset()  # (step index, id) of repaired refusals
+    unrepaired: frozenset[Key] = frozenset()  # error keys of refusals HEAD depends on
 
     def apply(self, found: Sequence[Finding], at_head: Collection[Key]) -> list[Finding]:
-        """`found` with repaired errors replaced by their warnings (HEAD's stay errors)."""
-        kept = [f for f in found if key_of(f) not in self.hidden or key_of(f) in at_head]
+        """`found` with repaired errors replaced by their warnings; HEAD's errors, and those of
+        refusals HEAD depends on, stay errors. An earlier commit's error that is no refusal
+        (a `.yml` file, `postwright.yaml`) and that HEAD no longer has is a warning too."""
+        kept: list[Finding] = []
+        for finding in found:
+            key = key_of(finding)
+            if key in at_head or key in self.unrepaired or not _error(finding):
+                kept.append(finding)
+            elif key not in self.hidden:
+                kept.append(_fixed_later(finding) if finding.commit else finding)
         return kept + list(self.warnings)
 
     def steps_view(
@@ -87,11 +96,13 @@ def find_repairs(
         for ident, outcome in sorted(outcomes.items()):
             if not outcome.accepted:
                 open_.setdefault(ident, []).append(index)
+    unrepaired: set[Key] = set()
     for index, step in enumerate(steps):
         for ident, outcome in step.outcomes().items():
-            if (index, ident) in fixed and not outcome.accepted:
-                hidden.update(key_of(f) for f in outcome.findings if _error(f))
-    return Repairs(tuple(warnings), frozenset(hidden), frozenset(fixed))
+            if not outcome.accepted:
+                keys = {key_of(f) for f in outcome.findings if _error(f)}
+                (hidden if (index, ident) in fixed else unrepaired).update(keys)
+    return Repairs(tuple(warnings), frozenset(hidden), frozenset(fixed), frozenset(unrepaired))
 
 
 def _warning(ident: str, refused: tuple[str | None, Step], repair: str | None) -> Finding:
@@ -109,6 +120,23 @@ def _warning(ident: str, refused: tuple[str | None, Step], repair: str | None) -
     path, line, col = _where(outcome.change, first)
     warning = findings.make("refused-then-repaired", path, message, line, col, automation=ident)
     return warning.at_commit(commit)
+
+
+def _fixed_later(finding: Finding) -> Finding:
+    """An earlier commit's error that is no refusal, gone at HEAD: a warning naming it."""
+    message = (
+        f"{finding.message} ({finding.rule}); a later commit of the branch fixes it, and HEAD "
+        "no longer has it"
+    )
+    warning = findings.make(
+        "refused-then-repaired",
+        finding.path,
+        message,
+        finding.line,
+        finding.col,
+        automation=finding.automation,
+    )
+    return warning.at_commit(finding.commit)
 
 
 def _where(change: Change | None, first: Finding | None) -> tuple[str, int, int]:
