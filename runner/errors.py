@@ -6,6 +6,7 @@ next to the code that raises them:
 
 PostwrightError                   exit 2 at the command line: could not run
 ├── UsageError                    bad command-line input (here)
+│   └── NothingToCheck            no automations where a check looked (cli.scope)
 ├── GitError                      a git command failed or an object is missing (here)
 ├── SettingsError                 postwright.yaml or the environment is unusable (cli.settings)
 ├── RunnerUnavailable             `--against URL` got no usable answer (checking.runner_client)

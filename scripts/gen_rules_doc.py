@@ -63,6 +63,24 @@ automation is refused (`delete-running`); a deleted id is never reused
 (`id-reused`).
 """
 
+BRANCH_NOTE = """\
+## Judging a branch (`validate --base`)
+
+Every commit since the base is judged the way the runner applies it: an
+invalid file or a refused change leaves the automation's last accepted
+version in place, and the next commit is judged against that version. The
+branch **fails** when HEAD (with the working tree) still carries an error:
+an invalid file, or a change the runner would keep refusing, such as
+`running -> stopped` in one commit and `stopped -> running` in a later one
+(the restart is judged against `stopped`). A refusal that a later commit of
+the same branch repairs (a typo fixed two commits later, an edit made legal
+by pausing first) is a `refused-then-repaired` warning at the refused commit,
+naming the commit that repairs it: the runner skips that version and ends
+where the branch does. With `--format github`, only findings on lines HEAD
+still has become annotations; findings of earlier commits are listed in the
+job summary with their commit (docs/output-formats.md).
+"""
+
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
@@ -93,7 +111,7 @@ def render() -> str:
     return (
         f"{HEADER}\n## Rule ids\n\n{len(RULES)} rules: {counts['error']} errors, "
         f"{counts['warning']} warnings.\n\n{rules_table()}\n{TRANSITION_INTRO}\n"
-        f"{transition_table()}\n{EDIT_NOTE}"
+        f"{transition_table()}\n{EDIT_NOTE}\n{BRANCH_NOTE}"
     )
 
 

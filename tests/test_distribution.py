@@ -103,7 +103,7 @@ def test_pre_commit_hooks_name_the_console_script() -> None:
     fast, push = by_id["postwright-validate"], by_id["postwright-transitions"]
     assert fast["pass_filenames"] is True and "stages" not in fast
     assert push["pass_filenames"] is False and push["stages"] == ["pre-push"]
-    assert push["entry"] == "postwright validate --base @{upstream}"
+    assert push["entry"] == "postwright validate --base auto"
 
 
 # --- action.yml -------------------------------------------------------------------
@@ -342,6 +342,30 @@ def test_action_on_an_illegal_pull_request(pr: tuple[Repo, str, Path]) -> None:
     assert planned.summary.startswith(validated.summary)
     assert len(planned.summary) > len(validated.summary)
     assert "promo-01" in planned.summary[len(validated.summary) :]
+
+
+def test_action_in_a_monorepo_working_directory(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo")
+    repo.write("welcome")
+    (repo.root / "mail").mkdir()
+    (repo.root / "automations").rename(repo.root / "mail" / "automations")
+    base = repo.commit("base")
+    text = (repo.root / "mail/automations/welcome.yaml").read_text(encoding="utf-8")
+    (repo.root / "mail/automations/welcome.yaml").write_text(
+        text.replace("status: running", "status: draft"), encoding="utf-8"
+    )
+    repo.commit("back to draft")
+    summary = tmp_path / "summary.md"
+    summary.write_text("", encoding="utf-8")
+    inputs = {"base": base, "working-directory": "mail"}
+    validated = _run_step("validate", repo.root, summary, VENV_BIN, None, **inputs)
+    assert validated.code == 1, validated.stdout + validated.stderr
+    # Annotations name the file from the checkout's top, where GitHub looks for it.
+    assert "::error file=mail/automations/welcome.yaml,line=2" in validated.stdout
+    assert "`mail/automations/welcome.yaml:2`" in validated.summary
+    planned = _run_step("plan", repo.root, summary, VENV_BIN, None, **inputs)
+    assert planned.code == 0
+    assert "mail/automations/welcome.yaml" in planned.summary[len(validated.summary) :]
 
 
 # --- README -----------------------------------------------------------------------

@@ -168,9 +168,12 @@ def test_invalid_intermediate_version_is_reported_and_skipped(repo: GitRepo) -> 
     repo.write("automations/a.yaml", automation("a") + "wait: soon\n")
     broken = repo.commit("break a")
     repo.write("automations/a.yaml", automation("a"))
-    repo.commit("fix a")
+    fixed = repo.commit("fix a")
     result = walk_history(repo.path, base, NOW)
-    assert rules(result.findings) == [("invalid-duration", "automations/a.yaml", 8, 7, broken)]
+    # Refused, then back to the held version: the runner ends where HEAD is (a warning).
+    assert rules(result.findings) == [("refused-then-repaired", "automations/a.yaml", 8, 7, broken)]
+    [warning] = result.findings
+    assert "invalid-duration" in warning.message and f"commit {fixed[:7]}" in warning.message
     assert [changes for _, changes in result.steps] == [[], []]  # nothing applied, nothing edited
 
 

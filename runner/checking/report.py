@@ -34,15 +34,22 @@ LIFECYCLE_RULES = frozenset(
 
 
 def render(
-    found: Sequence[Finding], fmt: str, out: TextIO, *, summary_path: Path | None = None
+    found: Sequence[Finding],
+    fmt: str,
+    out: TextIO,
+    *,
+    summary_path: Path | None = None,
+    annotate: Callable[[Finding], bool] | None = None,
 ) -> None:
     """Write `found` (already sorted) to `out` as `fmt`: text, json or github.
 
     With fmt github and a `summary_path` (the file named by GITHUB_STEP_SUMMARY),
-    the full list is also appended to that file as a Markdown table.
+    the full list is also appended to that file as a Markdown table. `annotate` says which
+    findings become annotations (those HEAD's lines still carry); the others are counted in
+    the log and listed in the summary with their commit.
     """
     if fmt == "github":
-        _github(found, out)
+        _github(found, out, annotate or (lambda f: True))
         if summary_path is not None:
             with summary_path.open("a", encoding="utf-8") as summary:
                 summary.write(summary_markdown(found))
@@ -174,10 +181,21 @@ def annotation(f: Finding) -> str:
     return f"::{f.severity} {properties}::{escape_data(message)}"
 
 
-def _github(found: Sequence[Finding], out: TextIO) -> None:
+def _github(found: Sequence[Finding], out: TextIO, annotate: Callable[[Finding], bool]) -> None:
+    earlier = 0
     for f in github_order(found):
-        out.write(annotation(f) + "\n")
+        if annotate(f):
+            out.write(annotation(f) + "\n")
+        else:
+            earlier += 1
     out.write(summary_line(found) + "\n")
+    if earlier:
+        what = (
+            "finding of an earlier commit is" if earlier == 1 else "findings of earlier commits are"
+        )
+        out.write(
+            f"{earlier} {what} listed in the job summary with its commit (not on a line of HEAD)\n"
+        )
 
 
 def _cell(text: str | None) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+from runner.checking.repairs import Key, Repairs, find_repairs, key_of
 from runner.checking.tree import Tree, TreeChecker
 from runner.core import findings
 from runner.core.findings import Finding, Severity
@@ -23,8 +24,6 @@ from runner.errors import GitError
 from runner.repo.git import CommitInfo, Entry, Git, GitSnapshot
 from runner.repo.snapshot import MemorySnapshot, Snapshot
 
-# Findings are the same problem when these agree; the commit is left out on purpose.
-Key = tuple[str, str, str, int]
 Fingerprint = tuple[str, str | None, tuple[tuple[str, str | None], ...]]
 
 
@@ -40,6 +39,14 @@ class HistoryResult:
     # Per commit (None: the working tree), the step as judged: each automation's outcome and
     # what the runner holds after it (a merge's held versions include the sides it adopts).
     judged: list[tuple[str | None, Step]] = field(default_factory=list)
+    # Keys of the findings HEAD (or the working tree) still carries: only these are placed
+    # as annotations on HEAD's lines; the others belong to earlier commits.
+    at_head: frozenset[Key] = frozenset()
+    repairs: Repairs = field(default_factory=Repairs)
+
+    def carried_at_head(self, finding: Finding) -> bool:
+        """Whether HEAD's files still carry `finding` at its line."""
+        return key_of(finding) in self.at_head
 
 
 @dataclass
@@ -52,13 +59,18 @@ class _State:
     tree_keys: frozenset[Key] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tree_keys = frozenset(_key(f) for f in self.tree.findings)
+        self.tree_keys = frozenset(key_of(f) for f in self.tree.findings)
 
 
-def walk_history(root: Path, base: str | None, now: datetime) -> HistoryResult:
-    """Walk BASE..HEAD, then the working tree; base None checks only the working tree."""
+def walk_history(
+    root: Path, base: str | None, now: datetime, head: str | None = None
+) -> HistoryResult:
+    """Walk BASE..HEAD, then the working tree; base None checks only the working tree.
+
+    With `head` (a ref: what a push sends), walk BASE..head and leave the working tree out.
+    """
     with Git(root) as git:
-        return _Walk(git, now).run(base)
+        return _Walk(git, now).run(base, head)
 
 
 def validate_history(root: Path, base: str, now: datetime) -> list[Finding]:
@@ -74,10 +86,10 @@ class _Walk:
         self.found: dict[Key, Finding] = {}
         self.steps: list[tuple[str | None, list[Change]]] = []
         self.judged: list[tuple[str | None, Step]] = []
-        self.step_error = False
+        self.step_error = False  # a refusal the branch does not repair
 
-    def run(self, base: str | None) -> HistoryResult:
-        head = self.git.head()
+    def run(self, base: str | None, head_ref: str | None = None) -> HistoryResult:
+        head = self.git.head() if head_ref is None else self.git.resolve(head_ref)
         if base is None:
             start = head
             commits: list[CommitInfo] = []
@@ -94,7 +106,13 @@ class _Walk:
         start_state = self._fresh_state(start)
         states = self._walk_commits(start_state, commits, start)
         head_state = states[head] if head is not None and head in states else start_state
-        final_state = self._working_tree(head_state)
+        final_state = self._working_tree(head_state) if head_ref is None else head_state
+        repairs = find_repairs(self.judged, {c.sha for c in commits if len(c.parents) > 1})
+        self.step_error = any(
+            c.blocked and (index, c.id) not in repairs.steps
+            for index, (_, step) in enumerate(self.judged)
+            for c in step.changes
+        )
         chain = _first_parent_chain(commits, head)
         changed = {
             c.id for sha, changes in self.steps if sha is None or sha in chain for c in changes
@@ -103,14 +121,29 @@ class _Walk:
         if base is not None and not self.step_error:
             self._squash_unsafe(net, changed, start)
         for finding in final_state.tree.findings:
-            self.found.setdefault(_key(finding), finding.at_commit(None))
+            self.found.setdefault(key_of(finding), finding.at_commit(None))
+        at_head = final_state.tree_keys | final_state.lifecycle_keys
+        found = repairs.apply(list(self.found.values()), at_head)
+        final = final_state.tree.snapshot
+        carried = {
+            key_of(f)
+            for f in found
+            if f.commit is None
+            or key_of(f) in at_head
+            or (
+                f.rule != "refused-then-repaired"
+                and _unchanged(states.get(f.commit), final, f.path)
+            )
+        }
         return HistoryResult(
-            list(self.found.values()),
+            found,
             start_state.tree,
             final_state.tree,
             net,
             self.steps,
             self.judged,
+            frozenset(carried),
+            repairs,
         )
 
     def _fresh_state(self, commit: str | None) -> _State:
@@ -232,7 +265,7 @@ class _Walk:
 
     def _report_tree(self, tree: Tree, commit: str | None, before: frozenset[Key]) -> None:
         for finding in tree.findings:
-            key = _key(finding)
+            key = key_of(finding)
             if key not in before:
                 self.found.setdefault(key, finding.at_commit(commit))
 
@@ -242,9 +275,8 @@ class _Walk:
         self.steps.append((commit, changes))
         keys: set[Key] = set()
         for change in changes:
-            self.step_error = self.step_error or change.blocked
             for finding in change.findings:
-                key = _key(finding)
+                key = key_of(finding)
                 keys.add(key)
                 if key not in before:
                     self.found.setdefault(key, finding.at_commit(commit))
@@ -265,11 +297,7 @@ class _Walk:
             finding = findings.make(
                 "squash-unsafe", first.path, message, first.line, first.col, automation=change.id
             )
-            self.found.setdefault(_key(finding), finding)
-
-
-def _key(finding: Finding) -> Key:
-    return (finding.path, finding.rule, finding.message, finding.line)
+            self.found.setdefault(key_of(finding), finding)
 
 
 def _proposed(tree: Tree) -> Proposed:
@@ -311,6 +339,14 @@ def _differs(head: Tree, tree: Tree) -> bool:
     for snapshot in (head.snapshot, tree.snapshot):
         relevant.update(p for p in snapshot.paths() if p.startswith("automations/"))
     return any(head.snapshot.blob_id(p) != tree.snapshot.blob_id(p) for p in relevant)
+
+
+def _unchanged(state: _State | None, final: Snapshot, path: str) -> bool:
+    """Whether `path` is at HEAD as it was in `state`'s commit (its lines are still there)."""
+    if state is None:
+        return False
+    blob = state.tree.snapshot.blob_id(path)
+    return blob is not None and blob == final.blob_id(path)
 
 
 def _first_parent_chain(commits: Sequence[CommitInfo], head: str | None) -> set[str]:

@@ -12,13 +12,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from runner.checking import report
-from runner.checking.tree import check_working_tree
-from runner.core.findings import Severity
+from runner.checking.bases import Base
+from runner.checking.tree import Tree, check_working_tree
+from runner.cli.scope import base_of, from_top, only, require_automations, wanted_paths
+from runner.core.findings import Finding, Severity
 from runner.errors import UsageError
-from runner.repo.workspace import repo_root
+from runner.repo.workspace import Project, find_project
+
+if TYPE_CHECKING:
+    from runner.checking.plan import Plan
 
 
 def add_checking_commands(
@@ -45,7 +50,10 @@ def _add_common(
     command: argparse.ArgumentParser, add_repo: Callable[[argparse.ArgumentParser], None]
 ) -> None:
     command.add_argument(
-        "--base", metavar="REF", help="check every commit since REF, then the working tree"
+        "--base",
+        metavar="REF",
+        help="check every commit since REF, then the working tree; `auto`: the refs of a "
+        "pre-commit push, else the upstream, else the merge base with origin's default branch",
     )
     command.add_argument(
         "--now", metavar="T", type=_instant, help="judge times at this RFC 3339 instant"
@@ -81,13 +89,17 @@ def _instant(text: str) -> datetime:
 
 
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
-    root = repo_root(args.repo)
+    project = find_project(args.repo, args.paths)
+    root = project.root
     now = args.now or datetime.now(UTC)
     against = _against(args)
+    earlier: set[Finding] = set()  # findings HEAD no longer carries: summary only
+    trees: list[Tree] = []
     if against is not None:
         from runner.checking.against import check_against, fetch_deployed
         from runner.checking.runner_client import RunnerClient
 
+        require_automations(project)
         with RunnerClient(*against) as client:
             deployed = fetch_deployed(client)
         result = check_against(root, deployed, now)
@@ -95,44 +107,47 @@ def _validate(args: argparse.Namespace, out: TextIO) -> int:
     elif args.base:
         from runner.checking.walk import walk_history
 
-        history = walk_history(root, args.base, now)
+        base = base_of(project, args.base)
+        assert base is not None
+        history = walk_history(root, base.ref, now, base.head)
         found, tree = history.findings, history.final_tree
+        trees = [history.base_tree]
+        require_automations(project, tree, *trees)
+        earlier = {f for f in found if not history.carried_at_head(f)}
     else:
+        require_automations(project)
         tree = check_working_tree(root, now)
         found = tree.findings
     if args.paths:
-        wanted = {_relative(root, p) for p in args.paths}
-        # A changed template file concerns every automation that reads it.
-        for path in list(wanted):
-            wanted |= tree.template_users.get(path, set())
-        found = [f for f in found if f.path in wanted]
+        known = {p for t in (tree, *trees) for p in t.snapshot.paths()}
+        found = only(found, wanted_paths(project, args.paths, known, tree.template_users))
     found = sorted(found, key=lambda f: f.sort_key)
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if args.format == "github" else None
-    report.render(found, args.format, out, summary_path=Path(summary) if summary else None)
     failing = [f for f in found if f.severity is Severity.ERROR or args.strict]
+    shown = from_top(project, found)
+    hidden = {s for f, s in zip(found, shown, strict=True) if f in earlier}
+    report.render(
+        shown,
+        args.format,
+        out,
+        summary_path=Path(summary) if summary else None,
+        annotate=lambda f: f not in hidden,
+    )
     return 1 if failing else 0
 
 
-def _relative(root: Path, given: str) -> str:
-    path = Path(given)
-    absolute = path if path.is_absolute() else Path.cwd() / path
-    try:
-        return absolute.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def _plan(args: argparse.Namespace, out: TextIO) -> int:
-    root = repo_root(args.repo)
+    project = find_project(args.repo)
     now = args.now or datetime.now(UTC)
     against = _against(args)
     if against is not None:
+        require_automations(project)
         url, key = against
-        return _plan_against(root, url, key, now, args.format, out)
-    return _plan_history(root, args.base, now, args.format, out)
+        return _plan_against(project, url, key, now, args.format, out)
+    return _plan_history(project, base_of(project, args.base), now, args.format, out)
 
 
-def _plan_history(root: Path, base: str | None, now: datetime, fmt: str, out: TextIO) -> int:
+def _plan_history(project: Project, base: Base | None, now: datetime, fmt: str, out: TextIO) -> int:
     """Walk the history from `base` (or HEAD to the working tree), print the plan.
 
     Returns 1 when any change is blocked, else 0.
@@ -141,21 +156,39 @@ def _plan_history(root: Path, base: str | None, now: datetime, fmt: str, out: Te
     from runner.checking.plan_render import render_plan
     from runner.checking.walk import walk_history
 
-    result = walk_history(root, base, now)
+    if base is None:
+        require_automations(project)
+    ref, head = (base.ref, base.head) if base is not None else (None, None)
+    result = walk_history(project.root, ref, now, head)
+    require_automations(project, result.base_tree, result.final_tree)
     plan = build_plan(
         result.net_changes,
-        result.steps,
-        base=result.base_tree.snapshot.commit or base,
+        result.repairs.steps_view(result.steps),
+        base=result.base_tree.snapshot.commit or ref,
         head=result.final_tree.snapshot.commit,
         findings=result.findings,
         known_ids=result.base_tree.versions.keys() | result.final_tree.versions.keys(),
     )
-    render_plan(plan, fmt, out)
+    render_plan(_plan_from_top(project, plan), fmt, out)
     return 1 if plan.blocked else 0
 
 
+def _plan_from_top(project: Project, plan: Plan) -> Plan:
+    """The plan with file paths from the work tree's top."""
+    if not project.prefix:
+        return plan
+
+    def top(path: str | None) -> str | None:
+        return project.from_top(path) if path is not None else None
+
+    entries = tuple(
+        replace(e, old_path=top(e.old_path), new_path=top(e.new_path)) for e in plan.entries
+    )
+    return replace(plan, entries=entries)
+
+
 def _plan_against(
-    root: Path, url: str, api_key: str | None, now: datetime, fmt: str, out: TextIO
+    project: Project, url: str, api_key: str | None, now: datetime, fmt: str, out: TextIO
 ) -> int:
     """The working tree against what the runner at `url` has applied, with runtime impact.
 
@@ -168,7 +201,7 @@ def _plan_against(
 
     with RunnerClient(url, api_key) as client:
         deployed = fetch_deployed(client)
-        result = check_against(root, deployed, now)
+        result = check_against(project.root, deployed, now)
         plan = build_plan(
             result.changes,
             [],
@@ -185,7 +218,7 @@ def _plan_against(
             for entry in plan.entries
         )
     plan = replace(plan, entries=entries, against=client.url)
-    render_plan(plan, fmt, out)
+    render_plan(_plan_from_top(project, plan), fmt, out)
     return 1 if plan.blocked else 0
 
 

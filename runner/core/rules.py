@@ -217,4 +217,13 @@ RULES: dict[str, Rule] = {
         "Every commit is legal, but the net change is not.",
         "merge with a merge commit or rebase, not squash",
     ),
+    "refused-then-repaired": _w(
+        "A commit of the branch is refused for an automation (an invalid file, a change the "
+        "rules do not allow), and a later commit of the same branch makes it accepted again: "
+        "the runner applies the branch and ends where HEAD is, only that commit's version is "
+        "never applied (also an earlier commit's `.yml` file or broken `postwright.yaml` "
+        "that HEAD no longer has). Errors still present at HEAD, or refusals HEAD depends on, "
+        "fail.",
+        "nothing to do: the runner skips the refused version and applies the repair",
+    ),
 }

@@ -58,15 +58,11 @@ class Git:
         self._prefetched: dict[str, bytes | None] = {}
         self._closed = False
         self.oversized: set[str] = set()  # blobs over MAX_FILE_BYTES: skipped, never held
-        top = self._run("rev-parse", "--show-toplevel").decode().strip()
-        self.top = Path(top)
-        if self.top.resolve() != root.resolve():
-            # Paths in commits are relative to the top; reading `automations/` of a
-            # sub-folder would silently find nothing.
-            raise GitError(
-                f"{root} is inside the git work tree {self.top}: history checks need the "
-                f"top of the work tree as the repository root (--repo {self.top})"
-            )
+        # `root` may be a sub-folder of the work tree (a monorepo's `mail/`): commits name
+        # paths from the top, so every path read is filtered to the prefix and cut to it.
+        out = self._run("rev-parse", "--show-toplevel", "--show-prefix")
+        top, prefix, *_ = out.decode("utf-8", "surrogateescape").split("\n")
+        self.top, self.prefix = Path(top), prefix  # prefix: "" at the top, else "mail/"
 
     def __enter__(self) -> Git:
         return self
@@ -111,18 +107,39 @@ class Git:
 
     def resolve(self, ref: str) -> str:
         """The full sha of `ref`; GitError naming the `git fetch` that fixes a missing one."""
-        out = self._run(
-            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", ok=(0, 1)
-        )
-        sha = out.decode().strip()
+        sha = self._verify(ref)
         if not sha:
             raise self.missing(ref)
         return sha
 
+    def has_commit(self, ref: str) -> bool:
+        """Whether `ref` names a commit present in this clone."""
+        return bool(self._verify(ref))
+
+    def _verify(self, ref: str) -> str:
+        out = self._run(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", ok=(0, 1)
+        )
+        return out.decode().strip()
+
+    def upstream(self) -> str | None:
+        """The current branch's upstream (`origin/feature`), or None when none is configured."""
+        out = self._run(
+            "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}", ok=(0, 128)
+        )
+        name = out.decode("utf-8", "surrogateescape").strip()
+        return name if name and self.has_commit(name) else None
+
+    def remote_head(self, remote: str) -> str | None:
+        """The branch `REMOTE/HEAD` points at (`origin/main`), or None when it is not set."""
+        out = self._run(
+            "symbolic-ref", "--quiet", "--short", f"refs/remotes/{remote}/HEAD", ok=(0, 1, 128)
+        )
+        return out.decode("utf-8", "surrogateescape").strip() or None
+
     def head(self) -> str | None:
         """The sha of HEAD, or None in a repository without commits."""
-        out = self._run("rev-parse", "--verify", "--quiet", "HEAD^{commit}", ok=(0, 1))
-        return out.decode().strip() or None
+        return self._verify("HEAD") or None
 
     def commits(self, base: str, head: str) -> list[CommitInfo]:
         """`git rev-list --reverse --topo-order BASE..HEAD` with each commit's parents."""
@@ -164,11 +181,20 @@ class Git:
                 continue
             meta, _, path = entry.partition(b"\t")
             mode, _kind, blob = meta.split(b" ")
+            name = self._inside(path.decode("utf-8", "surrogateescape"))
+            if name is None:
+                continue
             if mode in _FILE_MODES:
-                blobs[path.decode("utf-8", "surrogateescape")] = blob.decode()
+                blobs[name] = blob.decode()
             elif mode == _LINK_MODE:
-                links[path.decode("utf-8", "surrogateescape")] = blob.decode()
+                links[name] = blob.decode()
         return GitSnapshot(self, commit, blobs, links)
+
+    def _inside(self, path: str) -> str | None:
+        """`path` (from the top) relative to the root, or None when it lies outside it."""
+        if not self.prefix:
+            return path
+        return path[len(self.prefix) :] if path.startswith(self.prefix) else None
 
     def changes(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Entry | None]]:
         """For each (commit, parent): path -> new entry (None = gone), in one `diff-tree`."""
@@ -186,7 +212,9 @@ class Git:
                 result.append({})  # the header line of the next pair
                 continue
             _old_mode, mode, _old, blob, _status = token[1:].split(b" ")
-            path = next(tokens).decode("utf-8", "surrogateescape")
+            path = self._inside(next(tokens).decode("utf-8", "surrogateescape"))
+            if path is None:
+                continue
             readable = mode in _FILE_MODES or mode == _LINK_MODE
             result[-1][path] = Entry(blob.decode(), mode == _LINK_MODE) if readable else None
         if len(result) != len(pairs):
@@ -253,21 +281,20 @@ class Git:
     def working_tree(self) -> DirectorySnapshot:
         """Tracked and untracked-not-ignored files as they are on disk (symlinks and special
         files included: reading them decides)."""
-        out = self._run(
-            "-C", str(self.top), "ls-files", "-z", "--cached", "--others", "--exclude-standard"
-        )
+        # Run in the root: paths come relative to it, and only the files under it.
+        out = self._run("ls-files", "-z", "--cached", "--others", "--exclude-standard")
         paths: set[str] = set()
         for raw in out.split(b"\0"):
             if not raw:
                 continue
             path = raw.decode("utf-8", "surrogateescape")
             try:
-                mode = os.lstat(self.top / path).st_mode
+                mode = os.lstat(self.root / path).st_mode
             except OSError:
                 continue  # tracked but deleted on disk
             if not stat.S_ISDIR(mode):
                 paths.add(path)
-        return DirectorySnapshot(self.top, paths)
+        return DirectorySnapshot(self.root, paths)
 
     def retired_ids(self, before: str) -> set[str]:
         """Ids of automation files deleted in the history of `before`, except ids present there."""
@@ -282,7 +309,8 @@ class Git:
             "--",
             "automations/",
         )
-        deleted = {_stem(p) for p in _paths(out) if is_automation_path(p)}
+        inside = (self._inside(p) for p in _paths(out))
+        deleted = {_stem(p) for p in inside if p is not None and is_automation_path(p)}
         present = {_stem(p) for p in self.snapshot(before).paths() if is_automation_path(p)}
         return deleted - present
 

@@ -431,14 +431,28 @@ def test_the_history_walk_agrees_with_the_model(history: History) -> None:
         assert blocked.get(sha, set()) == refused, f"step {number}: {verdicts} of\n{history}"
 
 
-# --- a disagreement left open ---------------------------------------------------------------
+@examples(quick=10, long=300)
+@given(histories(max_steps=6, moving_clock=False))
+def test_the_branch_fails_exactly_when_the_runner_ends_refusing(history: History) -> None:
+    # Judged as the runner applies it: the branch fails when the last step still refuses an
+    # automation; every refusal before that which the branch repairs is only a warning.
+    model = Model.holding(history.start)
+    verdicts = [model.apply(step) for step in history.steps]
+    refusing_at_head = any(rule is not None for rule in verdicts[-1].values())
+    with tempfile.TemporaryDirectory() as folder:
+        repo = GitRepo(Path(folder) / "repo")
+        base, *_ = commit_history(repo, history)
+        found = walk_history(repo.path, base, NOW).findings
+    errors = [f for f in found if f.severity.value == "error"]
+    assert bool(errors) == refusing_at_head, f"{verdicts} {errors} of\n{history}"
+    refused_before = any(rule is not None for step in verdicts[:-1] for rule in step.values())
+    if not refused_before:
+        assert not [f for f in found if f.rule == "refused-then-repaired"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refused-then-repaired is not implemented: the walk fails the branch on every "
-    "refused commit, even one a later commit of the branch repairs",
-)
+# --- refusals a later commit repairs ------------------------------------------------------
+
+
 def test_a_refusal_that_a_later_commit_repairs_is_a_warning(tmp_path: Path) -> None:
     running = Spec("a", "running")
     edited = replace(running, body="inline B")
