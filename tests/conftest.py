@@ -25,6 +25,7 @@ pytest_plugins = ["tests.pg"]
 
 UNIT_MODULES = frozenset(
     {
+        "test_addresses",
         "test_architecture",
         "test_auth",
         "test_catalog",
@@ -32,6 +33,7 @@ UNIT_MODULES = frozenset(
         "test_conditions",
         "test_dependencies",
         "test_examples_dir",
+        "test_findings_one_run",
         "test_http_classify",
         "test_lifecycle",
         "test_loader",
