@@ -10,9 +10,12 @@ import sys
 from datetime import UTC, datetime
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from runner.checking.tree import Tree, TreeChecker
-from runner.core.addresses import address_problem
+from runner.core.addresses import _EVERYDAY, address_problem, everyday
 from runner.repo.snapshot import MemorySnapshot
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -62,6 +65,32 @@ def test_good_addresses_pass(value: str) -> None:
 def test_bad_addresses_are_refused_with_a_reason(value: str) -> None:
     problem = address_problem(value)
     assert problem is not None and len(problem) > 10
+
+
+def library_accepts(address: str) -> bool:
+    try:
+        validate_email(address, check_deliverability=False, test_environment=True)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.from_regex(_EVERYDAY, fullmatch=True), st.text(max_size=80)))
+@example("ab--cd@shop.example")
+@example("news@xn--bcher-kva.example")
+@example("news@shop.onion")
+@example("news@shop.123")
+@example("a" * 65 + "@shop.example")
+@example("news@" + "a" * 64 + ".example")
+def test_the_everyday_shortcut_accepts_only_what_the_library_accepts(address: str) -> None:
+    if everyday(address):
+        assert library_accepts(address), address
+
+
+def test_the_everyday_shortcut_covers_the_usual_senders() -> None:
+    assert everyday("news@shop.example") and everyday("first.last+tag@mail.shop-1.co.uk")
+    assert not everyday("news@localhost") and not everyday("news@bücher.example")
 
 
 def test_no_dns_module_is_loaded_by_checking() -> None:

@@ -51,7 +51,7 @@ class Loaded(Generic[M]):
 
     def readable(self, *path: str | int) -> bool:
         """Whether `path` holds a value the checks may read (not dropped as invalid)."""
-        return not touches(tuple(path), self.dropped)
+        return not self.dropped or not touches(tuple(path), self.dropped)
 
 
 def load_automation(path: str, content: bytes) -> Loaded[Automation]:
