@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from runner.checking.tree import Tree, TreeChecker
 from runner.core.loader import load_automation, load_config
+from runner.core.salvage import MAX_BAD
 from runner.repo.snapshot import MemorySnapshot
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -218,3 +219,11 @@ def test_an_incremental_check_of_invalid_files_equals_a_full_check() -> None:
     )
     assert incremental.findings == TreeChecker().check(after, NOW).findings
     assert "yaml-boolean" not in {f.rule for f in incremental.findings}
+
+
+def test_a_file_with_a_flood_of_errors_reports_them_all_without_salvage() -> None:
+    labels = "".join(f"  k{i}: [1]\n" for i in range(MAX_BAD + 1))
+    text = "id: x\nstatus: draft\ntrigger: {type: api}\nemail: {from: a, subject: s}\nlabels:\n"
+    loaded = load_automation("automations/x.yaml", (text + labels).encode())
+    assert len(loaded.findings) == MAX_BAD + 2  # every label, and `from` too short
+    assert loaded.partial is None  # too many problems to check the rest on
