@@ -43,6 +43,25 @@ also prints a `help:` line; the text below is the default, some findings give
 a more specific one.
 """
 
+ONE_RUN_NOTE = """\
+## Every finding in one run
+
+`validate` reports every finding it can in one run. A file with an error is
+still checked wherever it parsed: every schema error (not only the first),
+the rules between keys that did parse, its `id` against the file name, its
+templates (existence and syntax) and its references to other files. A value
+that already has a finding is not checked again, so no finding is a
+consequence of another: `status: yes` is one `yaml-boolean`, not also a
+`schema` error; an invalid `start_at` is not also `start-at-required`. A file
+with an error is never applied, whatever else it holds.
+
+`invalid-address`: `email.from` and `email.reply_to` are checked as email
+addresses, `name@domain` or `Display Name <name@domain>`, for their syntax only
+(no DNS lookup; the `.test` names reserved for testing are accepted). A display
+name holding `,` `;` `:` `<` `>` `"` or `@` must be in double quotes:
+`"Shop, Inc." <news@shop.example>`.
+"""
+
 TRANSITION_INTRO = """\
 ## Status transitions
 
@@ -112,6 +131,8 @@ def render() -> str:
         f"{HEADER}\n## Rule ids\n\n{len(RULES)} rules: {counts['error']} errors, "
         f"{counts['warning']} warnings.\n\n{rules_table()}\n{TRANSITION_INTRO}\n"
         f"{transition_table()}\n{EDIT_NOTE}\n{BRANCH_NOTE}"
+        f"{counts['warning']} warnings.\n\n{rules_table()}\n{ONE_RUN_NOTE}\n{TRANSITION_INTRO}\n"
+        f"{transition_table()}\n{EDIT_NOTE}"
     )
 
 

@@ -25,6 +25,7 @@ pytest_plugins = ["tests.pg"]
 
 UNIT_MODULES = frozenset(
     {
+        "test_addresses",
         "test_architecture",
         "test_auth",
         "test_catalog",
@@ -33,6 +34,7 @@ UNIT_MODULES = frozenset(
         "test_dependencies",
         "test_examples_dir",
         "test_examples_render",
+        "test_findings_one_run",
         "test_http_classify",
         "test_lifecycle",
         "test_loader",

@@ -30,7 +30,8 @@ class _File:
 
     def finding(self, rule: str, message: str, *at: str, key: bool = False) -> Finding:
         line, col = self.loaded.position(*at, key=key)
-        return findings.make(rule, self.loaded.path, message, line, col, automation=self.model.id)
+        ident = self.model.id if self.loaded.readable("id") else None
+        return findings.make(rule, self.loaded.path, message, line, col, automation=ident)
 
 
 def cross_file_findings(
@@ -64,6 +65,7 @@ def cross_file_findings(
     found.extend(_id_findings(files))
     for file in files:
         found.extend(_file_findings(file, by_id, declared, config))
+    found.extend(_partial_findings(loaded, files, declared, config))
     found.extend(_cycle_findings(by_id))
     found.extend(_collision_findings(files, config))
     return found
@@ -97,19 +99,71 @@ def _id_findings(files: list[_File]) -> Iterator[Finding]:
             first[ident] = path
 
 
+def _partial_findings(
+    loaded: Mapping[str, Loaded[Automation]],
+    files: list[_File],
+    declared: set[str],
+    config: Config,
+) -> Iterator[Finding]:
+    """The rules above that still apply to an invalid file, on the parts of it that parsed.
+
+    Only rules about the file itself run (its id, name and references), and only
+    on values the loader kept; they never add a finding to another, valid file.
+    """
+    valid_ids = {file.model.id: file.loaded.path for file in files}
+    for path, item in sorted(loaded.items()):
+        model = item.partial
+        if item.model is not None or model is None:
+            continue
+        file = _File(item, model, model.status)
+        if item.readable("id"):
+            if model.id != _stem(path):
+                yield file.finding(
+                    "id-mismatch",
+                    f"`id: {model.id}` differs from the file name `{_stem(path)}.yaml`",
+                    "id",
+                )
+            if model.id in valid_ids:
+                yield file.finding(
+                    "id-duplicate",
+                    f"id `{model.id}` is already declared in {valid_ids[model.id]}",
+                    "id",
+                )
+        if item.readable("provider") and model.provider not in config.providers:
+            yield _unknown_provider(file, config)
+        trigger = model.trigger
+        if (
+            isinstance(trigger, EmailTrigger)
+            and item.readable("trigger", "automation")
+            and trigger.automation not in declared
+        ):
+            yield _unknown_automation(file, trigger.automation)
+
+
+def _unknown_provider(file: _File, config: Config) -> Finding:
+    model = file.model
+    known = ", ".join(sorted(config.providers))
+    written = file.loaded.document is not None and ("provider",) in file.loaded.document.values
+    subject = f"provider `{model.provider}`" if written else "the default provider `default`"
+    return file.finding(
+        "unknown-provider",
+        f"{subject} is not declared in postwright.yaml (declared: {known})",
+        "provider",
+    )
+
+
+def _unknown_automation(file: _File, name: str) -> Finding:
+    return file.finding(
+        "unknown-automation", f"no automation has id `{name}`", "trigger", "automation"
+    )
+
+
 def _file_findings(
     file: _File, by_id: Mapping[str, _File], declared: set[str], config: Config
 ) -> Iterator[Finding]:
     model = file.model
     if model.provider not in config.providers:
-        known = ", ".join(sorted(config.providers))
-        written = file.loaded.document is not None and ("provider",) in file.loaded.document.values
-        subject = f"provider `{model.provider}`" if written else "the default provider `default`"
-        yield file.finding(
-            "unknown-provider",
-            f"{subject} is not declared in postwright.yaml (declared: {known})",
-            "provider",
-        )
+        yield _unknown_provider(file, config)
     yield from _lifecycle_warnings(file)
     trigger = model.trigger
     if not isinstance(trigger, EmailTrigger):
@@ -117,12 +171,7 @@ def _file_findings(
     source = by_id.get(trigger.automation)
     if source is None:
         if trigger.automation not in declared:
-            yield file.finding(
-                "unknown-automation",
-                f"no automation has id `{trigger.automation}`",
-                "trigger",
-                "automation",
-            )
+            yield _unknown_automation(file, trigger.automation)
         return
     if file.effective is Status.STOPPED:
         return  # a stopped automation's trigger never fires again anyway

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from runner.checking import semantics
 from runner.core import findings
+from runner.core.addresses import address_findings
 from runner.core.config import Config
 from runner.core.findings import Finding, Severity
 from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH
@@ -197,23 +198,29 @@ class TreeChecker:
         if loaded is None:
             loaded = _load(snapshot, path, load_automation)
             self._automations[(path, blob)] = loaded
-        if loaded.model is None:
+        # An invalid file is still checked wherever it parsed (its salvaged model).
+        model = loaded.model or loaded.partial
+        if model is None:
             return FileResult(loaded, None, loaded.findings, ())
-        named = template_paths(path, loaded.model)
+        named = template_paths(path, model)
         key = (path, blob, tuple(snapshot.blob_id(p) if p else None for p in named.values()))
         cached = self._file_checks.get(key)
         if cached is None:
             try:
-                cached = self._check_templates(snapshot, loaded, named)
+                cached = self._check_templates(snapshot, loaded, model, named)
             except Exception as error:  # a checker bug: a finding for this file only
-                cached = (None, (_crashed(path, error, loaded.model.id),))
+                cached = (None, (*loaded.findings, _crashed(path, error, model.id)))
             self._file_checks[key] = cached
         version, found = cached
         used = tuple(p for p in named.values() if p is not None)
         return FileResult(loaded, version, found, used)
 
     def _check_templates(
-        self, snapshot: Snapshot, loaded: Loaded[Automation], named: dict[str, str | None]
+        self,
+        snapshot: Snapshot,
+        loaded: Loaded[Automation],
+        model: Automation,
+        named: dict[str, str | None],
     ) -> tuple[Version | None, tuple[Finding, ...]]:
         texts: dict[str, str | None] = {}
         refused: dict[str, tuple[str, str]] = {}
@@ -223,8 +230,12 @@ class TreeChecker:
             why = snapshot.refusal(repo_path) if repo_path is not None else None
             if why is not None:
                 refused[key] = (why.rule, why.message)
-        found = template_findings(loaded, named, texts, refused)
-        if any(f.severity == "error" for f in found):
+        found = [
+            *loaded.findings,
+            *address_findings(loaded),
+            *template_findings(loaded, named, texts, refused, model=model),
+        ]
+        if loaded.model is None or any(f.severity == "error" for f in found):
             return None, tuple(found)
         present = {key: text for key, text in texts.items() if text is not None}
         return Version.of(loaded, present), tuple(found)

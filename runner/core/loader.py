@@ -6,18 +6,19 @@ value or key it concerns; nothing here raises on bad input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from runner.core import findings
 from runner.core.config import Config
 from runner.core.findings import Finding
+from runner.core.locations import Path, error_path
 from runner.core.model import COLLECT_VIOLATIONS, Automation, constraint_violations
 from runner.core.rules import RULES
-from runner.core.yamlread import Document, Path, read_yaml
+from runner.core.salvage import salvage, touches, trusted
+from runner.core.yamlread import Document, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,12 +29,19 @@ _SECRET_KEY_HINTS = ("token", "secret", "password", "api_key", "key")
 
 @dataclass(frozen=True)
 class Loaded(Generic[M]):
-    """A file read through the loader: the model when valid, and every finding."""
+    """A file read through the loader: the model when valid, and every finding.
+
+    An invalid automation file may still carry `partial`, a model of the parts
+    that parsed (see salvage.py), and `dropped`, the key paths left out of it:
+    checks of other parts still run on it, and never produce a version.
+    """
 
     path: str
     model: M | None
     findings: tuple[Finding, ...]
     document: Document | None
+    partial: M | None = None
+    dropped: frozenset[Path] = frozenset()
 
     def position(self, *path: str | int, key: bool = False) -> tuple[int, int]:
         """Line and column of `path` in the file (1, 1 when unknown)."""
@@ -41,50 +49,76 @@ class Loaded(Generic[M]):
             return (1, 1)
         return self.document.position(tuple(path), key=key)
 
+    def readable(self, *path: str | int) -> bool:
+        """Whether `path` holds a value the checks may read (not dropped as invalid)."""
+        return not self.dropped or not touches(tuple(path), self.dropped)
+
 
 def load_automation(path: str, content: bytes) -> Loaded[Automation]:
-    """Read one automation file; the model is None when any error was found."""
+    """Read one automation file; the model is None when any error was found.
+
+    Every finding that can be found in one pass is reported: a YAML 1.1 boolean
+    word, every schema error, and the rules between keys that did parse.
+    """
     document, found = read_yaml(path, content)
-    if document is None or found:
+    if document is None:
         return Loaded(path, None, tuple(found), document)
+    suspect = frozenset(document.booleans)
     try:
         model = Automation.model_validate(document.data, context={COLLECT_VIOLATIONS: True})
+        bad: list[Path] = []
+        unknown: list[Path] = []
     except ValidationError as error:
-        return Loaded(path, None, tuple(_validation_findings(path, document, error)), document)
-    violations = constraint_violations(model)
-    if violations:
-        located = [
-            findings.make(v.rule, path, v.message, *document.position(v.at), automation=model.id)
-            for v in violations
-        ]
-        return Loaded(path, None, tuple(located), document)
+        model = None
+        located = _validation_findings(path, document, error, skip=suspect)
+        found.extend(finding for finding, _, _ in located)
+        bad = [where for _, where, extra in located if not extra]
+        unknown = [where for _, where, extra in located if extra]
+    if model is None or suspect:
+        partial, dropped = salvage(document.data, [*bad, *suspect], unknown)
+    else:
+        partial, dropped = model, frozenset()
+    if partial is not None:
+        ident = partial.id if not touches(("id",), dropped) else None
+        found.extend(
+            findings.make(v.rule, path, v.message, *document.position(v.at), automation=ident)
+            for v in constraint_violations(partial)
+            if trusted(v, dropped)
+        )
+    if found:
+        return Loaded(path, None, tuple(found), document, partial, dropped)
     return Loaded(path, model, (), document)
 
 
 def load_config(path: str, content: bytes) -> Loaded[Config]:
     """Read `postwright.yaml`; an empty file is the default configuration."""
     document, found = read_yaml(path, content)
-    if document is None or found:
+    if document is None:
         return Loaded(path, None, tuple(found), document)
     data = {} if document.data is None else document.data
     try:
         model = Config.model_validate(data)
     except ValidationError as error:
-        return Loaded(path, None, tuple(_validation_findings(path, document, error)), document)
+        located = _validation_findings(path, document, error, skip=frozenset(document.booleans))
+        found.extend(finding for finding, _, _ in located)
+        return Loaded(path, None, tuple(found), document)
+    if found:
+        return Loaded(path, None, tuple(found), document)
     return Loaded(path, model, (), document)
 
 
-def _validation_findings(path: str, document: Document, error: ValidationError) -> list[Finding]:
-    result: list[Finding] = []
+def _validation_findings(
+    path: str, document: Document, error: ValidationError, *, skip: frozenset[Path]
+) -> list[tuple[Finding, Path, bool]]:
+    """Each error once per place, with its key path and whether it is an unknown key.
+
+    Errors inside a `skip` path are left out: a finding there already explains them.
+    """
+    result: list[tuple[Finding, Path, bool]] = []
     seen: set[Path] = set()
     for detail in error.errors(include_url=False):
-        where = _written_path(document.data, detail["loc"])
-        context = detail.get("ctx") or {}
-        if detail["type"] == "union_tag_invalid":
-            where = (*where, str(context.get("discriminator", "'type'")).strip("'"))
-        if isinstance(context.get("at"), str) and context["at"]:
-            where = (*where, *context["at"].split("."))
-        if where in seen:
+        where = error_path(document.data, detail)
+        if where in seen or touches_inside(where, skip):
             continue  # one finding per place: union members repeat the same mistake
         seen.add(where)
         kind = detail["type"]
@@ -97,50 +131,14 @@ def _validation_findings(path: str, document: Document, error: ValidationError) 
                 f"name an environment variable with `{where[-1]}_env` instead"
             )
         line, col = document.position(where, key=kind == "extra_forbidden")
-        result.append(findings.make(rule, path, message, line, col))
+        finding = findings.make(rule, path, message, line, col)
+        result.append((finding, where, kind == "extra_forbidden"))
     return result
 
 
-_CONDITION_TAGS = ("field", "in_group", "all", "any", "not")
-
-
-def _union_tag(value: Mapping[Any, Any]) -> str | None:
-    """The tag pydantic writes into `loc` after a discriminated union holding `value`."""
-    kind = value.get("type")
-    if isinstance(kind, str):
-        return kind
-    return next((key for key in _CONDITION_TAGS if key in value), None)
-
-
-def _written_path(data: Any, loc: Sequence[int | str]) -> Path:
-    """The part of pydantic's `loc` that names keys written in the file.
-
-    pydantic inserts union tags and member names (`email`, `Cooldown`) into
-    locations; they are skipped unless the data really has such a key. A tag
-    comes right after the union's own location, so when the next part equals
-    the tag of the mapping found there, it is the tag even if the mapping also
-    has a key of that name (`{field: ..., op: ...}`, `{type: event, event: ...}`).
-    """
-    current: Any = data
-    written: list[str | int] = []
-    tag_checked = False
-    for index, part in enumerate(loc):
-        last = index == len(loc) - 1
-        if isinstance(current, Mapping) and not tag_checked:
-            tag_checked = True
-            if not last and part == _union_tag(current):
-                continue
-        if isinstance(current, Mapping) and part in current:
-            current = current[part]
-            written.append(part)
-            tag_checked = False
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            current = current[part]
-            written.append(part)
-            tag_checked = False
-        elif last and isinstance(current, Mapping) and isinstance(part, str):
-            written.append(part)  # a missing key names itself
-    return tuple(written)
+def touches_inside(where: Path, skip: frozenset[Path]) -> bool:
+    """Whether `where` is one of the `skip` paths or lies inside one."""
+    return any(where[: len(gone)] == gone for gone in skip)
 
 
 def _dotted(where: Path) -> str:

@@ -241,85 +241,148 @@ class Automation(StrictModel):
 
 
 class Violation(BaseModel):
-    """A rule broken across fields of one automation, located by a key path."""
+    """A rule broken across fields of one automation, located by a key path.
+
+    `uses` names every key path the rule read, so that a caller holding a model
+    with some values dropped (the loader's salvage) can tell which violations
+    might come from a dropped value.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     rule: str
     at: tuple[str, ...]
     message: str
+    uses: tuple[tuple[str, ...], ...] = ()
+
+
+_TYPE = ("trigger", "type")
+_SECTIONS = (("trigger",), ("email",))
+_BODIES = (("email", "html"), ("email", "html_file"), ("email", "text"), ("email", "text_file"))
 
 
 def constraint_violations(automation: Automation) -> list[Violation]:
     """Every cross-field rule of the file format that `automation` breaks (empty when valid)."""
     found: list[Violation] = []
 
-    def add(rule: str, at: tuple[str, ...], message: str) -> None:
-        found.append(Violation(rule=rule, at=at, message=message))
+    def add(rule: str, at: tuple[str, ...], message: str, *uses: tuple[str, ...]) -> None:
+        # A rule located at a key reads that key too; one located at a whole section
+        # (`trigger`, `email`) reads only the keys it names.
+        read = uses if at in _SECTIONS else (at, *uses)
+        found.append(Violation(rule=rule, at=at, message=message, uses=read))
 
     a = automation
     if a.status is Status.SCHEDULED and a.start_at is None:
-        add("start-at-required", ("status",), "a scheduled automation needs `start_at`")
+        add(
+            "start-at-required",
+            ("status",),
+            "a scheduled automation needs `start_at`",
+            ("start_at",),
+        )
     if a.start_at is not None and a.stop_at is not None and a.stop_at <= a.start_at:
-        add("stop-at-before-start", ("stop_at",), "`stop_at` must be later than `start_at`")
+        add(
+            "stop-at-before-start",
+            ("stop_at",),
+            "`stop_at` must be later than `start_at`",
+            ("start_at",),
+        )
     _trigger_violations(a.trigger, add)
     if isinstance(a.trigger, DateTrigger | ScheduleTrigger) and a.retrigger is not False:
         add(
             "retrigger-not-allowed",
             ("retrigger",),
             f"a `{a.trigger.type}` trigger takes no `retrigger`",
+            _TYPE,
         )
     if isinstance(a.trigger, ScheduleTrigger) and a.repeat is not None:
-        add("repeat-not-allowed", ("repeat",), "a `schedule` trigger takes no `repeat`")
+        add("repeat-not-allowed", ("repeat",), "a `schedule` trigger takes no `repeat`", _TYPE)
     if a.send_window is not None and a.send_window.start == a.send_window.end:
-        add("window-empty", ("send_window", "end"), "the window's `start` equals its `end`")
+        add(
+            "window-empty",
+            ("send_window", "end"),
+            "the window's `start` equals its `end`",
+            ("send_window", "start"),
+        )
     email = a.email
     if email.html is not None and email.html_file is not None:
-        add("email-body-conflict", ("email", "html_file"), "give `html` or `html_file`, not both")
+        add(
+            "email-body-conflict",
+            ("email", "html_file"),
+            "give `html` or `html_file`, not both",
+            ("email", "html"),
+        )
     if email.text is not None and email.text_file is not None:
-        add("email-body-conflict", ("email", "text_file"), "give `text` or `text_file`, not both")
+        add(
+            "email-body-conflict",
+            ("email", "text_file"),
+            "give `text` or `text_file`, not both",
+            ("email", "text"),
+        )
     if not any((email.html, email.html_file, email.text, email.text_file)):
         add(
             "email-body-required",
             ("email",),
             "the email needs `html`, `html_file`, `text` or `text_file`",
+            *_BODIES,
         )
     return found
 
 
 def _trigger_violations(trigger: Any, add: Any) -> None:
+    """The rules inside one trigger; each reads the trigger's type and the keys it names."""
     if isinstance(trigger, EventTrigger):
+        event, group = ("trigger", "event"), ("trigger", "group")
         if trigger.event in NEVER_SENDS_EVENTS:
             add(
                 "trigger-never-sends",
-                ("trigger", "event"),
+                event,
                 f"`{trigger.event}` fires only for subscribers who can no longer be emailed",
+                _TYPE,
             )
         if trigger.event in GROUP_EVENTS and trigger.group is None:
-            add("trigger-group", ("trigger",), f"`{trigger.event}` needs `group`")
+            add("trigger-group", ("trigger",), f"`{trigger.event}` needs `group`", event, group)
         if trigger.event not in GROUP_EVENTS and trigger.group is not None:
             add(
                 "trigger-group",
-                ("trigger", "group"),
+                group,
                 "`group` applies only to group.joined/group.left",
+                _TYPE,
+                event,
             )
     if isinstance(trigger, EmailTrigger):
-        negative = trigger.action in (EmailAction.NOT_OPENED, EmailAction.NOT_CLICKED)
-        clicks = trigger.action in (EmailAction.CLICKED, EmailAction.NOT_CLICKED)
-        if negative and trigger.within is None:
-            add("trigger-within", ("trigger",), f"`{trigger.action.value}` needs `within`")
-        if not negative and trigger.within is not None:
-            add(
-                "trigger-within",
-                ("trigger", "within"),
-                "`within` applies only to not_opened/not_clicked",
-            )
-        if trigger.link is not None and trigger.link_contains is not None:
-            add(
-                "trigger-link",
-                ("trigger", "link_contains"),
-                "give `link` or `link_contains`, not both",
-            )
-        elif not clicks and (trigger.link or trigger.link_contains):
-            key = "link" if trigger.link is not None else "link_contains"
-            add("trigger-link", ("trigger", key), "link filters apply only to clicked/not_clicked")
+        _email_trigger_violations(trigger, add)
+
+
+def _email_trigger_violations(trigger: EmailTrigger, add: Any) -> None:
+    action, within = ("trigger", "action"), ("trigger", "within")
+    link, contains = ("trigger", "link"), ("trigger", "link_contains")
+    negative = trigger.action in (EmailAction.NOT_OPENED, EmailAction.NOT_CLICKED)
+    clicks = trigger.action in (EmailAction.CLICKED, EmailAction.NOT_CLICKED)
+    if negative and trigger.within is None:
+        add(
+            "trigger-within",
+            ("trigger",),
+            f"`{trigger.action.value}` needs `within`",
+            _TYPE,
+            action,
+            within,
+        )
+    if not negative and trigger.within is not None:
+        add(
+            "trigger-within",
+            within,
+            "`within` applies only to not_opened/not_clicked",
+            _TYPE,
+            action,
+        )
+    if trigger.link is not None and trigger.link_contains is not None:
+        add("trigger-link", contains, "give `link` or `link_contains`, not both", _TYPE, link)
+    elif not clicks and (trigger.link or trigger.link_contains):
+        key = link if trigger.link is not None else contains
+        add(
+            "trigger-link",
+            key,
+            "link filters apply only to clicked/not_clicked",
+            _TYPE,
+            action,
+        )

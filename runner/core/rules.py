@@ -84,6 +84,10 @@ RULES: dict[str, Rule] = {
         "A condition field is not a path into `subscriber` or `event`.",
         "start the path with `subscriber.` or `event.`",
     ),
+    "invalid-address": _e(
+        "An email address (`from`, `reply_to`) is not `name@domain` or `Name <name@domain>`.",
+        'write an address such as `news@shop.example` or `"Shop, Inc" <news@shop.example>`',
+    ),
     "datetime-offset": _e(
         "A date-time lacks a UTC offset.", "add an offset, e.g. `2026-12-01T09:00:00+09:00`"
     ),

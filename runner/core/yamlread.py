@@ -46,6 +46,9 @@ class Document:
     data: Any = None
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    # Paths whose value or key is a YAML 1.1 boolean word: already reported, so later
+    # checks neither report them again nor trust them.
+    booleans: set[Path] = field(default_factory=set)
 
     def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """Where `path` is written; the nearest written ancestor when it is not."""
@@ -86,6 +89,7 @@ class _Reader:
         self.found: list[Finding] = []
         self.stack: list[_Frame] = []
         self.documents = 0
+        self.boolean = False  # the scalar being added is a YAML 1.1 boolean word
 
     def problem(self, rule: str, message: str, mark: Any) -> None:
         self.found.append(findings.make(rule, self.path, message, mark.line + 1, mark.column + 1))
@@ -162,6 +166,7 @@ class _Reader:
                 f'write "{event.value}" or true/false',
                 event.start_mark,
             )
+            self.boolean = True
             return event.value
         return _resolve_plain(event.value)
 
@@ -171,12 +176,14 @@ class _Reader:
         if not self.stack:
             self.doc.data = value
             self.doc.values[()] = position
+            self.note_boolean(())
             return ()
         frame = self.stack[-1]
         if isinstance(frame.container, list):
             path = (*frame.path, len(frame.container))
             frame.container.append(value)
             self.doc.values[path] = position
+            self.note_boolean(path)
             return path
         if frame.key is None:
             if type(event) is not yaml.ScalarEvent:
@@ -193,12 +200,19 @@ class _Reader:
                 raise _Abort
             frame.key = key
             self.doc.keys[(*frame.path, key)] = position
+            self.note_boolean((*frame.path, key))
             return frame.path
         path = (*frame.path, frame.key)
         frame.container[frame.key] = value
         frame.key = None
         self.doc.values[path] = position
+        self.note_boolean(path)
         return path
+
+    def note_boolean(self, path: Path) -> None:
+        if self.boolean:
+            self.boolean = False
+            self.doc.booleans.add(path)
 
 
 def read_yaml(path: str, content: bytes) -> tuple[Document | None, list[Finding]]:

@@ -70,36 +70,42 @@ def template_findings(
     paths: Mapping[str, str | None],
     texts: Mapping[str, str | None],
     refused: Mapping[str, tuple[str, str]] | None = None,
+    *,
+    model: Automation | None = None,
 ) -> list[Finding]:
-    """Findings about the subject, preheader and bodies of a valid automation.
+    """Findings about the subject, preheader and bodies of an automation.
+
+    `model` is the loaded model, or for an invalid file the model of its parts
+    that parsed (`Loaded.partial`): keys the loader dropped are not checked.
 
     `paths` maps `html_file` / `text_file` to the resolved repository path
     (None when the name leaves the repository); `texts` maps the same keys to
     the file's text (None when the file does not exist or is refused);
     `refused` maps them to the rule and message of a file that is not read.
     """
-    model = loaded.model
+    model = model or loaded.model
     if model is None:
         return []
     found: list[Finding] = []
+    ident = model.id if loaded.readable("id") else None
     email = model.email
     for key in INLINE_KEYS:
         text = getattr(email, key)
-        if text is not None:
+        if text is not None and loaded.readable("email", key):
             place = _InlinePlace(loaded, key, text)
             for problem in _problems(model, text, html=key == "html"):
                 line, col = place.map(problem.line, problem.col)
-                found.append(_finding(problem, loaded.path, line, col, model.id))
+                found.append(_finding(problem, loaded.path, line, col, ident))
     for key, body in FILE_KEYS.items():
-        if getattr(email, key) is None:
+        if getattr(email, key) is None or not loaded.readable("email", key):
             continue
         refusal = (refused or {}).get(key)
         if refusal is not None:
             line, col = loaded.position("email", key)
             rule, message = refusal
-            found.append(findings.make(rule, loaded.path, message, line, col, automation=model.id))
+            found.append(findings.make(rule, loaded.path, message, line, col, automation=ident))
             continue
-        found.extend(_file_findings(loaded, key, body, paths.get(key), texts.get(key)))
+        found.extend(_file_findings(loaded, model, key, body, paths.get(key), texts.get(key)))
     return found
 
 
@@ -112,31 +118,35 @@ def _problems(model: Automation, text: str, *, html: bool) -> list[Problem]:
 
 
 def _file_findings(
-    loaded: Loaded[Automation], key: str, body: str, path: str | None, text: str | None
+    loaded: Loaded[Automation],
+    model: Automation,
+    key: str,
+    body: str,
+    path: str | None,
+    text: str | None,
 ) -> list[Finding]:
-    model = loaded.model
-    assert model is not None
     named = getattr(model.email, key)
+    ident = model.id if loaded.readable("id") else None
     line, col = loaded.position("email", key)
     if path is None:
         message = f"`{named}` leaves the repository"
         return [
             findings.make(
-                "template-outside-repo", loaded.path, message, line, col, automation=model.id
+                "template-outside-repo", loaded.path, message, line, col, automation=ident
             )
         ]
     if text is None:
         message = f"template file `{path}` does not exist"
         return [
-            findings.make("template-missing", loaded.path, message, line, col, automation=model.id)
+            findings.make("template-missing", loaded.path, message, line, col, automation=ident)
         ]
     return [
-        _finding(problem, path, problem.line, problem.col, model.id)
+        _finding(problem, path, problem.line, problem.col, ident)
         for problem in _problems(model, text, html=body == "html")
     ]
 
 
-def _finding(problem: Problem, path: str, line: int, col: int, automation: str) -> Finding:
+def _finding(problem: Problem, path: str, line: int, col: int, automation: str | None) -> Finding:
     return findings.make(problem.rule, path, problem.message, line, col, automation=automation)
 
 
