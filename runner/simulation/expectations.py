@@ -32,7 +32,7 @@ def judge(scenario: Scenario, timeline: Timeline) -> list[Verdict]:
         verdicts.append(_no_send(scenario, timeline, forbidden))
     for note in timeline.notes:
         if note.failure:
-            verdicts.append(Verdict(note.line, "step", False, "the step runs", note.message))
+            verdicts.append(Verdict(note.line, "step", False, "step not taken", note.message))
     return sorted(verdicts, key=lambda v: (v.line, v.kind))
 
 

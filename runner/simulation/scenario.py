@@ -62,6 +62,7 @@ class Step:
     kind: str
     values: dict[str, Any]
     index: int  # order in the file, for a stable order at one instant
+    col: int = 1
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class ExpectSend:
     automation: str
     at: datetime | None
     within: timedelta
+    col: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class ExpectNoSend:
     automation: str
     start: datetime
     until: datetime | None  # None: the end of the simulation
+    col: int = 1
 
 
 @dataclass
@@ -167,12 +170,16 @@ class _Builder:
             kind = next(k for k in _KINDS if k in item)
             where = ("events", index)
             at = self._when(item["at"], (*where, "at"))
-            scenario.steps.append(Step(at, self._line(where), kind, dict(item), index))
+            scenario.steps.append(
+                Step(at, self._line(where), kind, dict(item), index, self._col(where))
+            )
         for index, item in enumerate(self.data.get("status_changes", [])):
             where = ("status_changes", index)
             at = self._when(item["at"], (*where, "at"))
             # Status changes come first at an instant: the engine sees them before the events.
-            scenario.steps.append(Step(at, self._line(where), "status", dict(item), index - 10**6))
+            order = index - 10**6
+            step = Step(at, self._line(where), "status", dict(item), order, self._col(where))
+            scenario.steps.append(step)
         scenario.steps.sort(key=lambda s: (s.at, s.index))
         expect = self.data.get("expect", {})
         for index, item in enumerate(expect.get("sends", [])):
@@ -180,7 +187,14 @@ class _Builder:
             due = self._when(item["at"], (*spot, "at")) if "at" in item else None
             within = timedelta(seconds=parse_duration(item.get("within", "0s")) or 0)
             scenario.sends.append(
-                ExpectSend(self._line(spot), _address(item["to"]), item["automation"], due, within)
+                ExpectSend(
+                    self._line(spot),
+                    _address(item["to"]),
+                    item["automation"],
+                    due,
+                    within,
+                    self._col(spot),
+                )
             )
         for index, item in enumerate(expect.get("no_sends", [])):
             scenario.no_sends.append(self._no_send(item, ("expect", "no_sends", index)))
@@ -210,7 +224,8 @@ class _Builder:
             if until <= start:
                 self._problem((*where, "during"), "`until` must come after `from`")
         to = _address(item["to"]) if "to" in item else None
-        return ExpectNoSend(self._line(where), to, item["automation"], start, until)
+        line, col = self.document.position(where)
+        return ExpectNoSend(line, to, item["automation"], start, until, col)
 
     def _when(self, text: str, where: tuple[str | int, ...]) -> datetime:
         if text.startswith("+"):
@@ -226,6 +241,9 @@ class _Builder:
 
     def _line(self, where: tuple[str | int, ...]) -> int:
         return self.document.position(where)[0]
+
+    def _col(self, where: tuple[str | int, ...]) -> int:
+        return self.document.position(where)[1]
 
     def _problem(self, where: tuple[str | int, ...], message: str) -> None:
         line, col = self.document.position(where)

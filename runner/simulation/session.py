@@ -75,26 +75,27 @@ def reference_problems(scenario: Scenario, tree: Tree) -> list[Problem]:
     """Steps and expectations naming automations the repository does not have."""
     problems: list[Problem] = []
 
-    def unknown(line: int, ident: str) -> bool:
+    def unknown(line: int, col: int, ident: str) -> bool:
         if ident in tree.versions:
             return False
         known = ", ".join(sorted(tree.versions)) or "none"
         message = f"no automation {ident!r} in automations/ (known: {known})"
-        problems.append(Problem(scenario.path, line, 1, "scenario-reference", message))
+        problems.append(Problem(scenario.path, line, col, "scenario-reference", message))
         return True
 
     for step in scenario.steps:
         ident = step.values.get("trigger") or step.values.get("automation")
-        if ident is None or unknown(step.line, ident):
+        if ident is None or unknown(step.line, step.col, ident):
             continue
         model = tree.versions[ident].model
         if step.kind == "trigger" and not isinstance(model.trigger, ApiTrigger):
             message = f"{ident} has a `{model.trigger.type}` trigger, not `api`"
-            problems.append(Problem(scenario.path, step.line, 1, "scenario-reference", message))
-    for line, ident in [(e.line, e.automation) for e in scenario.sends] + [
-        (e.line, e.automation) for e in scenario.no_sends
+            where = (step.line, step.col)
+            problems.append(Problem(scenario.path, *where, "scenario-reference", message))
+    for line, col, ident in [(e.line, e.col, e.automation) for e in scenario.sends] + [
+        (e.line, e.col, e.automation) for e in scenario.no_sends
     ]:
-        unknown(line, ident)
+        unknown(line, col, ident)
     return problems
 
 
