@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,8 +26,10 @@ from runner.core.clock import Clock
 from runner.core.settings import Settings
 from runner.engine import startup
 from runner.engine.apply import ApplyReport
+from runner.engine.shared_rate import SharedRateLimiter
 from runner.engine.worker import Worker
 from runner.gitops.reload import Reloading, apply_repository
+from runner.providers import build_providers
 from runner.server.api.automations import AutomationsApi
 from runner.server.api.base import MAX_BODY, STORE_RETRY_AFTER, guard, store_unavailable
 from runner.server.api.events import EventsApi
@@ -42,6 +45,7 @@ from runner.server.api.operations import (
 from runner.server.api.public import PublicApi
 from runner.server.api.subscribers import SubscribersApi
 from runner.server.metrics import Metrics
+from runner.store import POSTGRES_PREFIX
 from runner.store.base import Store
 from runner.store.errors import StoreUnavailable
 
@@ -68,7 +72,26 @@ WATCH_START_TIMEOUT = 10.0
 
 async def build_worker(settings: Settings, store: Store, clock: Clock) -> Worker:
     """The unsubscribe key, the providers and the worker (nothing applied), with metrics."""
-    return await startup.build_worker(settings, store, clock, Metrics())
+    providers = build_providers(settings)
+    if settings.database_url.startswith(POSTGRES_PREFIX):
+        # Replicas share one PostgreSQL: a provider's rate limit holds across all of them.
+        shared = {
+            name: SharedRateLimiter(rate, name, store, clock)
+            for name, config in settings.config.providers.items()
+            if (rate := getattr(config, "rate_limit", None)) is not None
+            and name in providers.limiters
+        }
+        providers = providers.with_limiters(shared)
+    return await startup.build_worker(
+        store,
+        clock,
+        providers,
+        timezone=settings.timezone,
+        public_url=settings.public_url,
+        configured_key=settings.unsubscribe_key,
+        event_id_retention=timedelta(seconds=settings.event_id_retention),
+        metrics=Metrics(),
+    )
 
 
 async def prepare(

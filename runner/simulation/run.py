@@ -24,6 +24,7 @@ from runner.engine.apply import ApplyReport
 from runner.engine.startup import build_worker
 from runner.engine.worker import Worker
 from runner.errors import PostwrightError
+from runner.providers import build_providers
 from runner.repo.files import Refused
 from runner.repo.snapshot import Snapshot, git_blob_id
 from runner.simulation.next_due import next_due
@@ -128,7 +129,14 @@ async def simulate(root: Path, tree: Tree, scenario: Scenario, apply: Applier) -
         settings = simulation_settings(root, tree, folder)
         store = open_store(settings.database_url, clock)
         try:
-            worker = await build_worker(settings, store, clock)
+            worker = await build_worker(
+                store,
+                clock,
+                build_providers(settings),
+                timezone=settings.timezone,
+                public_url=settings.public_url,
+                configured_key=SIMULATION_KEY,
+            )
             try:
                 run = _Run(scenario, tree, apply, store, worker, clock)
                 await run.run()

@@ -13,6 +13,7 @@ import jsonschema
 
 from runner.core.durations import format_duration, parse_duration
 from runner.core.yamlread import Document, read_yaml
+from runner.errors import PostwrightError
 from runner.repo.files import Refused, read_repo_file
 from runner.simulation.schema import scenario_schema
 
@@ -36,7 +37,7 @@ class Problem:
         return f"{self.path}:{self.line}:{self.col}: error[{self.rule}] {self.message}"
 
 
-class ScenarioError(Exception):
+class ScenarioError(PostwrightError):
     """A scenario file that cannot run; `problems` say where and why."""
 
     def __init__(self, problems: list[Problem]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from runner.checking.tree import Tree, check_working_tree
 from runner.core.findings import Severity
 from runner.core.model import ApiTrigger
+from runner.errors import PostwrightError
 from runner.repo.files import walk_directory
 from runner.simulation.expectations import judge
 from runner.simulation.report import Outcome
@@ -25,7 +26,7 @@ SCENARIOS_DIR = "scenarios"
 SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-class CannotRun(Exception):
+class CannotRun(PostwrightError):
     """Scenario files (or the automations) that cannot run; `problems` name file and line."""
 
     def __init__(self, problems: list[Problem]) -> None:
