@@ -41,7 +41,8 @@ def summary_line(outcomes: Sequence[Outcome]) -> str:
     verdicts = [v for o in outcomes for v in o.verdicts]
     missed = sum(1 for v in verdicts if not v.met)
     files = "1 scenario" if len(outcomes) == 1 else f"{len(outcomes)} scenarios"
-    return f"{files}: {len(verdicts) - missed} expectations met, {missed} missed"
+    met = len(verdicts) - missed
+    return f"{files}: {met} expectation{'' if met == 1 else 's'} met, {missed} missed"
 
 
 # --- text ---------------------------------------------------------------------
