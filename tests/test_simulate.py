@@ -515,3 +515,44 @@ def test_schema_scenario_prints_the_scenario_schema() -> None:
     schema = json.loads(out.getvalue())
     assert schema["title"] == "Postwright scenario"
     assert "events" in schema["properties"]
+
+
+def test_date_and_not_opened_triggers_fire_at_their_instants(tmp_path: Path) -> None:
+    root = tmp_path / "dates"
+    (root / "automations").mkdir(parents=True)
+    (root / "automations" / "intro.yaml").write_text(INTRO, encoding="utf-8")
+    (root / "automations" / "bday.yaml").write_text(
+        "id: bday\nstatus: running\n"
+        "trigger: {type: date, field: subscriber.fields.birthday, at: '10:00', "
+        "timezone: subscriber}\n"
+        'email: {from: "Shop <news@shop.test>", subject: "Happy birthday", text: Hi}\n',
+        encoding="utf-8",
+    )
+    (root / "automations" / "nudge.yaml").write_text(
+        "id: nudge\nstatus: running\n"
+        "trigger: {type: email, action: not_opened, automation: intro, within: 3d}\n"
+        'email: {from: "Shop <news@shop.test>", subject: "Did you see it?", text: Hi}\n',
+        encoding="utf-8",
+    )
+    file = scenario(
+        root,
+        START
+        + """\
+subscribers:
+  - {email: ben@example.com, fields: {birthday: "1990-01-06", timezone: Asia/Tokyo}}
+events:
+  - {at: +0s, event: intro.requested, email: ana@example.com}
+  - {at: +0s, event: intro.requested, email: cy@example.com}
+  - {at: +1d, email_event: opened, to: cy@example.com, automation: intro}
+expect:
+  sends:
+    - {to: ben@example.com, automation: bday, at: +1d16h}
+    - {to: ana@example.com, automation: nudge, at: +3d}
+  no_sends:
+    - {to: cy@example.com, automation: nudge}
+""",
+    )
+    code, text = simulate(root, str(file))
+    assert code == 0, text
+    # Tokyo's 10:00 on January 6 is 01:00 UTC.
+    assert "+1d16h     2027-01-06T01:00:00Z  sent       ben@example.com  bday" in text
