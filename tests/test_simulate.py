@@ -556,3 +556,53 @@ expect:
     assert code == 0, text
     # Tokyo's 10:00 on January 6 is 01:00 UTC.
     assert "+1d16h     2027-01-06T01:00:00Z  sent       ben@example.com  bday" in text
+
+
+def test_configured_providers_become_outboxes_and_nothing_is_sent(repo: Path) -> None:
+    # An unreachable base URL and no token in the environment: only an outbox can "send".
+    (repo / "postwright.yaml").write_text(
+        "timezone: Europe/Berlin\n"
+        "providers:\n"
+        "  default: {type: postmark, server_token_env: NO_SUCH_TOKEN, "
+        "base_url: 'http://127.0.0.1:9'}\n",
+        encoding="utf-8",
+    )
+    file = scenario(
+        repo,
+        START
+        + """\
+events:
+  - {at: +0s, event: visited, email: ana@example.com}
+expect:
+  sends:
+    - {to: ana@example.com, automation: once, at: +0s}
+""",
+    )
+    code, text = simulate(repo, str(file))
+    assert code == 0, text
+
+
+def test_an_automation_with_errors_stops_the_run(repo: Path) -> None:
+    (repo / "automations" / "broken.yaml").write_text("id: broken\nstatus: yes\n", "utf-8")
+    file = scenario(repo, START)
+    code, text = simulate(repo, str(file))
+    assert code == 2
+    assert "automations/broken.yaml:2:9: error[yaml-boolean]" in text
+
+
+def test_a_scenario_needing_too_many_steps_exits_2(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runner.simulation import run
+
+    monkeypatch.setattr(run, "MAX_STEPS", 5)
+    (repo / "automations" / "hourly.yaml").write_text(
+        "id: hourly\nstatus: running\ntrigger: {type: schedule, cron: '0 * * * *'}\n"
+        'email: {from: "Shop <news@shop.test>", subject: Hourly, text: Hi}\n',
+        encoding="utf-8",
+    )
+    file = scenario(repo, START + "subscribers: [{email: ana@example.com}]\n")
+    out = io.StringIO()
+    code = main(["simulate", str(file), "--repo", str(repo)], stdout=out)
+    assert code == 2  # SimulationTooLong, a PostwrightError: one line on stderr
+    assert "scenarios/scenario.yaml: more than 5 clock steps" in capsys.readouterr().err
