@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from runner.simulation.run import Sent, Timeline
 from runner.simulation.scenario import ExpectNoSend, ExpectSend, Scenario
+from runner.simulation.timeline import Sent, Timeline
 
 
 @dataclass(frozen=True)

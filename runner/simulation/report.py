@@ -11,8 +11,8 @@ from typing import Any, TextIO
 
 from runner.checking.report import escape_data, escape_property
 from runner.simulation.expectations import Verdict
-from runner.simulation.run import Timeline
 from runner.simulation.scenario import Problem, Scenario
+from runner.simulation.timeline import Timeline
 
 JSON_VERSION = 1
 

@@ -8,8 +8,7 @@ import hashlib
 import json
 import re
 import tempfile
-from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,10 +24,10 @@ from runner.engine.startup import build_worker
 from runner.engine.worker import Worker
 from runner.errors import PostwrightError
 from runner.providers import build_providers
-from runner.repo.files import Refused
-from runner.repo.snapshot import Snapshot, git_blob_id
+from runner.simulation.edits import EditedSnapshot
 from runner.simulation.next_due import next_due
 from runner.simulation.scenario import Scenario, Step
+from runner.simulation.timeline import Cancelled, Failed, Note, Sent, Timeline
 from runner.store import open_store
 from runner.store.base import ReadTx, Store, WriteTx
 
@@ -49,57 +48,6 @@ class Applier(Protocol):
 
 class SimulationTooLong(PostwrightError):
     """The scenario needs more clock steps than MAX_STEPS."""
-
-
-@dataclass(frozen=True)
-class Sent:
-    """An email the engine handed to the outbox."""
-
-    at: datetime
-    to: str
-    automation: str
-    subject: str
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    """A pending send cancelled, with the engine's reason."""
-
-    at: datetime
-    to: str
-    automation: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A send that failed for good (a render error, a permanent provider error)."""
-
-    at: datetime
-    to: str
-    automation: str
-    reason: str
-    error: str
-
-
-@dataclass(frozen=True)
-class Note:
-    """A scenario step the engine did not take as written (a failure), or refused (`ok`)."""
-
-    at: datetime
-    line: int
-    message: str
-    failure: bool
-
-
-@dataclass
-class Timeline:
-    """What happened during one scenario."""
-
-    sends: list[Sent] = field(default_factory=list)
-    cancellations: list[Cancelled] = field(default_factory=list)
-    failures: list[Failed] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
 
 
 def simulation_settings(root: Path, tree: Tree, folder: str) -> Settings:
@@ -281,7 +229,7 @@ class _Run:
         if not _STATUS_LINE.search(text):
             return self._failed(step, now, f"{version.path} has no top-level `status:` line")
         self.edits[version.path] = _STATUS_LINE.sub(f"status: {status}", text, count=1).encode()
-        tree = self.checker.check(_Edited(self.tree.snapshot, self.edits), now)
+        tree = self.checker.check(EditedSnapshot(self.tree.snapshot, self.edits), now)
         report = await self.apply(self.store, tree, now, None)
         refused = [change for change in report.refused if change.id == ident]
         if refused:
@@ -310,36 +258,6 @@ class _Run:
         timeline.cancellations.sort(key=lambda c: (c.at, c.to, c.automation, c.reason))
         timeline.failures.sort(key=lambda f: (f.at, f.to, f.automation, f.reason))
         return timeline
-
-
-class _Edited:
-    """The checked snapshot with some files replaced (status changes of the scenario)."""
-
-    def __init__(self, base: Snapshot, edits: dict[str, bytes]) -> None:
-        self.base, self.edits = base, dict(edits)
-
-    @property
-    def commit(self) -> str | None:
-        """Never a commit: a state of the simulation."""
-        return None
-
-    def paths(self) -> Iterable[str]:
-        """The base's paths (edits only replace files)."""
-        return self.base.paths()
-
-    def blob_id(self, path: str) -> str | None:
-        """The edited content's id, else the base's."""
-        edited = self.edits.get(path)
-        return git_blob_id(edited) if edited is not None else self.base.blob_id(path)
-
-    def read(self, path: str) -> bytes | None:
-        """The edited content, else the base's."""
-        edited = self.edits.get(path)
-        return edited if edited is not None else self.base.read(path)
-
-    def refusal(self, path: str) -> Refused | None:
-        """The base's refusal; an edited file is always read."""
-        return None if path in self.edits else self.base.refusal(path)
 
 
 def _incoming(
