@@ -223,7 +223,7 @@ expect:
     code, text = simulate(repo, str(file))
     assert code == 1
     assert (
-        "MISSED scenarios/scenario.yaml:7: follow-up sends to ben@example.com between +1d "
+        "MISSED scenarios/scenario.yaml:7: follow-up sends to ben@example.com between +23h "
         "and +1d1h: never sent; cancelled at +3h (exit_on)" in text
     )
     assert text.rstrip().endswith("1 scenario: 0 expectations met, 1 missed")
@@ -606,3 +606,20 @@ def test_a_scenario_needing_too_many_steps_exits_2(
     code = main(["simulate", str(file), "--repo", str(repo)], stdout=out)
     assert code == 2  # SimulationTooLong, a PostwrightError: one line on stderr
     assert "scenarios/scenario.yaml: more than 5 clock steps" in capsys.readouterr().err
+
+
+def test_within_is_a_tolerance_either_side_of_at(repo: Path) -> None:
+    file = scenario(
+        repo,
+        START
+        + """\
+events:
+  - {at: +0s, event: visited, email: ana@example.com}
+expect:
+  sends:
+    - {to: ana@example.com, automation: once, at: +30m, within: 30m}
+""",
+    )
+    code, text = simulate(repo, str(file))
+    assert code == 0, text
+    assert "once sends to ana@example.com between +0s and +1h: sent at +0s" in text

@@ -69,7 +69,7 @@ def _send(scenario: Scenario, timeline: Timeline, expected: ExpectSend, used: se
 
 
 def _inside(expected: ExpectSend, at: datetime) -> bool:
-    return expected.at is None or expected.at <= at <= expected.at + expected.within
+    return expected.at is None or abs(at - expected.at) <= expected.within
 
 
 def _window(scenario: Scenario, expected: ExpectSend) -> str:
@@ -77,8 +77,9 @@ def _window(scenario: Scenario, expected: ExpectSend) -> str:
         return ""
     if not expected.within:
         return f" at {scenario.offset(expected.at)}"
+    since = scenario.offset(expected.at - expected.within)
     until = scenario.offset(expected.at + expected.within)
-    return f" between {scenario.offset(expected.at)} and {until}"
+    return f" between {since} and {until}"
 
 
 def _no_send(scenario: Scenario, timeline: Timeline, forbidden: ExpectNoSend) -> Verdict:

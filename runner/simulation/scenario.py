@@ -68,7 +68,7 @@ class Step:
 
 @dataclass(frozen=True)
 class ExpectSend:
-    """An email `automation` sends `to`, in [at, at + within] (any time when `at` is None)."""
+    """An email `automation` sends `to`, in [at - within, at + within] (any time without `at`)."""
 
     line: int
     to: str

@@ -105,7 +105,7 @@ _STATUS_CHANGE = {
 
 _SEND = {
     "type": "object",
-    "description": "an email `automation` sends to `to`, at `at` or up to `within` after it",
+    "description": "an email `automation` sends to `to`, at `at` give or take `within`",
     "additionalProperties": False,
     "required": ["to", "automation"],
     "properties": {"to": _EMAIL, "automation": _ID, "at": _WHEN, "within": _DURATION},
