@@ -49,6 +49,7 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/postwright schema > schema/automation.schema.json
+	$(BIN)/postwright schema --scenario > schema/scenario.schema.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -44,6 +44,7 @@ UNIT_MODULES = frozenset(
         "test_render",
         "test_report",
         "test_retry",
+        "test_scenario_file",
         "test_schema",
         "test_semantics",
         "test_steps",

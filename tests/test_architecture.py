@@ -37,12 +37,15 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "checking": frozenset({"core", "templating", "repo"}),
     "engine": frozenset({"core", "templating", "store", "providers"}),
     "gitops": frozenset({"core", "repo", "checking", "engine", "store"}),
+    "simulation": frozenset(
+        {"core", "templating", "store", "providers", "engine", "repo", "checking"}
+    ),
     "server": frozenset(
         {"core", "templating", "repo", "checking", "engine", "store", "providers", "gitops"}
     ),
     "cli": frozenset(
         {"core", "templating", "repo", "checking", "engine", "store", "providers", "gitops"}
-        | {"server"}
+        | {"server", "simulation"}
     ),
 }
 NEVER = sorted(

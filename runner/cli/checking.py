@@ -43,6 +43,9 @@ def add_checking_commands(
     plan.set_defaults(run=_plan)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of automation files")
+    schema.add_argument(
+        "--scenario", action="store_true", help="the schema of `simulate` scenario files instead"
+    )
     schema.set_defaults(run=_schema)
 
 
@@ -223,6 +226,11 @@ def _plan_against(
 
 
 def _schema(args: argparse.Namespace, out: TextIO) -> int:
+    if args.scenario:
+        from runner.simulation.schema import scenario_schema_text
+
+        out.write(scenario_schema_text())
+        return 0
     from runner.core.schema import schema_text
 
     out.write(schema_text())

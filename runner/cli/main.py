@@ -17,6 +17,7 @@ from runner.cli.init import add_init_command
 from runner.cli.render import add_render_command
 from runner.cli.running import add_runner_commands
 from runner.cli.serve import add_serve_command
+from runner.cli.simulate import add_simulate_command
 from runner.cli.subscribers import add_subscriber_commands
 from runner.errors import PostwrightError
 
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     add_render_command(commands, _add_repo)
     add_subscriber_commands(commands, _add_repo)
     add_init_command(commands, _add_repo)
+    add_simulate_command(commands, _add_repo)
     return parser
 
 

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from runner.checking.tree import Tree
 from runner.core.clock import Clock
 from runner.core.settings import Settings
+from runner.engine import startup
 from runner.engine.apply import ApplyReport
-from runner.engine.context import EngineContext, unsubscribe_key
 from runner.engine.shared_rate import SharedRateLimiter
 from runner.engine.worker import Worker
 from runner.gitops.reload import Reloading, apply_repository
@@ -71,9 +71,7 @@ WATCH_START_TIMEOUT = 10.0
 
 
 async def build_worker(settings: Settings, store: Store, clock: Clock) -> Worker:
-    """The unsubscribe key, the providers and the worker (nothing applied)."""
-    key = await unsubscribe_key(settings.unsubscribe_key, store)
-    ctx = EngineContext(settings.timezone, settings.public_url, key)
+    """The unsubscribe key, the providers and the worker (nothing applied), with metrics."""
     providers = build_providers(settings)
     if settings.database_url.startswith(POSTGRES_PREFIX):
         # Replicas share one PostgreSQL: a provider's rate limit holds across all of them.
@@ -84,10 +82,16 @@ async def build_worker(settings: Settings, store: Store, clock: Clock) -> Worker
             and name in providers.limiters
         }
         providers = providers.with_limiters(shared)
-    retention = timedelta(seconds=settings.event_id_retention)
-    worker = Worker(store, ctx, clock, providers, Metrics(), event_id_retention=retention)
-    await worker.count_backlog()  # what a previous run (or another replica) left
-    return worker
+    return await startup.build_worker(
+        store,
+        clock,
+        providers,
+        timezone=settings.timezone,
+        public_url=settings.public_url,
+        configured_key=settings.unsubscribe_key,
+        event_id_retention=timedelta(seconds=settings.event_id_retention),
+        metrics=Metrics(),
+    )
 
 
 async def prepare(
