@@ -51,6 +51,7 @@ UNIT_MODULES = frozenset(
         "test_timing",
         "test_tree",
         "test_unsubscribe",
+        "test_volume",
         "test_yamlread",
     }
 )
