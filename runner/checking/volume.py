@@ -113,8 +113,7 @@ def _volume(
             expansion.enter(model, (), lo, hi)
     expansion.finish()
     if expansion.unbounded is not None:
-        chains = ((expansion.unbounded_chain, 0),)
-        return Volume(label, INF, chains, expansion.unbounded)
+        return Volume(label, INF, ((expansion.unbounded_chain, 0),), expansion.unbounded)
     count, chains = worst_day(expansion.groups)
     return Volume(label, count, chains, truncated=expansion.truncated)
 
