@@ -37,12 +37,13 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "checking": frozenset({"core", "templating", "repo"}),
     "engine": frozenset({"core", "templating", "store", "providers"}),
     "gitops": frozenset({"core", "repo", "checking", "engine", "store"}),
+    "review": frozenset({"core", "templating", "repo", "checking"}),
     "server": frozenset(
         {"core", "templating", "repo", "checking", "engine", "store", "providers", "gitops"}
     ),
     "cli": frozenset(
         {"core", "templating", "repo", "checking", "engine", "store", "providers", "gitops"}
-        | {"server"}
+        | {"server", "review"}
     ),
 }
 NEVER = sorted(
@@ -82,6 +83,7 @@ IO_LIBRARIES = frozenset(
         "uvicorn",
         "uvloop",
         "watchfiles",
+        "playwright",
     }
 )
 # library -> the only parts that may import it (the composition root, cli, may import all).
@@ -98,6 +100,8 @@ LIBRARY_HOMES: dict[str, frozenset[str]] = {
     "httpx": frozenset({"providers", "checking"}),
     "httpx_aiohttp": frozenset({"providers"}),
     "aiohttp": frozenset({"providers"}),
+    # The preview's screenshots drive a headless Chromium.
+    "playwright": frozenset({"review"}),
 }
 
 
