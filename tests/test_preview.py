@@ -138,7 +138,8 @@ def test_with_base_every_automation_changed_since_base_is_previewed(
     assert "**Lifecycle:** running → stopped" in index
     assert "- Wait: 2h after the trigger" in index and "- Repeat: 2 more, every 1d" in index
     html = (out / "order" / "email.html").read_text()
-    assert "<li>2 x Sample item</li>" in html and "<li>2 x Sample item 2</li>" in html  # a loop gets a list
+    # A key a loop walks gets a list of two items with the keys the loop reads.
+    assert "<li>2 x Sample item</li>" in html and "<li>2 x Sample item 2</li>" in html
     assert (out / "order" / "email.txt").read_text() == "Order 1042 for alex@example.test"
     assert not (out / "order" / "email.png").exists()
 
