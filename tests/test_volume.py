@@ -87,7 +87,7 @@ def test_a_schedule_counts_its_ticks_in_a_day() -> None:
 def test_retrigger_on_every_open_has_no_limit_and_once_ever_is_one() -> None:
     source = auto("pulse", "type: schedule\n  cron: '0 */6 * * *'")
     again = auto("again", on("pulse", "opened"), "retrigger: true\n")
-    (first, second) = volume_findings(source, again, limit=10)
+    first, _ = volume_findings(source, again, limit=10)
     assert "any number of emails" in first[1] and "retrigger: true" in first[1]
     once = auto("again", on("pulse", "opened"))
     assert volume_findings(source, once, limit=5) == []  # 4 ticks + 1 follow-up
