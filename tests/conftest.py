@@ -41,6 +41,7 @@ UNIT_MODULES = frozenset(
         "test_render",
         "test_report",
         "test_retry",
+        "test_review",
         "test_schema",
         "test_semantics",
         "test_steps",
