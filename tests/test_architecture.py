@@ -1,6 +1,6 @@
 """The package layout is the architecture: which part may import which, checked on every module.
 
-runner/ holds ten parts, each a package; the package's own top (`runner/__init__.py`,
+runner/ holds eleven parts, each a package; the package's own top (`runner/__init__.py`,
 `errors.py`) imports none of them and every part may import it. Dependencies point inward:
 a part may import only the parts listed for it below, and the graph of what the parts really
 import has no cycle. Third-party libraries that do I/O are confined to the parts whose job

@@ -221,3 +221,6 @@ def test_send_to_needs_an_id_and_preview_needs_out(
     assert run(repo, "--send-to", "a@shop.test")[0] == 2
     assert run(repo)[0] == 2
     assert "--out" in capsys.readouterr().err
+    (repo.path / "taken").write_text("a file, not a folder")
+    assert run(repo, "--out", str(repo.path / "taken" / "x"))[0] == 2
+    assert "--out" in capsys.readouterr().err

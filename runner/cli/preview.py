@@ -67,6 +67,10 @@ def _write_preview(args: argparse.Namespace, now: datetime, out: TextIO) -> int:
     root = repo_root(args.repo)
     public_url = settings_of(args).public_url
     target = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {target}: {error.strerror or error}") from None
     if args.no_screenshots:
         preview = build_preview(root, args.base, target, now, public_url)
     else:
