@@ -144,6 +144,18 @@ def test_with_base_every_automation_changed_since_base_is_previewed(
     assert not (out / "order" / "email.png").exists()
 
 
+def test_a_template_file_change_previews_the_automation_using_it(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    repo.write("templates/digest.html", DIGEST_HTML.replace("Hello", "Good morning"))
+    out = tmp_path / "preview"
+    code, printed = run(repo, "--out", str(out), "--no-screenshots")
+    assert code == 0, printed
+    assert "Good morning Alex" in (out / "digest" / "email.html").read_text()
+    index = (out / "index.md").read_text()
+    assert "## `digest` (modified)" in index and "## `order`" not in index
+
+
 def test_samples_described_in_the_repository_win(repo: GitRepo, tmp_path: Path) -> None:
     repo.write(
         "samples/order.yaml",
@@ -219,6 +231,7 @@ def test_send_to_needs_an_id_and_preview_needs_out(
     repo: GitRepo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(repo, "--send-to", "a@shop.test")[0] == 2
+    assert run(repo, "order", "--send-to", "not an address")[0] == 2
     assert run(repo)[0] == 2
     assert "--out" in capsys.readouterr().err
     (repo.path / "taken").write_text("a file, not a folder")

@@ -15,6 +15,7 @@ or a `where` is left out, as in `too-many-emails` (docs/decisions.md).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -219,9 +220,14 @@ def worst_day(groups: Sequence[Group]) -> tuple[int, tuple[tuple[tuple[str, ...]
             candidates.add(group.lo + offset)
             if math.isfinite(group.hi):
                 candidates.add(group.hi + offset + group.slack - DAY + 1)
+    # Entries whose sends sit at fixed times are counted by bisection; only the others are
+    # placed for each candidate span.
+    fixed = sorted(g.lo + o for g in groups if g.lo == g.hi and not g.slack for o in g.offsets)
+    free = [g for g in groups if g.lo != g.hi or g.slack]
     best, best_at = 0, 0.0
     for start in sorted(candidates):
-        total = sum(_best_in(group, start) for group in groups)
+        total = bisect_left(fixed, start + DAY) - bisect_left(fixed, start)
+        total += sum(_best_in(group, start) for group in free)
         if total > best:
             best, best_at = total, start
     per_chain: dict[tuple[str, ...], int] = {}

@@ -101,6 +101,9 @@ def _send_test(args: argparse.Namespace, now: datetime, out: TextIO) -> int:
     from runner.templating.render import RenderError
     from runner.templating.renderpool import RenderPool
 
+    address = args.send_to.strip()
+    if "@" not in address.strip("@") or any(c.isspace() for c in address):
+        raise UsageError(f"--send-to: {args.send_to!r} is not an email address")
     root = repo_root(args.repo)
     settings = settings_of(args)
     tree = check_working_tree(root, now)
@@ -129,7 +132,7 @@ def _send_test(args: argparse.Namespace, now: datetime, out: TextIO) -> int:
     message = OutgoingMessage(
         send_id=test_id,
         message_id=test_id,
-        to=args.send_to.strip(),
+        to=address,
         from_=version.model.email.from_,
         reply_to=version.model.email.reply_to,
         subject=TEST_PREFIX + email.subject,
