@@ -156,6 +156,30 @@ def test_a_template_file_change_previews_the_automation_using_it(
     assert "## `digest` (modified)" in index and "## `order`" not in index
 
 
+def test_deleted_invalid_and_unrenderable_automations_are_named(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    repo.remove("automations/order.yaml")
+    repo.write("automations/digest.yaml", DIGEST + "colour: blue\n")
+    repo.write(
+        "automations/odd.yaml",
+        DIGEST.replace("id: digest", "id: odd")
+        .replace("status: running", "status: draft")
+        .replace("{{ subscriber.fields.first_name }}", "{{ subscriber.fields.name.first }}"),
+    )
+    out = tmp_path / "preview"
+    code, printed = run(repo, "--out", str(out), "--no-screenshots")
+    assert code == 1 and "render error in odd" in printed
+    index = (out / "index.md").read_text()
+    order = index.split("## `order` (deleted)", 1)[1]
+    assert "**Lifecycle:** deleted (the runner keeps its history)" in order
+    assert "| Subject | `Order {{ event.data.order_number }}` | — |" in order
+    digest = index.split("## `digest` (invalid)", 1)[1]
+    assert "not rendered: the new version does not validate (schema: " in digest
+    assert "> render error:" in index.split("## `odd`")[1]
+    assert not (out / "order").exists() and not (out / "odd").exists()
+
+
 def test_samples_described_in_the_repository_win(repo: GitRepo, tmp_path: Path) -> None:
     repo.write(
         "samples/order.yaml",

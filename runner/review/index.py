@@ -62,7 +62,7 @@ def _item(item: Item) -> list[str]:
     if item.lifecycle is not None:
         old, new = item.lifecycle
         lines += [f"**Lifecycle:** {old or 'new'} → {new or 'deleted'}", ""]
-    elif item.after is None:
+    elif item.after is None and item.change == "deleted":
         lines += ["**Lifecycle:** deleted (the runner keeps its history)", ""]
     if item.rendered_subject is not None:
         lines += [f"Rendered subject: {_cell(item.rendered_subject)}", ""]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from zoneinfo import ZoneInfo
 
 from runner.checking.plan import Entry, build_plan
@@ -91,6 +91,8 @@ def build_preview(
             preview.items.append(_item(entry, result, out, now, public_url, pool, shoot, preview))
     finally:
         pool.close()
+    preview.items.extend(_invalid_items(result, {entry.id for entry in entries}))
+    preview.items.sort(key=lambda item: item.id)
     head = result.final_tree.snapshot.commit
     base_commit = result.base_tree.snapshot.commit or base
     index = render_index(preview.items, base_commit, head)
@@ -131,6 +133,8 @@ def _item(
         blocked=[f"{note.rule}: {note.message}" for note in entry.blocked],
     )
     if after is None:
+        if entry.change != "deleted":
+            item.notes.append("not rendered: the new version does not validate")
         return item
     config = result.final_tree.config
     model = after.model
@@ -164,6 +168,27 @@ def _item(
             preview.screenshots_skipped = skipped
             item.notes.append(f"screenshot: {skipped}")
     return item
+
+
+def _invalid_items(result: HistoryResult, listed: set[str]) -> list[Item]:
+    """Files the change edited into something that does not validate: named, not rendered."""
+    base, final = result.base_tree, result.final_tree
+    invalid = final.invalid_files()
+    items: list[Item] = []
+    for path, checked in sorted(final.files.items()):
+        model = checked.loaded.model
+        ident = model.id if model is not None else PurePosixPath(path).stem
+        if ident not in invalid or ident in listed:
+            continue
+        if base.snapshot.blob_id(path) == final.snapshot.blob_id(path):
+            continue  # broken before the change too: `validate` says so, not the preview
+        first = invalid[ident][0] if invalid[ident] else None
+        why = f" ({first.rule}: {first.message})" if first is not None else ""
+        item = Item(ident, "invalid", path, _side(base.versions.get(ident)), None)
+        item.notes.append(f"not rendered: the new version does not validate{why}")
+        items.append(item)
+        listed.add(ident)
+    return items
 
 
 def _side(version: Version | None) -> Side | None:
