@@ -8,6 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from runner.cli.main import main
 from runner.review.screenshot import BROWSER_ENV, WIDTH, find_browser
@@ -94,8 +98,19 @@ def test_a_paused_schedule_is_rendered_screenshotted_and_described(
     repo: GitRepo, tmp_path: Path, browser: str
 ) -> None:
     repo.write("automations/digest.yaml", DIGEST.replace("status: running", "status: paused"))
+    asked: list[str] = []
+
+    async def image(request: Request) -> Response:
+        asked.append(request.url.path)
+        return Response(b"", media_type="image/png")
+
     out = tmp_path / "preview"
-    code, printed = run(repo, "--out", str(out))
+    with serve(Starlette(routes=[Route("/{path:path}", image)])) as url:
+        # A remote image and stylesheet: the screenshot must not fetch them.
+        remote = f'<img src="{url}/pixel.png"><link rel="stylesheet" href="{url}/s.css">'
+        repo.write("templates/digest.html", DIGEST_HTML.replace("</body>", remote + "</body>"))
+        code, printed = run(repo, "--out", str(out))
+    assert asked == []
     assert code == 0, printed
     assert "1 automation previewed" in printed
     folder = out / "digest"
