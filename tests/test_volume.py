@@ -67,6 +67,10 @@ def test_the_same_chain_spread_out_by_waits_or_under_a_higher_cap_is_quiet() -> 
 def test_repeats_count_and_a_window_can_bunch_them() -> None:
     hourly = auto("nag", extra="repeat: {every: 1h, times: 3}\n")
     assert "4 emails" in volume_findings(hourly)[0][1]
+    # One `subscriber.added`: nag and its three repeats, the follower of nag, and thanks.
+    message = volume_findings(hourly, auto("thanks"), auto("follow", on("nag")))[0][1]
+    assert "get 6 emails in one day" in message
+    assert message.endswith(": nag (x4) → follow; thanks (max_emails_per_day: 3)")
     daily = auto("daily", extra="repeat: {every: 1d, times: 5}\n")
     assert volume_findings(daily) == []
     # Daily repeats held back by a window that opens once a week land on the same day.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -263,7 +263,7 @@ def describe(volume: Volume, limit: int) -> str:
             f"one subscriber can get any number of emails in one day from {volume.source}: "
             f"{volume.unbounded} (max_emails_per_day: {limit})"
         )
-    chains = ", ".join(_chain(path, count) for path, count in volume.chains)
+    chains = "; ".join(_chains(dict(volume.chains)))
     least = "at least " if volume.truncated else ""
     return (
         f"one subscriber can get {least}{int(volume.count)} emails in one day from "
@@ -271,6 +271,14 @@ def describe(volume: Volume, limit: int) -> str:
     )
 
 
-def _chain(path: Iterable[str], count: int) -> str:
-    text = " → ".join(path)
-    return f"{text} (x{count})" if count > 1 else text
+def _chains(counts: dict[tuple[str, ...], int]) -> list[str]:
+    """Each longest chain once, an automation sending more than one email marked `(xN)`."""
+    longest = [p for p in counts if not any(len(q) > len(p) and q[: len(p)] == p for q in counts)]
+    shown = []
+    for path in sorted(longest):
+        steps = []
+        for end in range(1, len(path) + 1):
+            count = counts.get(path[:end], 0)
+            steps.append(path[end - 1] + (f" (x{count})" if count > 1 else ""))
+        shown.append(" → ".join(steps))
+    return shown
