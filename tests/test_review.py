@@ -61,6 +61,23 @@ def test_generated_samples_follow_the_trigger_and_files_override_them() -> None:
     )
     given = MemorySnapshot({"samples/a.json": b'{"event": {"data": {"total": 9}}}'})
     assert sample_for(plain, {}, given, NOW).event["data"] == {"total": 9}
+    scenario = (
+        b"subscribers:\n  - {email: a@s.test, fields: {first_name: Ann}}\n"
+        b"  - {email: b@s.test, fields: {first_name: Bo}}\n"
+        b"events:\n  - {type: signup, subscriber: a@s.test}\n"
+        b"  - {type: purchase, subscriber: b@s.test, data: {total: 5}}\n"
+    )
+    told = sample_for(plain, {}, MemorySnapshot({"scenarios/s.yaml": scenario}), NOW)
+    assert (told.source, told.email, told.fields, told.event["data"]) == (
+        "scenarios/s.yaml",
+        "b@s.test",
+        {"first_name": "Bo"},
+        {"total": 5},
+    )
+    # A date trigger's field is filled even when no template reads it.
+    birthday = sample_for(dated, {}, MemorySnapshot({}), NOW)
+    assert birthday.fields["birthday"] == "1990-12-11"
+    assert len(next_firings(dated, NOW, "UTC", birthday.fields)) == 5
 
 
 def test_timing_in_words() -> None:

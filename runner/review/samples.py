@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -52,6 +52,10 @@ def sample_for(
     texts = [email.subject, email.preheader, email.html, email.text, *templates.values()]
     reads = template_reads(texts)
     fields = sample_values(reads.fields)
+    trigger = model.trigger
+    if isinstance(trigger, DateTrigger):  # the trigger reads a date the templates may not
+        soon = at + timedelta(days=10)
+        fields[trigger.field.removeprefix("subscriber.fields.")] = f"1990-{soon:%m-%d}"
     event = trigger_event(model, at)
     event["data"] = {**sample_values(reads.data), **event["data"]}
     given, source = _described(model, snapshot)
@@ -115,8 +119,8 @@ def _described(model: Automation, snapshot: Snapshot) -> tuple[dict[str, Any], s
 
 def _from_scenario(model: Automation, document: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    people = document.get("subscribers")
-    if isinstance(people, list) and people and isinstance(people[0], dict):
+    people = [p for p in document.get("subscribers") or [] if isinstance(p, dict)]
+    if people:
         found["subscriber"] = people[0]
     wanted = getattr(model.trigger, "event", None)
     for event in document.get("events") or []:
@@ -125,6 +129,11 @@ def _from_scenario(model: Automation, document: dict[str, Any]) -> dict[str, Any
         name = event.get("type") or event.get("name") or event.get("event")
         if (wanted is not None and name == wanted) or event.get("automation") == model.id:
             found["event"] = event
+            named = event.get("subscriber")  # the subscriber the event is for, when listed
+            address = named.get("email") if isinstance(named, dict) else named
+            for person in people:
+                if isinstance(address, str) and person.get("email") == address:
+                    found["subscriber"] = person
             break
     return found
 
