@@ -45,6 +45,7 @@ UNIT_MODULES = frozenset(
         "test_report",
         "test_retry",
         "test_scenario_file",
+        "test_review",
         "test_schema",
         "test_semantics",
         "test_steps",
@@ -55,6 +56,7 @@ UNIT_MODULES = frozenset(
         "test_timing",
         "test_tree",
         "test_unsubscribe",
+        "test_volume",
         "test_yamlread",
     }
 )

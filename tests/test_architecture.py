@@ -1,6 +1,6 @@
 """The package layout is the architecture: which part may import which, checked on every module.
 
-runner/ holds ten parts, each a package; the package's own top (`runner/__init__.py`,
+runner/ holds eleven parts, each a package; the package's own top (`runner/__init__.py`,
 `errors.py`) imports none of them and every part may import it. Dependencies point inward:
 a part may import only the parts listed for it below, and the graph of what the parts really
 import has no cycle. Third-party libraries that do I/O are confined to the parts whose job
@@ -40,12 +40,14 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "simulation": frozenset(
         {"core", "templating", "store", "providers", "engine", "repo", "checking"}
     ),
+    "review": frozenset({"core", "templating", "repo", "checking"}),
     "server": frozenset(
         {"core", "templating", "repo", "checking", "engine", "store", "providers", "gitops"}
     ),
     "cli": frozenset(
         {"core", "templating", "repo", "checking", "engine", "store", "providers", "gitops"}
         | {"server", "simulation"}
+        | {"server", "review"}
     ),
 }
 NEVER = sorted(
@@ -85,6 +87,7 @@ IO_LIBRARIES = frozenset(
         "uvicorn",
         "uvloop",
         "watchfiles",
+        "playwright",
     }
 )
 # library -> the only parts that may import it (the composition root, cli, may import all).
@@ -101,6 +104,8 @@ LIBRARY_HOMES: dict[str, frozenset[str]] = {
     "httpx": frozenset({"providers", "checking"}),
     "httpx_aiohttp": frozenset({"providers"}),
     "aiohttp": frozenset({"providers"}),
+    # The preview's screenshots drive a headless Chromium.
+    "playwright": frozenset({"review"}),
 }
 
 

@@ -21,11 +21,17 @@ def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# Extras that runner/ itself imports from (behind an ImportError that says which extra).
+RUNTIME_EXTRAS = ("preview",)
+
+
 def declared_distributions() -> set[str]:
-    """The names in `[project] dependencies`, without versions, extras or markers."""
+    """The names in `[project] dependencies` and the runtime extras, without versions, extras
+    or markers."""
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    extras = project.get("optional-dependencies", {})
     names = set()
-    for requirement in project["dependencies"]:
+    for requirement in [*project["dependencies"], *(r for e in RUNTIME_EXTRAS for r in extras[e])]:
         found = re.match(r"[A-Za-z0-9._-]+", requirement)
         assert found is not None, f"pyproject.toml: unreadable requirement {requirement!r}"
         names.add(normalized(found.group()))

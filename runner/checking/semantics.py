@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from runner.checking import volume
 from runner.core import findings
 from runner.core.config import Config
 from runner.core.findings import Finding
@@ -67,7 +68,10 @@ def cross_file_findings(
         found.extend(_file_findings(file, by_id, declared, config))
     found.extend(_partial_findings(loaded, files, declared, config))
     found.extend(_cycle_findings(by_id))
-    found.extend(_collision_findings(files, config))
+    collisions = list(_collision_findings(files, config))
+    found.extend(collisions)
+    # A pile-up `too-many-emails` already names is not named twice.
+    found.extend(_volume_findings(by_id, config, now, {f.automation for f in collisions}))
     return found
 
 
@@ -275,3 +279,26 @@ def _collision_findings(files: list[_File], config: Config) -> Iterator[Finding]
                 "trigger",
                 "event",
             )
+
+
+def _volume_findings(
+    by_id: Mapping[str, _File], config: Config, now: datetime, named: set[str | None]
+) -> Iterator[Finding]:
+    """`daily-volume` on every automation of a worst day over `max_emails_per_day`."""
+    counted = {
+        ident: file.model
+        for ident, file in by_id.items()
+        if file.effective is Status.RUNNING
+        and file.model.audience is None
+        and getattr(file.model.trigger, "where", None) is None
+    }
+    limit = config.max_emails_per_day
+    for found in volume.daily_volumes(counted, now, config.timezone):
+        if found.count <= limit:
+            continue
+        message = volume.describe(found, limit)
+        members = sorted({ident for chain, _ in found.chains for ident in chain})
+        if set(members) <= named:
+            continue
+        for ident in members:
+            yield by_id[ident].finding("daily-volume", message, "trigger")

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from runner.cli.checking import add_checking_commands
 from runner.cli.init import add_init_command
+from runner.cli.preview import add_preview_command
 from runner.cli.render import add_render_command
 from runner.cli.running import add_runner_commands
 from runner.cli.serve import add_serve_command
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     add_serve_command(commands, _add_repo)
     add_runner_commands(commands, _add_repo)
     add_render_command(commands, _add_repo)
+    add_preview_command(commands, _add_repo)
     add_subscriber_commands(commands, _add_repo)
     add_init_command(commands, _add_repo)
     add_simulate_command(commands, _add_repo)

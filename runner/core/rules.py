@@ -191,6 +191,14 @@ RULES: dict[str, Rule] = {
         "One event can start more automations than `max_emails_per_day`.",
         "add conditions, a wait, or merge automations",
     ),
+    "daily-volume": _w(
+        "In the worst case one subscriber gets more than `max_emails_per_day` emails in one "
+        "day from one trigger source (an event, an API call, a date or a schedule) and the "
+        "automations whose `email` triggers follow it, counting waits, send windows, repeats "
+        "and `retrigger`.",
+        "spread the chain out with waits, drop repeats, add an audience, "
+        "or raise `max_emails_per_day`",
+    ),
     # Between versions (lifecycle.py, history walk)
     "transition-not-allowed": _e(
         "This status change is not allowed.", "see the transition table in docs/rules.md"
