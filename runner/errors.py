@@ -43,3 +43,7 @@ class UsageError(PostwrightError):
 
 class GitError(PostwrightError):
     """A git command failed, or the history lacks an object it needs."""
+
+
+class GitTimeout(GitError):
+    """A git command ran past its time limit and was stopped."""
