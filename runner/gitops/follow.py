@@ -123,11 +123,7 @@ class GitFollower:
         if await self.sync("startup"):
             return
         if had is None:
-            raise FetchError(
-                self.state.last_error_reason or "error",
-                f"cannot clone {self.state.url} ({self.state.last_error_reason}): "
-                f"{self.state.last_error}",
-            )
+            raise FetchError(self.state.last_error_reason or "error", self.state.last_error or "")
         log.warning("fetch failed at start-up: applying the checkout of the last run (%s)", had)
         result = await self.reloader.reload(None, reason="startup", expect=Expected(had))
         if result.result == "stale":
@@ -225,7 +221,7 @@ class GitFollower:
         state.last_fetch_ok = False
         state.last_error_reason, state.last_error = error.reason, str(error)
         state.errors[error.reason] = state.errors.get(error.reason, 0) + 1
-        log.warning("fetching %s failed (%s): %s", state.url, error.reason, error)
+        log.warning("%s", error)
 
 
 def _iso(value: datetime | None) -> str | None:

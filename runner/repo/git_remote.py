@@ -143,8 +143,10 @@ def fetch(remote: Remote, checkout: Path) -> str:
         )
         out = run_git(checkout, "rev-parse", "--verify", f"{FOLLOWED_REF}^{{commit}}")
     except GitError as error:
-        secrets = remote.credentials.secrets()
-        raise FetchError(classify(error), redact(str(error), secrets)) from None
+        reason = classify(error)
+        detail = str(error).split("failed: ", 1)[-1]  # git's own words, not our command line
+        message = f"fetching {remote.ref} of {remote.url} failed ({reason}): {detail}"
+        raise FetchError(reason, redact(message, remote.credentials.secrets())) from None
     return out.decode().strip()
 
 
