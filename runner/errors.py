@@ -7,6 +7,8 @@ next to the code that raises them:
 PostwrightError                   exit 2 at the command line: could not run
 ├── UsageError                    bad command-line input (here)
 ├── GitError                      a git command failed or an object is missing (here)
+│   ├── GitTimeout                a git command ran past its time limit (here)
+│   └── FetchError                a clone or fetch failed, with its reason (repo.git_remote)
 ├── SettingsError                 postwright.yaml or the environment is unusable (cli.settings)
 ├── RunnerUnavailable             `--against URL` got no usable answer (checking.runner_client)
 ├── RenderError                   a template failed to render (templating.sandbox)
@@ -22,6 +24,7 @@ PostwrightError                   exit 2 at the command line: could not run
 ├── WebhookRejected               a provider webhook that is not accepted (providers.webhooks)
 ├── NotCaughtUp                   events before a request still wait (engine.worker)
 ├── MassDeleteRefused             a reload would unload most automations (gitops.reload)
+├── WebhookRefused                a git push webhook unsigned or forged (gitops.git_webhook)
 ├── AuthError                     a request is not authenticated (server.auth)
 ├── RequestError                  a request the API refuses, with its answer (server.api.models)
 └── JsonRefused                   a body that is not acceptable JSON (server.strict_json)

@@ -68,6 +68,7 @@ E2E_MODULES = frozenset(
         "test_erasure",
         "test_frozen_replica",
         "test_git_follow",
+        "test_git_follow_replicas",
         "test_http_gate",
         "test_http_limits",
         "test_providers_e2e",

@@ -69,7 +69,7 @@ class Serve:
     def automation(self, ident: str) -> dict[str, Any] | None:
         """GET /v1/automations/{id}, None when not applied."""
         answer = self.http.get(f"/v1/automations/{ident}")
-        return answer.json() if answer.status_code == 200 else None  # type: ignore[no-any-return]
+        return answer.json() if answer.status_code == 200 else None
 
     def subject(self, ident: str) -> str | None:
         """The subject of the applied version of `ident`."""
@@ -81,7 +81,7 @@ class Serve:
 
     def git_state(self) -> dict[str, Any]:
         """The `git` detail of /readyz."""
-        state: dict[str, Any] = self.get("/readyz")["git"]
+        state: dict[str, Any] = self.get("/readyz")["remote"]
         return state
 
     def applied(self, commit: str) -> bool:

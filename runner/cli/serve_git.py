@@ -51,7 +51,7 @@ def add_git_arguments(serve: argparse.ArgumentParser) -> None:
 
 def checkout_folder(data: Path) -> Path:
     """Where the runner keeps its work tree of the followed branch."""
-    return data / ".postwright" / "git"
+    return data / ".postwright/git"
 
 
 def data_folder(args: argparse.Namespace) -> Path:

@@ -164,7 +164,7 @@ class GitFollower:
                 if self._settled == (head, before):
                     return True
                 jump = await asyncio.to_thread(self._move, head, before)
-                reason = "startup" if why == "startup" else "git"
+                reason = why if why == "startup" else "follow"
                 result = await self.reloader.reload(None, reason=reason, expect=Expected(before))
                 if result.result == "stale":
                     log.info("another runner applied a commit meanwhile: fetching again")

@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runner.errors import PostwrightError
+
 GITHUB_SIGNATURE = "x-hub-signature-256"
 GITHUB_EVENT = "x-github-event"
 GITLAB_TOKEN = "x-gitlab-token"
@@ -21,7 +23,7 @@ GITLAB_EVENT = "x-gitlab-event"
 PUSH_EVENTS = frozenset({"push", "Push Hook"})
 
 
-class WebhookRefused(Exception):
+class WebhookRefused(PostwrightError):
     """Unsigned, forged, or no secret configured (answered 401)."""
 
 

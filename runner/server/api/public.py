@@ -108,7 +108,7 @@ class PublicApi(Handlers):
             return JSONResponse({"ready": False, "reason": "store unreachable"}, status_code=503)
         # Following a remote: a failed fetch keeps the applied state live, so it stays ready;
         # the detail says why the newest commits may be missing.
-        detail = {} if self.git is None else {"git": self.git.state.detail()}
+        detail = {} if self.git is None else {"remote": self.git.state.detail()}
         if applied is None:
             body = {"ready": False, "reason": "files not applied", **detail}
             return JSONResponse(body, status_code=503)
