@@ -87,6 +87,7 @@ def test_a_signed_webhook_fetches_at_once_and_forgeries_are_refused(
             )
             assert answer.status_code == 401
             assert run.automation("other") is None  # nothing fetched: the interval is an hour
+            assert "/v1/git/webhook" in run.get("/openapi.json")["paths"]
 
             elsewhere = json.dumps({"ref": "refs/heads/feature"}).encode()
             signed = {**headers, "X-Hub-Signature-256": github_signature(SECRET, elsewhere)}

@@ -22,6 +22,17 @@ from runner.server.api.models import RequestError
 log = logging.getLogger("postwright.git")
 
 MAX_WEBHOOK_BODY = 1024 * 1024  # a push of thousands of commits stays far below
+WEBHOOK_OPERATION = {
+    "post": {
+        "summary": "A GitHub or GitLab push webhook: fetch the followed branch now",
+        "responses": {
+            "202": {"description": "fetch_queued, or ignored with a reason (another ref)"},
+            "401": {"description": "unsigned, forged, or no webhook secret configured"},
+            "413": {"description": "body over 1 MiB"},
+            "422": {"description": "the body is not a JSON object"},
+        },
+    }
+}
 
 
 class GitApi(Handlers):

@@ -25,6 +25,7 @@ from runner.gitops.reload_state import (
     row_revision,
 )
 from runner.server.api.base import Handlers
+from runner.server.api.git import WEBHOOK_OPERATION
 from runner.server.metrics import CONTENT_TYPE_LATEST, AutomationInfo
 from runner.server.openapi import openapi_document
 from runner.store.base import ReadTx, WriteTx
@@ -148,6 +149,8 @@ class PublicApi(Handlers):
         """GET /openapi.json."""
         document = openapi_document()
         document["paths"].setdefault("/v1/reload", RELOAD_OPERATION)
+        if self.git is not None:
+            document["paths"]["/v1/git/webhook"] = WEBHOOK_OPERATION
         return JSONResponse(document)
 
 
