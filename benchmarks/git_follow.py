@@ -4,8 +4,9 @@ reacting to the same kind of commit made in its own checkout.
 
 Each round commits one new automation file; the time runs from the moment `git push` (or,
 for the baseline, `git commit`) returned to the moment `GET /v1/automations/{id}` answers
-200. The remote is a bare repository served by `git daemon` on 127.0.0.1. Loopback only,
-bounded (about a minute with the defaults).
+200 (the webhook's request is inside the timed part). Polling rounds push at a random moment
+of the 1 s cycle, as real pushes do. The remote is a bare repository served by `git daemon`
+on 127.0.0.1. Loopback only, bounded (about a minute with the defaults).
 
     .venv/bin/python benchmarks/git_follow.py [--rounds 20]
 """
@@ -16,6 +17,7 @@ import argparse
 import functools
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -139,7 +141,16 @@ def main() -> int:
 
                 hook = rounds(count, "h", push, lambda i: run.automation(i) is not None, notify)
             with serve_git(url, tmp / "poll", "--interval", "1s") as polling:
-                polled = rounds(count, "p", push, lambda i: polling.automation(i) is not None)
+
+                def push_any_time(ident: str) -> None:
+                    # Real pushes come at any moment of the poll cycle; right after an apply
+                    # they would all land at its start (a full interval to wait).
+                    time.sleep(random.uniform(0.0, 1.0))
+                    push(ident)
+
+                polled = rounds(
+                    count, "p", push_any_time, lambda i: polling.automation(i) is not None
+                )
     reference = statistics.median(base)
     print(f"push-to-applied latency, {count} rounds each")
     print(summary("baseline: local watcher", base, None))

@@ -1,20 +1,25 @@
-"""Two followers on one store, in one process, with the race forced: one replica fetches a
-commit, another fetches a newer one and applies it first. The late replica must not roll the
-newer state back (its reload is `stale`: it fetches again and finds nothing new)."""
+"""The follower in one process: two followers on one store with the race forced (one replica
+fetches a commit, another fetches a newer one and applies it first: the late replica must not
+roll the newer state back; its reload is `stale`, it fetches again and finds nothing new), and
+fetches that time out or find nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from runner.cli.settings import load_settings
 from runner.core.clock import FakeClock
 from runner.gitops.follow import Following, GitFollower
 from runner.gitops.reload import Expected, Reloader
 from runner.gitops.reload_state import ReloadResult
-from runner.repo.git_remote import Remote
+from runner.repo.git_remote import FetchError, Remote, fetch
 from runner.server.app import build_worker
 from runner.store import open_store
 from runner.store.base import Store
@@ -104,3 +109,22 @@ def test_a_replica_whose_fetch_is_older_never_rolls_back_a_newer_apply(tmp_path:
     assert len(keys) == len(set(keys)), entries  # nothing applied twice, nothing rolled back
     definitions = {commit for kind, _, commit in entries if kind == "definition"}
     assert definitions == {created, head}, entries  # the edit once; no definition of `pause`
+
+
+def test_a_remote_that_never_answers_is_a_timeout_and_a_missing_one_not_found(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        remote = Remote(f"git://127.0.0.1:{port}/automations.git", timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(FetchError) as stopped:
+            fetch(remote, tmp_path / "checkout")
+        assert stopped.value.reason == "timeout"
+        assert time.monotonic() - started < 10
+    bare_repository(tmp_path / "remotes")
+    with pytest.raises(FetchError) as missing:
+        fetch(Remote(str(tmp_path / "remotes" / "automations.git"), "nope"), tmp_path / "other")
+    assert missing.value.reason == "not_found"

@@ -15,7 +15,15 @@ from runner.gitops.git_webhook import (
     github_signature,
     verify,
 )
-from runner.repo.git_remote import Credentials, Remote, check_url, classify, redact
+from runner.repo.git_remote import (
+    Credentials,
+    Remote,
+    auth_options,
+    check_url,
+    classify,
+    environment,
+    redact,
+)
 
 SECRET = "s3cret"
 BODY = json.dumps({"ref": "refs/heads/main"}).encode()
@@ -102,3 +110,15 @@ def test_the_followed_ref_and_the_secrets_of_a_remote() -> None:
     assert Remote("u", "refs/heads/x").branch_ref == "refs/heads/x"
     assert remote.credentials.secrets() == ("t0k",)
     assert Credentials(ssh_key=Path("/k")).secrets() == ()
+
+
+def test_the_token_never_reaches_a_command_line_and_ssh_checks_host_keys() -> None:
+    token = Credentials(token="t0k-secret", username="bot")
+    assert not any("t0k-secret" in option for option in auth_options(token))
+    assert "credential.helper=" in auth_options(token)  # the user's helpers are dropped
+    assert environment(token)["POSTWRIGHT_GIT_HELPER_TOKEN"] == "t0k-secret"
+    keyed = Credentials(ssh_key=Path("/keys/id"), known_hosts=Path("/keys/known hosts"))
+    command = environment(keyed)["GIT_SSH_COMMAND"]
+    assert "-i /keys/id" in command and "StrictHostKeyChecking=yes" in command
+    assert "'UserKnownHostsFile=/keys/known hosts'" in command and "BatchMode=yes" in command
+    assert "POSTWRIGHT_GIT_HELPER_TOKEN" not in environment(keyed)

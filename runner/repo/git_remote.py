@@ -130,7 +130,7 @@ def fetch(remote: Remote, checkout: Path) -> str:
         spec = f"+{remote.branch_ref}:{FOLLOWED_REF}"
         run_git(
             checkout,
-            *_auth_options(remote.credentials),
+            *auth_options(remote.credentials),
             "fetch",
             "--quiet",
             "--no-tags",
@@ -138,7 +138,7 @@ def fetch(remote: Remote, checkout: Path) -> str:
             "--no-write-fetch-head",
             "origin",
             spec,
-            env=_environment(remote.credentials),
+            env=environment(remote.credentials),
             timeout=remote.timeout,
         )
         out = run_git(checkout, "rev-parse", "--verify", f"{FOLLOWED_REF}^{{commit}}")
@@ -157,7 +157,8 @@ def checkout_commit(checkout: Path, sha: str) -> None:
     )
 
 
-def _auth_options(credentials: Credentials) -> tuple[str, ...]:
+def auth_options(credentials: Credentials) -> tuple[str, ...]:
+    """The `-c` options of a fetch: no helper of the user's, ours when there is a token."""
     # The empty value drops every helper of the user's configuration first.
     options = ["-c", "credential.helper=", "-c", "core.askPass="]
     if credentials.token:
@@ -165,7 +166,9 @@ def _auth_options(credentials: Credentials) -> tuple[str, ...]:
     return tuple(options)
 
 
-def _environment(credentials: Credentials) -> dict[str, str]:
+def environment(credentials: Credentials) -> dict[str, str]:
+    """What a fetch's `git` process gets in its environment: the token for the credential
+    helper, or the SSH command with the key and strict host key checking."""
     environ = {"GIT_ASKPASS": "", "SSH_ASKPASS": ""}
     if credentials.token:
         environ[_TOKEN_VARIABLE] = credentials.token
