@@ -105,6 +105,13 @@ def test_a_signed_webhook_fetches_at_once_and_forgeries_are_refused(
             token = {**gitlab, "X-Gitlab-Token": SECRET}
             assert run.http.post("/v1/git/webhook", content=push, headers=token).status_code == 202
             wait_for(lambda: run.applied(third), "GitLab push applied", APPLY_WAIT)
+            # POST /v1/reload of a following runner fetches first, then applies.
+            fourth = upstream.save("fourth", automation("fourth"), "fourth")
+            upstream.push()
+            answer = run.http.post("/v1/reload", json={})
+            assert answer.status_code == 200 and answer.json()["result"] == "applied"
+            assert [a["id"] for a in answer.json()["applied"]] == ["fourth"]
+            assert run.applied(fourth)
             text = run.http.get("/metrics").text
             assert metric(text, 'postwright_git_webhooks_total{result="refused"}') == 3
             assert metric(text, 'postwright_git_webhooks_total{result="accepted"}') == 2
@@ -150,6 +157,8 @@ def test_wrong_credentials_and_a_lost_remote_keep_the_applied_state_and_say_why(
             ready = run.http.get("/readyz")
             assert ready.status_code == 200 and run.subject("hello") == "Hello"
             assert run.automation("late") is None
+            answer = run.http.post("/v1/reload", json={})
+            assert answer.status_code == 200 and answer.json()["result"] == "failed"
             text = run.http.get("/metrics").text
             assert (metric(text, 'postwright_git_fetch_errors_total{reason="auth"}') or 0) >= 1
             assert metric(text, "postwright_git_last_fetch_successful") == 0

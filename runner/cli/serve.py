@@ -104,7 +104,7 @@ async def _serve_store(
 ) -> int:
     import uvicorn
 
-    from runner.gitops.follow import GitFollower
+    from runner.gitops.follow import GitFollower, SyncOnReload
     from runner.gitops.reload import Reloader
     from runner.server.app import build_worker, create_app
     from runner.server.http_protocol import uvicorn_config
@@ -124,7 +124,7 @@ async def _serve_store(
             store,
             worker,
             clock,
-            reloader=reloader,
+            reloader=reloader if follower is None else SyncOnReload(follower),
             watch=follower is None,
             poll=poll,
             git=follower,

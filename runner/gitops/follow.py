@@ -111,6 +111,7 @@ class GitFollower:
         # (fetched head, applied commit after its reload): the same pair again is nothing new,
         # and a refused change is not judged (and logged) again every interval.
         self._settled: tuple[str, str | None] | None = None
+        self.last_result: ReloadResult | None = None
 
     def trigger(self) -> None:
         """Fetch as soon as possible (a webhook announced a push)."""
@@ -161,11 +162,12 @@ class GitFollower:
                     self._failed(error)
                     return False
                 self._fetched(head)
-                if self._settled == (head, before):
+                if self._settled == (head, before) and why != "api":
                     return True
                 jump = await asyncio.to_thread(self._move, head, before)
-                reason = why if why == "startup" else "follow"
+                reason = why if why in ("startup", "api") else "follow"
                 result = await self.reloader.reload(None, reason=reason, expect=Expected(before))
+                self.last_result = result
                 if result.result == "stale":
                     log.info("another runner applied a commit meanwhile: fetching again")
                     continue
@@ -222,6 +224,25 @@ class GitFollower:
         state.last_error_reason, state.last_error = error.reason, str(error)
         state.errors[error.reason] = state.errors.get(error.reason, 0) + 1
         log.warning("%s", error)
+
+
+class SyncOnReload:
+    """`POST /v1/reload` of a following runner: fetch and apply (a reload of the checkout
+    alone could be older than what another replica applied)."""
+
+    def __init__(self, follower: GitFollower) -> None:
+        self.follower = follower
+
+    async def reload(
+        self, changed: Collection[str] | None = None, *, reason: str = "watch"
+    ) -> ReloadResult:
+        """Sync now; the reload's result, or `failed` with the fetch error."""
+        follower = self.follower
+        follower.last_result = None
+        if not await follower.sync("api"):
+            error = follower.state.last_error
+            return ReloadResult("failed", at=follower.clock.now(), reason=reason, error=error)
+        return follower.last_result or ReloadResult(at=follower.clock.now(), reason=reason)
 
 
 def _iso(value: datetime | None) -> str | None:
