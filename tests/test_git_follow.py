@@ -194,3 +194,17 @@ def test_credentials_in_the_url_are_refused_without_showing_them(tmp_path: Path)
     code, output = run_once(serve_command(url, tmp_path / "data", free_port()), {}, timeout=60)
     assert code == 2, output
     assert "POSTWRIGHT_GIT_TOKEN" in output and TOKEN not in output
+
+
+def test_bad_flags_exit_2_before_any_clone(tmp_path: Path, upstream: Upstream) -> None:
+    bare = str(tmp_path / "remotes" / "automations.git")
+    checks = [
+        (["--repo", str(tmp_path)], "--repo and --git exclude each other"),
+        (["--interval", "soon"], "--interval 'soon'"),
+        (["--ref=-x"], "is not a branch name"),
+    ]
+    for flags, message in checks:
+        command = serve_command(bare, tmp_path / "data", free_port(), *flags)
+        code, output = run_once(command, {}, timeout=60)
+        assert code == 2 and message in output, output
+    assert not (tmp_path / "data" / ".postwright" / "git" / ".git").exists()

@@ -19,6 +19,7 @@ from runner.repo.git_remote import (
     Credentials,
     Remote,
     auth_options,
+    check_ref,
     check_url,
     classify,
     environment,
@@ -102,6 +103,12 @@ def test_urls_with_credentials_are_refused_without_echoing_them() -> None:
         check_url("https://tok123@git.example/r.git")  # a bare token as the user name
     assert check_url("ssh://git@git.example/r.git") == "ssh://git@git.example/r.git"
     assert check_url("git@git.example:shop/r.git") == "git@git.example:shop/r.git"
+    with pytest.raises(UsageError):
+        check_url("--upload-pack=touch /tmp/x")
+    assert check_ref("release/2026.12") == "release/2026.12"
+    for bad in ("-x", "a..b", "main branch", ""):
+        with pytest.raises(UsageError):
+            check_ref(bad)
 
 
 def test_the_followed_ref_and_the_secrets_of_a_remote() -> None:

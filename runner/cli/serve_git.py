@@ -21,7 +21,15 @@ from runner.core.layout import CONFIG_PATH
 from runner.core.loader import load_config
 from runner.errors import UsageError
 from runner.repo.git import open_repository
-from runner.repo.git_remote import Credentials, Remote, check_url, checkout_commit, fetch, redact
+from runner.repo.git_remote import (
+    Credentials,
+    Remote,
+    check_ref,
+    check_url,
+    checkout_commit,
+    fetch,
+    redact,
+)
 
 if TYPE_CHECKING:  # the follower is imported by `serve` only (the CLI starts fast)
     from runner.gitops.follow import Following
@@ -114,6 +122,7 @@ def following(
         ssh_key=Path(ssh_key) if ssh_key else None,
         known_hosts=Path(known_hosts) if known_hosts else None,
     )
-    remote = Remote(check_url(url), args.ref or config.ref, credentials, float(config.timeout))
+    ref = check_ref(args.ref or config.ref)
+    remote = Remote(check_url(url), ref, credentials, float(config.timeout))
     secret = (environ.get(config.webhook_secret_env) or "").strip() or None
     return Following(remote, checkout, interval, secret)

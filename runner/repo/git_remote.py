@@ -30,6 +30,7 @@ _HELPER = (
     '!f() { if test "$1" = get; then printf "username=%s\\npassword=%s\\n" '
     f'"${_USER_VARIABLE}" "${_TOKEN_VARIABLE}"; fi; }}; f'
 )
+_REF = re.compile(r"[A-Za-z0-9._/-]+")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 # (reason, lower-case fragments of git's message), first match wins: order matters.
 _CLASSES = (
@@ -101,9 +102,16 @@ def check_url(url: str) -> str:
                 f"--git {redact(url)}: put no credentials in the URL; give the token in the "
                 "environment (POSTWRIGHT_GIT_TOKEN, docs/git-follow.md)"
             )
-    elif not url.strip():
+    elif not url.strip() or url.startswith("-"):
         raise UsageError("--git needs the URL of the repository to follow")
     return url
+
+
+def check_ref(ref: str) -> str:
+    """A branch name to follow (letters, digits, `._/-`, not starting with `-`)."""
+    if not _REF.fullmatch(ref) or ref.startswith("-") or ".." in ref:
+        raise UsageError(f"--ref {ref!r} is not a branch name")
+    return ref
 
 
 def classify(error: GitError) -> str:
