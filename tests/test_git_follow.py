@@ -208,3 +208,20 @@ def test_bad_flags_exit_2_before_any_clone(tmp_path: Path, upstream: Upstream) -
         code, output = run_once(command, {}, timeout=60)
         assert code == 2 and message in output, output
     assert not (tmp_path / "data" / ".postwright" / "git" / ".git").exists()
+
+
+def test_a_restart_with_the_remote_down_serves_the_applied_state(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    port = free_port()
+    with git_daemon(tmp_path / "remotes", port) as base:
+        url = f"{base}/automations.git"
+        with serve_git(url, tmp_path / "data", "--interval", "1s") as run:
+            head = upstream.head()
+            assert run.applied(head)
+    # The daemon is gone: the restart cannot fetch, and serves what it applied before.
+    with serve_git(url, tmp_path / "data", "--interval", "1s") as run:
+        assert run.subject("hello") == "Hello"
+        state = run.git_state()
+        assert state["error_reason"] == "unreachable" and state["applied_commit"] == head
+        assert "applying the checkout of the last run" in run.output()
