@@ -8,6 +8,8 @@ PostwrightError                   exit 2 at the command line: could not run
 ├── UsageError                    bad command-line input (here)
 │   └── NothingToCheck            no automations where a check looked (cli.scope)
 ├── GitError                      a git command failed or an object is missing (here)
+│   ├── GitTimeout                a git command ran past its time limit (here)
+│   └── FetchError                a clone or fetch failed, with its reason (repo.git_remote)
 ├── SettingsError                 postwright.yaml or the environment is unusable (cli.settings)
 ├── RunnerUnavailable             `--against URL` got no usable answer (checking.runner_client)
 ├── RenderError                   a template failed to render (templating.sandbox)
@@ -26,6 +28,7 @@ PostwrightError                   exit 2 at the command line: could not run
 ├── ScenarioError                 a scenario file that cannot run (simulation.scenario)
 ├── CannotRun                     scenario files or automations that cannot run (simulation.session)
 ├── SimulationTooLong             a scenario needs too many clock steps (simulation.run)
+├── WebhookRefused                a git push webhook unsigned or forged (gitops.git_webhook)
 ├── AuthError                     a request is not authenticated (server.auth)
 ├── RequestError                  a request the API refuses, with its answer (server.api.models)
 └── JsonRefused                   a body that is not acceptable JSON (server.strict_json)
@@ -47,3 +50,7 @@ class UsageError(PostwrightError):
 
 class GitError(PostwrightError):
     """A git command failed, or the history lacks an object it needs."""
+
+
+class GitTimeout(GitError):
+    """A git command ran past its time limit and was stopped."""

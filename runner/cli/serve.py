@@ -10,11 +10,19 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from runner.cli.settings import settings_of
+from runner.cli.serve_git import (
+    add_git_arguments,
+    data_folder,
+    first_clone,
+    following,
+    git_config,
+)
+from runner.cli.settings import load_settings, settings_of
 
 if TYPE_CHECKING:
     from runner.core.clock import Clock
     from runner.core.settings import Settings
+    from runner.gitops.follow import Following
     from runner.store.base import Store
 
 
@@ -37,16 +45,24 @@ def add_serve_command(commands: Any, add_repo: Callable[[argparse.ArgumentParser
         help="apply a reload that deletes more than half of the automations at once",
     )
     add_repo(serve)
+    add_git_arguments(serve)
     serve.set_defaults(run=_serve)
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     from runner.server.http_protocol import raise_open_file_limit
 
-    settings = settings_of(args, args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    follow: Following | None = None
+    if args.git is not None:
+        data = data_folder(args)
+        checkout = first_clone(args, data, os.environ)
+        settings = load_settings(checkout, os.environ, args.host, args.port, data=data)
+        follow = following(args, checkout, git_config(checkout), os.environ)
+    else:
+        settings = settings_of(args, args.host, args.port)
     raise_open_file_limit()
-    serving = _serve_async(settings, args.access_log, args.poll, args.allow_mass_delete)
+    serving = _serve_async(settings, args.access_log, args.poll, args.allow_mass_delete, follow)
     try:  # uvloop when installed (uvicorn's standard extra): a faster event loop
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn installed without its extra
@@ -55,7 +71,11 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _serve_async(
-    settings: Settings, access_log: bool, poll: bool, allow_mass_delete: bool
+    settings: Settings,
+    access_log: bool,
+    poll: bool,
+    allow_mass_delete: bool,
+    follow: Following | None = None,
 ) -> int:
     from runner.cli.clocks import clock_from_env
     from runner.store import open_store, single_runner
@@ -69,6 +89,7 @@ async def _serve_async(
             access_log,
             poll,
             allow_mass_delete,
+            follow,
         )
 
 
@@ -79,9 +100,11 @@ async def _serve_store(
     access_log: bool,
     poll: bool,
     allow_mass_delete: bool,
+    follow: Following | None = None,
 ) -> int:
     import uvicorn
 
+    from runner.gitops.follow import GitFollower, SyncOnReload
     from runner.gitops.reload import Reloader
     from runner.server.app import build_worker, create_app
     from runner.server.http_protocol import uvicorn_config
@@ -89,9 +112,23 @@ async def _serve_store(
     try:
         worker = await build_worker(settings, store, clock)
         reloader = Reloader(settings, store, worker, clock, allow_mass_delete=allow_mass_delete)
-        # Start-up applies the files like any reload; the reloader logs each change.
-        await reloader.reload(None, reason="startup")
-        app = create_app(settings, store, worker, clock, reloader=reloader, poll=poll)
+        follower = None
+        if follow is None:
+            # Start-up applies the files like any reload; the reloader logs each change.
+            await reloader.reload(None, reason="startup")
+        else:  # fetch, then apply what is new; later fetches run in the app's lifespan
+            follower = GitFollower(follow, reloader, store, clock)
+            await follower.start()
+        app = create_app(
+            settings,
+            store,
+            worker,
+            clock,
+            reloader=reloader if follower is None else SyncOnReload(follower),
+            watch=follower is None,
+            poll=poll,
+            git=follower,
+        )
         await uvicorn.Server(uvicorn_config(app, settings, access_log=access_log)).serve()
     finally:
         await store.close()

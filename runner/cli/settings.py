@@ -54,9 +54,15 @@ def default_database_url(repo: Path) -> str:
 
 
 def load_settings(
-    repo: Path, environ: Mapping[str, str], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+    repo: Path,
+    environ: Mapping[str, str],
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    data: Path | None = None,
 ) -> Settings:
-    """Read `<repo>/postwright.yaml` (optional) and apply the environment over it."""
+    """Read `<repo>/postwright.yaml` (optional) and apply the environment over it; the default
+    SQLite database lives under `data` (default: the repository)."""
     config = _read_config(repo)
     timezone = environ.get(TIMEZONE_VARIABLE) or config.timezone
     try:
@@ -64,7 +70,7 @@ def load_settings(
     except (ZoneInfoNotFoundError, ValueError):
         raise SettingsError(f"{TIMEZONE_VARIABLE}={timezone!r} is not an IANA time zone") from None
     public_url = (environ.get(PUBLIC_URL_VARIABLE) or config.public_url).rstrip("/")
-    database_url = environ.get(config.database_url_env) or default_database_url(repo)
+    database_url = environ.get(config.database_url_env) or default_database_url(data or repo)
     api_keys = frozenset(_split(_named(environ, config.api_keys_env, API_KEYS_VARIABLE)))
     secrets_text = _required(environ, config.event_webhook_secrets_env)
     webhook_secrets = tuple(_split(secrets_text)) if secrets_text is not None else ()

@@ -107,6 +107,21 @@ class StoreConfig(_Strict):
     idle_in_transaction_timeout: PositiveDuration = 5
 
 
+class GitConfig(_Strict):
+    """`git:`: how `serve --git` follows a remote repository (docs/git-follow.md); command-line
+    flags override it. Secrets stay in the environment: these name the variables."""
+
+    url: Annotated[str, Field(min_length=1)] | None = None
+    ref: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]+$")] = "main"
+    interval: PositiveDuration = 30
+    timeout: PositiveDuration = 60  # one fetch at most
+    token_env: ENV_NAME = "POSTWRIGHT_GIT_TOKEN"
+    username: Annotated[str, Field(min_length=1)] = "x-access-token"
+    ssh_key_file: str | None = None
+    known_hosts_file: str | None = None
+    webhook_secret_env: ENV_NAME = "POSTWRIGHT_GIT_WEBHOOK_SECRET"
+
+
 class Config(_Strict):
     """`postwright.yaml` at the repository root; every key optional."""
 
@@ -121,6 +136,7 @@ class Config(_Strict):
     allowed_hosts: list[HostName] = Field(default_factory=list)
     http: HttpLimits = Field(default_factory=HttpLimits)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    git: GitConfig = Field(default_factory=GitConfig)
     providers: dict[Annotated[str, Field(pattern=ID_PATTERN)], Provider] = Field(
         default_factory=lambda: dict(DEFAULT_PROVIDERS), min_length=1
     )

@@ -53,6 +53,20 @@ class MassDeleteRefused(PostwrightError):
         self.deletes, self.live, self.commit = deletes, live, commit
 
 
+class _Stale(Exception):
+    """Another runner applied a commit after this reload was planned (nothing is written)."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A reload's condition: the applied commit is still `commit` when it plans and when it
+    writes (checked under the lifecycle lock). Replicas following one remote pass what they read
+    before fetching, so a replica whose fetch is older than another's apply never rolls it
+    back; a failed condition is the result `stale` (nothing written: fetch and try again)."""
+
+    commit: str | None
+
+
 def is_mass_delete(deletes: int, live: int) -> bool:
     """More than half of the applied automations at once (and more than one)."""
     return deletes >= 2 and 2 * deletes > live
@@ -138,9 +152,14 @@ class Reloader:
         self._last: ReloadResult | None = None
 
     async def reload(
-        self, changed: Collection[str] | None = None, *, reason: str = "watch"
+        self,
+        changed: Collection[str] | None = None,
+        *,
+        reason: str = "watch",
+        expect: Expected | None = None,
     ) -> ReloadResult:
-        """Apply what changed (repository-relative paths; None: look at everything)."""
+        """Apply what changed (repository-relative paths; None: look at everything); with
+        `expect`, only while the applied commit is the expected one (else result `stale`)."""
         self._asked += 1
         ticket = self._asked
         if changed is None or self._pending is None:
@@ -148,24 +167,31 @@ class Reloader:
         else:
             self._pending.update(changed)
         async with self._lock:
-            if self._served >= ticket and self._last is not None:
+            if self._served >= ticket and self._last is not None and expect is None:
                 return self._last  # a reload that started after this call covered it
             upto, paths = self._asked, self._pending
             self._pending = set()
-            result = await self._reload(paths, reason)
+            result = await self._reload(paths, reason, expect)
             self._checker.retain(self._head_tree, self._final)
             self._served, self._last = upto, result
             return result
 
-    async def _reload(self, changed: set[str] | None, reason: str) -> ReloadResult:
+    async def _reload(
+        self, changed: set[str] | None, reason: str, expect: Expected | None
+    ) -> ReloadResult:
         now = self.clock.now()
         self.reloads += 1
         if self._versions is None:
             self._versions = AppliedVersions.of(await self.worker.catalog())
         applied_commit = await self.store.read(lambda tx: tx.meta(APPLIED_COMMIT_META))
         try:
+            if expect is not None and applied_commit != expect.commit:
+                raise _Stale
             plan = await asyncio.to_thread(self._plan, changed, applied_commit, now)
-            result = await self.store.write(lambda tx: self._apply(tx, plan, now, reason))
+            result = await self.store.write(lambda tx: self._apply(tx, plan, now, reason, expect))
+        except _Stale:
+            self.reloads -= 1
+            return ReloadResult("stale", at=now, reason=reason)
         except MassDeleteRefused as refused:
             result = ReloadResult("refused_mass_delete", at=now, reason=reason, error=str(refused))
             log.error("reload refused: %s (start with --allow-mass-delete to allow it)", refused)
@@ -273,8 +299,14 @@ class Reloader:
 
     # applying: every step in one transaction (a refused mass delete rolls all of it back)
 
-    def _apply(self, tx: WriteTx, plan: _Plan, now: datetime, reason: str) -> ReloadResult:
+    def _apply(
+        self, tx: WriteTx, plan: _Plan, now: datetime, reason: str, expect: Expected | None
+    ) -> ReloadResult:
         assert self._versions is not None
+        if expect is not None:
+            tx.lock_lifecycle()  # see what another replica committed, and hold it off
+            if tx.meta(APPLIED_COMMIT_META) != expect.commit:
+                raise _Stale
         result = ReloadResult(at=now, reason=reason)
         for step in plan.steps:
             only = step.only

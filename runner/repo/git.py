@@ -11,14 +11,14 @@ import os
 import stat
 import subprocess
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO
 
 from runner.core.layout import is_automation_path
-from runner.errors import GitError
+from runner.errors import GitError, GitTimeout
 from runner.repo.files import MAX_FILE_BYTES
 from runner.repo.gitsnapshot import Entry, GitSnapshot
 from runner.repo.snapshot import DirectorySnapshot
@@ -31,8 +31,11 @@ __all__ = [
     "dirty_paths",
     "find_git_dir",
     "open_repository",
+    "run_git",
     "top_level",
 ]
+
+LOCAL_TIMEOUT = 600.0  # seconds: a local command on a huge repository, never a hung one
 
 # Regular files and symlinks (followed inside the commit only); submodules (160000) and
 # trees are never read.
@@ -355,22 +358,41 @@ def top_level(folder: Path) -> Path | None:
     return Path(out.decode("utf-8", "surrogateescape").strip())
 
 
-def _run(root: Path, *args: str, input: bytes | None = None, ok: Sequence[int] = (0,)) -> bytes:
+def _run(
+    root: Path,
+    *args: str,
+    input: bytes | None = None,
+    ok: Sequence[int] = (0,),
+    env: Mapping[str, str] | None = None,
+    timeout: float = LOCAL_TIMEOUT,
+) -> bytes:
+    # Reading must never take the index lock a user's git may hold; never ask on a terminal.
+    environ = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     try:
         done = subprocess.run(
             ["git", "-C", str(root), *args],
             input=input,
             capture_output=True,
             check=False,
-            # Reading must never take the index lock a user's git may hold.
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+            env=environ,
+            timeout=timeout,
         )
+    except subprocess.TimeoutExpired:
+        raise GitTimeout(f"`git {' '.join(args[:2])}` took longer than {timeout:g} s") from None
     except OSError as error:
         raise GitError(f"cannot run git: {error}") from error
     if done.returncode not in ok:
         message = done.stderr.decode("utf-8", "replace").strip()
         raise GitError(f"`git {' '.join(args[:2])}` failed: {message}")
     return done.stdout
+
+
+def run_git(
+    root: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = LOCAL_TIMEOUT
+) -> bytes:
+    """One git command in `root` (e.g. a fetch from a remote: runner.repo.git_remote builds
+    it); GitTimeout past `timeout` seconds (the process is killed), GitError on failure."""
+    return _run(root, *args, env=env, timeout=timeout)
 
 
 def _paths(out: bytes) -> list[str]:

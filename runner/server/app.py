@@ -28,12 +28,14 @@ from runner.engine import startup
 from runner.engine.apply import ApplyReport
 from runner.engine.shared_rate import SharedRateLimiter
 from runner.engine.worker import Worker
+from runner.gitops.follow import GitFollower
 from runner.gitops.reload import Reloading, apply_repository
 from runner.providers import build_providers
 from runner.server.api.automations import AutomationsApi
 from runner.server.api.base import MAX_BODY, STORE_RETRY_AFTER, guard, store_unavailable
 from runner.server.api.events import EventsApi
 from runner.server.api.gate import INGEST_PATH, Gate
+from runner.server.api.git import GitApi
 from runner.server.api.operations import (
     ACTIVE,
     outbox,
@@ -44,7 +46,7 @@ from runner.server.api.operations import (
 )
 from runner.server.api.public import PublicApi
 from runner.server.api.subscribers import SubscribersApi
-from runner.server.metrics import Metrics
+from runner.server.metrics import GitMetrics, Metrics
 from runner.store import POSTGRES_PREFIX
 from runner.store.base import Store
 from runner.store.errors import StoreUnavailable
@@ -124,9 +126,11 @@ def create_app(
     reloader: Reloading | None = None,
     watch: bool = True,
     poll: bool = False,
+    git: GitFollower | None = None,
 ) -> Starlette:
     """The Starlette app. Its lifespan runs the worker loop when `background`, and watches
-    the repository when a `reloader` is given and `watch` (polling when `poll`)."""
+    the repository when a `reloader` is given and `watch` (polling when `poll`), or follows
+    a remote repository with `git` (its webhook route included)."""
     parts = (settings, store, worker, clock, reloader)
     events, automations, public = EventsApi(*parts), AutomationsApi(*parts), PublicApi(*parts)
     people = SubscribersApi(*parts)
@@ -159,6 +163,11 @@ def create_app(
         Route("/metrics", public.metrics_text, methods=["GET"]),
         Route("/openapi.json", public.openapi, methods=["GET"]),
     ]
+    if git is not None:
+        hooks = GitApi(*parts)
+        hooks.follower = public.git = git
+        routes.append(Route("/v1/git/webhook", guard(hooks.webhook), methods=["POST"]))
+        public.metrics.registry.register(GitMetrics(git.state))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -166,6 +175,8 @@ def create_app(
         tasks: list[tuple[str, asyncio.Task[None]]] = []
         if background:
             tasks.append(("worker", asyncio.create_task(worker.run_forever(stop))))
+        if git is not None:
+            tasks.append(("git follower", asyncio.create_task(git.run(stop))))
         if reloader is not None and watch:
             from runner.gitops.watch import watch as watch_repository
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "AutomationInfo", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "AutomationInfo", "GitMetrics", "Metrics"]
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600)
 
@@ -141,3 +143,61 @@ class _AutomationInfo(Collector):
         for row in self.rows:
             family.add_metric([row.id, row.status, row.desired_status, row.revision], 1)
         yield family
+
+
+class GitMetrics(Collector):
+    """The follower's fetches (`serve --git`), read from its state at scrape time."""
+
+    def __init__(self, state: GitStateView) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        """Success time, last result, fetches, errors by reason, jumps, webhooks by result."""
+        state = self.state
+        success = GaugeMetricFamily(
+            "postwright_git_last_fetch_success_timestamp_seconds",
+            "When the followed repository was last fetched successfully (Unix time; 0: never)",
+        )
+        at = state.last_success_at
+        success.add_metric([], 0.0 if at is None else at.timestamp())
+        yield success
+        last = GaugeMetricFamily(
+            "postwright_git_last_fetch_successful",
+            "1 when the last fetch of the followed repository succeeded, 0 when it failed",
+        )
+        last.add_metric([], 1.0 if state.last_fetch_ok else 0.0)
+        yield last
+        fetches = CounterMetricFamily("postwright_git_fetches", "Fetches of the followed branch")
+        fetches.add_metric([], state.fetches)
+        yield fetches
+        errors = CounterMetricFamily(
+            "postwright_git_fetch_errors",
+            "Failed fetches by reason (auth, host_key, not_found, unreachable, timeout, error)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(state.errors.items()):
+            errors.add_metric([reason], count)
+        yield errors
+        jumps = CounterMetricFamily(
+            "postwright_git_jumps",
+            "Fetched commits applied as a jump (a force-push or non-fast-forward)",
+        )
+        jumps.add_metric([], state.jumps)
+        yield jumps
+        hooks = CounterMetricFamily(
+            "postwright_git_webhooks", "Push webhooks by result", labels=["result"]
+        )
+        for result, count in sorted(state.webhooks.items()):
+            hooks.add_metric([result], count)
+        yield hooks
+
+
+class GitStateView(Protocol):
+    """What GitMetrics reads of runner.gitops.follow.GitState."""
+
+    last_success_at: datetime | None
+    last_fetch_ok: bool | None
+    fetches: int
+    jumps: int
+    errors: dict[str, int]
+    webhooks: dict[str, int]

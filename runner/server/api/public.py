@@ -17,6 +17,7 @@ from runner.core.records import MessageEvent
 from runner.core.unsubscribe import read_token
 from runner.engine import feedback
 from runner.engine.suppression import UNSUBSCRIBE_LINK_PREFIX
+from runner.gitops.follow import GitFollower
 from runner.gitops.reload_records import ReloadState, read_state
 from runner.gitops.reload_state import (
     FILES_APPLIED_META,
@@ -24,6 +25,7 @@ from runner.gitops.reload_state import (
     row_revision,
 )
 from runner.server.api.base import Handlers
+from runner.server.api.git import WEBHOOK_OPERATION
 from runner.server.metrics import CONTENT_TYPE_LATEST, AutomationInfo
 from runner.server.openapi import openapi_document
 from runner.store.base import ReadTx, WriteTx
@@ -44,6 +46,8 @@ RELOAD_OPERATION = {
 
 class PublicApi(Handlers):
     """/u/{token}, /healthz, /readyz, /metrics, /openapi.json."""
+
+    git: GitFollower | None = None  # `serve --git`: its state is part of /readyz
 
     async def unsubscribe_page(self, request: Request) -> Response:
         """GET /u/{token}: a confirmation form; a GET never unsubscribes."""
@@ -103,9 +107,13 @@ class PublicApi(Handlers):
         except Exception as error:
             log.warning("readiness: store unreachable: %s", error)
             return JSONResponse({"ready": False, "reason": "store unreachable"}, status_code=503)
+        # Following a remote: a failed fetch keeps the applied state live, so it stays ready;
+        # the detail says why the newest commits may be missing.
+        detail = {} if self.git is None else {"remote": self.git.state.detail()}
         if applied is None:
-            return JSONResponse({"ready": False, "reason": "files not applied"}, status_code=503)
-        return JSONResponse({"ready": True, "files_applied_at": applied})
+            body = {"ready": False, "reason": "files not applied", **detail}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"ready": True, "files_applied_at": applied, **detail})
 
     async def metrics_text(self, request: Request) -> Response:
         """GET /metrics: Prometheus text; store-backed values are read now."""
@@ -141,6 +149,8 @@ class PublicApi(Handlers):
         """GET /openapi.json."""
         document = openapi_document()
         document["paths"].setdefault("/v1/reload", RELOAD_OPERATION)
+        if self.git is not None:
+            document["paths"]["/v1/git/webhook"] = WEBHOOK_OPERATION
         return JSONResponse(document)
 
 
