@@ -60,6 +60,7 @@ E2E_MODULES = frozenset(
         "test_backlog",
         "test_cli_runner",
         "test_cli_subscribers",
+        "test_container",
         "test_crash",
         "test_delivery_guarantees",
         "test_engine_events",
