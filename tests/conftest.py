@@ -69,6 +69,7 @@ E2E_MODULES = frozenset(
         "test_frozen_replica",
         "test_http_gate",
         "test_http_limits",
+        "test_monitoring",
         "test_providers_e2e",
         "test_replicas",
         "test_scenarios_delivery",
