@@ -35,6 +35,11 @@ from tests.harness import WELCOME, write_repo
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "container-test-key"
 WAIT_SECONDS = 60.0
+# docs/deploy.md "Backups": SQLite's online backup through the image's own Python.
+BACKUP = (
+    "import sqlite3; s = sqlite3.connect('/data/postwright.db'); "
+    "d = sqlite3.connect('/data/backup.db'); s.backup(d); d.close(); s.close()"
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +138,13 @@ def test_the_container_serves_takes_an_event_and_sends(
         checked = engine.run(["healthcheck", "run", name], check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert engine.run(["exec", name, "id", "-u"]).stdout.strip() == "10001"
-        # The database lives in the volume, not in the read-only repository.
-        listing = engine.run(["exec", name, "ls", "/data"]).stdout.split()
-        assert "postwright.db" in listing
+        # The database lives in the volume, not in the read-only repository, and the online
+        # backup of docs/deploy.md copies it while the runner serves.
+        assert "postwright.db" in engine.run(["exec", name, "ls", "/data"]).stdout.split()
+        engine.run(["exec", name, "python3", "-c", BACKUP])
+        count = "import sqlite3; print(sqlite3.connect('/data/backup.db').execute("
+        count += "'SELECT count(*) FROM messages').fetchone()[0])"
+        assert engine.run(["exec", name, "python3", "-c", count]).stdout.strip() == "1"
         stopped = engine.run(["stop", "--time", "20", name], timeout=60)
         assert stopped.returncode == 0
         state = json.loads(engine.run(["inspect", name]).stdout)[0]["State"]
