@@ -60,7 +60,8 @@ def render(folder: Path) -> list[dict[str, Any]]:
         check=False,
     )
     if done.returncode != 0:
-        raise ValueError(f"{folder.relative_to(ROOT)}: kustomize failed: {done.stderr.strip()}")
+        shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+        raise ValueError(f"{shown}: kustomize failed: {done.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 

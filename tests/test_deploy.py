@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -153,3 +154,22 @@ def test_the_gitops_examples_point_at_an_overlay_that_exists() -> None:
         "kind": "GitRepository",
         "name": source["metadata"]["name"],
     }
+
+
+def test_the_overlay_of_your_own_in_docs_deploy_renders_and_validates(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    marker = "# clusters/prod/postwright/kustomization.yaml\n"
+    block = text[text.index(marker) : text.index("```", text.index(marker))]
+    lines = [line.removeprefix("   ") for line in block.splitlines()]
+    # The layout the page describes: deploy/kubernetes copied beside clusters/prod/postwright.
+    shutil.copytree(check.KUBERNETES, tmp_path / "deploy" / "kubernetes")
+    folder = tmp_path / "clusters" / "prod" / "postwright"
+    folder.mkdir(parents=True)
+    (folder / "kustomization.yaml").write_text("\n".join(lines), encoding="utf-8")
+    objects = check.render(folder)
+    assert check.schema_errors(objects, "docs/deploy.md") == []
+    env = _env(objects)
+    assert env["POSTWRIGHT_GIT_URL"]["value"] == "https://git.example.com/team/automations.git"
+    assert env["POSTWRIGHT_PUBLIC_URL"]["value"] == "https://postwright.example.com"
+    assert env["POSTWRIGHT_DATABASE_URL"]["value"] == "sqlite:////data/postwright.db"
+    assert _container(objects)["image"] == "registry.example.com/postwright:0.1.0"
