@@ -227,6 +227,23 @@ def metric_names(query: str) -> set[str]:
     return names
 
 
+def query_errors(queries: Iterable[str], source: str) -> list[str]:
+    """A coarse PromQL check (no PromQL parser is available offline): brackets balance."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    errors = []
+    for query in queries:
+        stack: list[str] = []
+        for char in re.sub(r'"[^"]*"', '""', query):  # label values may hold anything
+            if char in "([{":
+                stack.append(char)
+            elif char in pairs and (not stack or stack.pop() != pairs[char]):
+                stack.append("!")
+                break
+        if stack:
+            errors.append(f"{source}: unbalanced brackets in {query!r}")
+    return errors
+
+
 def dashboard_errors(path: Path) -> list[str]:
     """A loadable dashboard whose panels each query something."""
     where = str(path.relative_to(ROOT))
@@ -258,7 +275,11 @@ def all_errors() -> list[str]:
         errors += custom_errors(load_yaml(path), str(path.relative_to(ROOT)))
     rules = DEPLOY / "monitoring" / "prometheusrule.yaml"
     errors += custom_errors(load_yaml(rules), str(rules.relative_to(ROOT)))
-    errors += dashboard_errors(DEPLOY / "monitoring" / "grafana-dashboard.json")
+    errors += query_errors(rule_queries(rules), str(rules.relative_to(ROOT)))
+    dashboard = DEPLOY / "monitoring" / "grafana-dashboard.json"
+    errors += dashboard_errors(dashboard)
+    if not errors:  # the queries of a dashboard that loads
+        errors += query_errors(dashboard_queries(dashboard), str(dashboard.relative_to(ROOT)))
     return errors
 
 

@@ -180,3 +180,16 @@ def _wait_until(condition: object, what: str) -> None:
             return
         time.sleep(0.25)  # a real container starting: polling, bounded by WAIT_SECONDS
     raise AssertionError(f"not within {WAIT_SECONDS:.0f} s: {what}")
+
+
+def test_the_build_reaches_pypi_the_way_this_machine_does(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.crt"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    environ = {"HTTPS_PROXY": "http://proxy.test:3128", "PIP_CERT": str(bundle), "HOME": "/x"}
+    assert build_arguments(environ) == [
+        "--build-arg",
+        "HTTPS_PROXY=http://proxy.test:3128",
+        "--secret",
+        f"id=pip_cert,src={bundle}",
+    ]
+    assert build_arguments({"PIP_CERT": str(tmp_path / "missing.crt")}) == []

@@ -173,3 +173,12 @@ def test_the_overlay_of_your_own_in_docs_deploy_renders_and_validates(tmp_path: 
     assert env["POSTWRIGHT_PUBLIC_URL"]["value"] == "https://postwright.example.com"
     assert env["POSTWRIGHT_DATABASE_URL"]["value"] == "sqlite:////data/postwright.db"
     assert _container(objects)["image"] == "registry.example.com/postwright:0.1.0"
+
+
+def test_unbalanced_promql_is_caught() -> None:
+    good = 'sum by (le) (rate(postwright_send_latency_seconds_bucket{job="a(b"}[5m]))'
+    assert check.query_errors([good], "rules.yaml") == []
+    assert check.query_errors(["sum(rate(x[5m])"], "rules.yaml") == [
+        "rules.yaml: unbalanced brackets in 'sum(rate(x[5m])'"
+    ]
+    assert check.query_errors(["sum(x])"], "rules.yaml") != []
