@@ -121,6 +121,8 @@ def test_the_container_serves_takes_an_event_and_sends(
     port = _free_port()
     name = f"postwright-test-{uuid.uuid4().hex[:12]}"
     run = ["run", "--detach", "--name", name, *ULIMITS, "--publish", f"127.0.0.1:{port}:8080"]
+    # As deploy/kubernetes runs it: read-only root (a tmpfs /tmp), no capabilities.
+    run += ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     run += ["--env", f"POSTWRIGHT_API_KEYS={KEY}", "--env", "POSTWRIGHT_PUBLIC_URL=https://pw.test"]
     run += ["--volume", f"{repo}:/data/repo:ro", image]
     engine.run(run)
@@ -193,3 +195,12 @@ def test_the_build_reaches_pypi_the_way_this_machine_does(tmp_path: Path) -> Non
         f"id=pip_cert,src={bundle}",
     ]
     assert build_arguments({"PIP_CERT": str(tmp_path / "missing.crt")}) == []
+
+
+def test_without_an_engine_the_reason_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tests.container.shutil.which", lambda name: None)
+    with pytest.raises(EngineUnavailable, match=r"podman is not installed \(Debian package"):
+        start_engine()
+    monkeypatch.setenv(REQUIRE_VARIABLE, "1")
+    with pytest.raises(pytest.fail.Exception, match="POSTWRIGHT_REQUIRE_CONTAINER=1 but"):
+        _skip_or_fail("no engine")
