@@ -103,8 +103,10 @@ def test_every_overlay_has_the_probes_security_and_metrics_of_the_base(
         assert _env(objects)["POSTWRIGHT_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == (
             "postwright"
         )
-        selector = _one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
-        assert selector == _one(objects, "Deployment")["spec"]["selector"]["matchLabels"] != {}
+        selector = _one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+        assert selector != {}
+        assert _one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
+        assert _one(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"] == selector
 
 
 def test_the_sqlite_overlay_is_one_replica_on_a_claim_replaced_not_rolled(
