@@ -122,7 +122,8 @@ def test_the_container_serves_takes_an_event_and_sends(
     name = f"postwright-test-{uuid.uuid4().hex[:12]}"
     run = ["run", "--detach", "--name", name, *ULIMITS, "--publish", f"127.0.0.1:{port}:8080"]
     # As deploy/kubernetes runs it: read-only root (a tmpfs /tmp), no capabilities.
-    run += ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    run += ["--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
+    run += ["--security-opt", "no-new-privileges"]
     run += ["--env", f"POSTWRIGHT_API_KEYS={KEY}", "--env", "POSTWRIGHT_PUBLIC_URL=https://pw.test"]
     run += ["--volume", f"{repo}:/data/repo:ro", image]
     engine.run(run)
