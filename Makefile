@@ -43,6 +43,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/python scripts/check_deploy.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
