@@ -16,7 +16,7 @@ from tests.store_contract import START, Check, automation, feedback, message, se
 
 
 async def _two_revisions(store: Store) -> tuple[int, int]:
-    """"welcome" applied at revision 1 (commit abc123) and 2 (commit def456), one message of
+    """ "welcome" applied at revision 1 (commit abc123) and 2 (commit def456), one message of
     revision 1 and two of revision 2, with their provider events."""
     ann, bob = await seed(store, "ann@example.com", "bob@example.com")
 
