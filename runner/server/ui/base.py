@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from runner.server.api.base import Handlers
 from runner.server.api.models import RequestError
 from runner.server.ui import session as sessions
+from runner.templating.pages import PageTemplates
 
 MAX_FORM = 64 * 1024
 # Pages load only our own stylesheet and inline SVG; frames only our own message route.
@@ -50,13 +50,9 @@ def _short(sha: str | None) -> str:
     return NONE if not sha else sha[:7]
 
 
-TEMPLATES = Environment(
-    loader=PackageLoader("runner.server.ui", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
+TEMPLATES = PageTemplates(
+    "runner.server.ui", "templates", {"percent": _percent, "when": _when, "short": _short}
 )
-TEMPLATES.filters.update(percent=_percent, when=_when, short=_short)
 
 
 class UiHandlers(Handlers):
@@ -82,7 +78,8 @@ class UiHandlers(Handlers):
         **context: Any,
     ) -> HTMLResponse:
         """A page rendered from `template`, with the session's CSRF token for its forms."""
-        body = TEMPLATES.get_template(template).render(
+        body = TEMPLATES.render(
+            template,
             csrf=sessions.csrf_token(self.key, session),
             signed_in=session.signed_in,
             path=request.url.path,
