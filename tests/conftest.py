@@ -62,6 +62,7 @@ E2E_MODULES = frozenset(
         "test_cli_runner",
         "test_cli_subscribers",
         "test_crash",
+        "test_dashboard_browser",
         "test_dashboard_http",
         "test_delivery_guarantees",
         "test_engine_events",
