@@ -73,6 +73,14 @@ async def check_stats_by_day_and_sends_per_day(store: Store, clock: FakeClock) -
     assert [d.day for d in later] == ["2026-03-03"]
     per_day = await store.read(lambda tx: tx.sends_per_day(["welcome", "other"], START))
     assert per_day == {"welcome": {"2026-03-02": 1, "2026-03-03": 2}, "other": {}}
+    since = START + timedelta(hours=1)
+    recent = await store.read(lambda tx: tx.recent_counts(["welcome", "other"], since))
+    assert recent == {
+        "welcome": MessageCounts(
+            sent=2, delivered=2, opened=1, clicked=1, unique_openers=1, unique_clickers=1
+        ),
+        "other": MessageCounts(),
+    }
 
 
 async def check_top_links(store: Store, clock: FakeClock) -> None:

@@ -102,8 +102,10 @@ def axe_serious(page: Any) -> list[str]:
 
 
 def shot(page: Any, name: str) -> Path:
+    """A full-page screenshot, plus the first screen alone (the README shows two of those)."""
     path = OUTPUT / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(OUTPUT / f"{name}-screen.png"))
     print(f"screenshot: {path}")
     return path
 

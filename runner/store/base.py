@@ -30,7 +30,7 @@ from runner.core.records import (
     SuppressionLift,
 )
 from runner.store.claims import ClaimsTx
-from runner.store.dashboard_stats import DayStats, RevisionStats
+from runner.store.dashboard_stats import DayStats, MessageCounts, RevisionStats
 
 T = TypeVar("T")
 
@@ -189,6 +189,11 @@ class ReadTx(Protocol):
         self, automation_ids: Sequence[str], since: datetime
     ) -> dict[str, dict[str, int]]:
         """Messages sent per UTC day from `since`, by automation."""
+
+    def recent_counts(
+        self, automation_ids: Sequence[str], since: datetime
+    ) -> dict[str, MessageCounts]:
+        """Message counts of messages sent from `since`, by automation."""
 
     def top_links(self, automation_id: str, limit: int = 10) -> list[tuple[str, int]]:
         """Clicked links of one automation by messages clicked, most first."""

@@ -24,7 +24,7 @@ SELECT {group} AS grp, m.subscriber_id AS subscriber_id,
     MAX(CASE WHEN e.type IN ('opened', 'clicked') THEN 1 ELSE 0 END) AS opened,
     MAX(CASE WHEN e.type = 'clicked' THEN 1 ELSE 0 END) AS clicked
 FROM messages m LEFT JOIN message_events e ON e.message_id = m.id
-WHERE m.automation_id = ?{where}
+WHERE {owner}{where}
 GROUP BY m.id
 """
 _COUNTS = """
@@ -43,8 +43,14 @@ class DashboardQueries:
     def __init__(self, dialect: Dialect) -> None:
         r = dialect.render
         day = dialect.day.format("m.sent_at")
-        by_revision = _PER_MESSAGE.format(group="m.revision", where="")
-        by_day = _PER_MESSAGE.format(group=day, where=" AND m.sent_at >= ?")
+        one = "m.automation_id = ?"
+        by_revision = _PER_MESSAGE.format(group="m.revision", owner=one, where="")
+        by_day = _PER_MESSAGE.format(group=day, owner=one, where=" AND m.sent_at >= ?")
+        # Several automations at once; `{ids}` is the dialect's list test, filled per call.
+        recent = _PER_MESSAGE.format(
+            group="m.automation_id", owner="{ids}", where=" AND m.sent_at >= " + dialect.positional
+        )
+        self.recent = _COUNTS.format(per_message=recent)
         self.by_revision = r(_COUNTS.format(per_message=by_revision))
         self.by_day = r(_COUNTS.format(per_message=by_day))
         self.revisions = r(
@@ -116,6 +122,19 @@ class DashboardReads(SqlReadTx):
             sql = self.dashboard.sends_per_day.format(ids=test)
             for row in self._all(sql, *args, self.dialect.write_time(since)):
                 found[row["automation_id"]][str(row["day"])] = int(row["sent"])
+        return found
+
+    def recent_counts(
+        self, automation_ids: Sequence[str], since: datetime
+    ) -> dict[str, MessageCounts]:
+        """Message counts of messages sent at or after `since`, by automation (a bounded
+        window: an automation's lifetime totals grow without end)."""
+        found = {ident: MessageCounts() for ident in automation_ids}
+        for batch in self.dialect.batches(list(automation_ids)):
+            test, args = self.dialect.one_of("m.automation_id", batch)
+            sql = self.dashboard.recent.format(ids=test)
+            for row in self._all(sql, *args, self.dialect.write_time(since)):
+                found[row["grp"]] = _counts(row)
         return found
 
     def top_links(self, automation_id: str, limit: int = 10) -> list[tuple[str, int]]:

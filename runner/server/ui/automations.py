@@ -24,8 +24,8 @@ from runner.server.api.operations import (
 from runner.server.ui import charts
 from runner.server.ui.base import UiHandlers, back
 from runner.server.ui.session import Session
-from runner.store.base import ReadTx, Stats
-from runner.store.dashboard_stats import DayStats, RevisionStats
+from runner.store.base import ReadTx
+from runner.store.dashboard_stats import DayStats, MessageCounts, RevisionStats
 
 PAGE_SIZE = 50
 SPARK_DAYS = 30
@@ -62,10 +62,10 @@ class AutomationPages(UiHandlers):
 
         def read(
             tx: ReadTx,
-        ) -> tuple[dict[str, ReloadState | None], dict[str, Stats], Any, dict[str, Any]]:
+        ) -> tuple[dict[str, ReloadState | None], dict[str, MessageCounts], Any, dict[str, Any]]:
             states = {ident: read_state(tx, ident) for ident in ids}
-            stats = {ident: tx.stats(ident) for ident in ids}
-            return states, stats, tx.sends_per_day(ids, since), reload_summary(tx)
+            recent = tx.recent_counts(ids, since)
+            return states, recent, tx.sends_per_day(ids, since), reload_summary(tx)
 
         states, stats, per_day, last_reload = await self.store.read(read)
         rows = []
