@@ -90,8 +90,31 @@ async def check_top_links(store: Store, clock: FakeClock) -> None:
     assert await store.read(lambda tx: tx.top_links("other")) == []
 
 
+async def check_opened_within_a_window(store: Store, clock: FakeClock) -> None:
+    ann, bob = await seed(store, "ann@example.com", "bob@example.com")
+    day = timedelta(hours=24)
+
+    def work(tx: WriteTx) -> None:
+        for sid, sub in (("s1", ann), ("s2", bob), ("s3", ann)):
+            tx.insert_pending(send(sid, sub))
+            tx.insert_message(message(f"m{sid[1]}", sid, sub))
+        # m1 opened after 23 h and after 1 h (the first counts), m2 clicked after 25 h, m3 never.
+        for number, (message_id, kind, after) in enumerate(
+            [("m1", "opened", 23), ("m1", "opened", 1), ("m2", "clicked", 25)]
+        ):
+            event = feedback(f"o{number}", message_id, kind)
+            at = START + timedelta(hours=after)
+            tx.insert_message_event(dataclasses.replace(event, occurred_at=at, received_at=at))
+
+    await store.write(work)
+    assert await store.read(lambda tx: tx.opened_within("welcome", day)) == 1
+    assert await store.read(lambda tx: tx.opened_within("welcome", 2 * day)) == 2
+    assert await store.read(lambda tx: tx.opened_within("other", day)) == 0
+
+
 DASHBOARD_CONTRACT: list[Check] = [
     check_stats_by_revision,
     check_stats_by_day_and_sends_per_day,
     check_top_links,
+    check_opened_within_a_window,
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from runner.core.records import (
@@ -197,6 +197,9 @@ class ReadTx(Protocol):
 
     def top_links(self, automation_id: str, limit: int = 10) -> list[tuple[str, int]]:
         """Clicked links of one automation by messages clicked, most first."""
+
+    def opened_within(self, automation_id: str, window: timedelta) -> int:
+        """Messages of one automation first opened within `window` of their sending."""
 
 
 class WriteTx(ReadTx, ClaimsTx, Protocol):

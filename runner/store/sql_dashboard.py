@@ -6,7 +6,7 @@ records so that stats by revision never run git when asked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from runner.store.dashboard_stats import DayStats, MessageCounts, RevisionStats
 from runner.store.dialect import Dialect
@@ -68,6 +68,12 @@ class DashboardQueries:
             " FROM messages m JOIN message_events e ON e.message_id = m.id"
             " WHERE m.automation_id = ? AND e.type = 'clicked' AND e.url IS NOT NULL"
             " GROUP BY e.url ORDER BY clicks DESC, url LIMIT ?"
+        )
+        # The first open (or click, which implies one) of each opened message.
+        self.first_opens = r(
+            "SELECT m.sent_at AS sent_at, MIN(e.occurred_at) AS first_open"
+            " FROM messages m JOIN message_events e ON e.message_id = m.id"
+            " WHERE m.automation_id = ? AND e.type IN ('opened', 'clicked') GROUP BY m.id"
         )
         self.record_revision = r(
             "INSERT INTO automation_revisions (automation_id, revision, commit_sha, applied_at)"
@@ -135,6 +141,16 @@ class DashboardReads(SqlReadTx):
             sql = self.dashboard.recent.format(ids=test)
             for row in self._all(sql, *args, self.dialect.write_time(since)):
                 found[row["grp"]] = _counts(row)
+        return found
+
+    def opened_within(self, automation_id: str, window: timedelta) -> int:
+        """Messages of one automation first opened within `window` of their sending."""
+        read = self.dialect.codec.opt_read_time
+        found = 0
+        for row in self._all(self.dashboard.first_opens, automation_id):
+            sent, opened = read(row["sent_at"]), read(row["first_open"])
+            if sent is not None and opened is not None and opened - sent <= window:
+                found += 1
         return found
 
     def top_links(self, automation_id: str, limit: int = 10) -> list[tuple[str, int]]:

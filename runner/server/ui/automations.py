@@ -116,6 +116,7 @@ class AutomationPages(UiHandlers):
                 "by_day": tx.stats_by_day(ident, since),
                 "by_revision": tx.stats_by_revision(ident),
                 "links": tx.top_links(ident),
+                "first_day": tx.opened_within(ident, timedelta(hours=24)),
                 "pending": tx.pending_sends(ident, ACTIVE, 100),
             }
 
@@ -137,6 +138,7 @@ class AutomationPages(UiHandlers):
             by_day=[d for d in reversed(by_day)],
             by_revision=list(reversed(by_revision)),
             links=found["links"],
+            first_day=found["first_day"],
             pending=found["pending"],
             notice=NOTICES.get(request.query_params.get("notice") or ""),
         )
