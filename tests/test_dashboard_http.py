@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from runner.core.records import SendStatus
+from runner.gitops.reload_state import ReloadResult, record_summary
 from runner.server.ui import session as sessions
 from tests.dashboard_fixture import PEOPLE, dashboard_repo, populate
 from tests.harness import Harness
@@ -213,3 +214,15 @@ def test_stats_by_revision_query_is_checked(tmp_path: Path) -> None:
         assert (only["revision"], only["sent"], only["delivered"]) == (1, 3, 3)
         assert (only["unique_openers"], only["unique_clickers"]) == (1, 1)
         assert only["open_rate"] == pytest.approx(1 / 3)
+
+
+def test_banners_for_a_failed_reload_and_a_paused_provider(tmp_path: Path) -> None:
+    with Harness(dashboard_repo(tmp_path)) as h:
+        assert "alert" not in h.http.get("/ui").text
+        failed = ReloadResult("failed", at=h.clock.now(), reason="watch", error="disk <gone>")
+        h.write(lambda tx: record_summary(tx, failed, None))
+        assert h.worker is not None
+        h.worker.providers.gate.pause_provider("default", h.clock.now())
+        page = h.http.get("/ui").text
+        assert "The last reload failed (failed, 2026-03-02 09:00:00 UTC): disk &lt;gone&gt;" in page
+        assert "Provider <strong>default</strong> is paused" in page
