@@ -21,6 +21,7 @@ from runner.store.postgres import MIGRATIONS, PostgresStore
 from runner.store.postgres_read import PgReadTx
 from runner.store.postgres_write import ENGINE_LOCK, PgWriteTx
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
+from tests.store_contract_dashboard import DASHBOARD_CONTRACT
 from tests.store_contract_people import PEOPLE_CONTRACT
 
 T = TypeVar("T")
@@ -43,7 +44,9 @@ def run(url: str, body: Callable[[PostgresStore, FakeClock], Awaitable[T]]) -> T
     return asyncio.run(main())
 
 
-@pytest.mark.parametrize("check", CONTRACT + PEOPLE_CONTRACT, ids=lambda check: check.__name__)
+@pytest.mark.parametrize(
+    "check", CONTRACT + PEOPLE_CONTRACT + DASHBOARD_CONTRACT, ids=lambda check: check.__name__
+)
 def test_contract(check: Check, postgres_url: str) -> None:
     run(postgres_url, check)
 

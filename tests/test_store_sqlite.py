@@ -30,6 +30,7 @@ from runner.store.sqlite_open import MIGRATIONS, connect, migrate
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_write import SqliteWriteTx
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
+from tests.store_contract_dashboard import DASHBOARD_CONTRACT
 from tests.store_contract_people import PEOPLE_CONTRACT
 
 T = TypeVar("T")
@@ -52,7 +53,9 @@ def run(path: Path, body: Callable[[SqliteStore, FakeClock], Awaitable[T]]) -> T
     return asyncio.run(main())
 
 
-@pytest.mark.parametrize("check", CONTRACT + PEOPLE_CONTRACT, ids=lambda check: check.__name__)
+@pytest.mark.parametrize(
+    "check", CONTRACT + PEOPLE_CONTRACT + DASHBOARD_CONTRACT, ids=lambda check: check.__name__
+)
 def test_contract(check: Check, tmp_path: Path) -> None:
     run(tmp_path / "store.db", check)
 

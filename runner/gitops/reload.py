@@ -119,6 +119,7 @@ class _Plan:
     final: Tree | None = None
     dirty: frozenset[str] = frozenset()
     outcome: dict[str, bool] = field(default_factory=dict)  # judged id -> accepted (last step)
+    subjects: dict[str, str] = field(default_factory=dict)  # sha -> subject line, of the steps
 
 
 class Reloader:
@@ -277,7 +278,9 @@ class Reloader:
             steps.append(_Step(head_tree, head, again - dirty_ids))
         if dirty:
             steps.append(_Step(final, None, dirty_ids | (self._unsettled & dirty_ids)))
-        return _Plan(steps, head, head_tree, final, dirty)
+        # Read now, with git at hand: the dashboard shows them without running git.
+        subjects = git.subjects([step.commit for step in steps if step.commit is not None])
+        return _Plan(steps, head, head_tree, final, dirty, subjects=subjects)
 
     def _commit_steps(self, git: Git, base: str, head: str, now: datetime) -> list[_Step]:
         commits = git.commits(base, head)
@@ -332,6 +335,8 @@ class Reloader:
             ident for ident, found, _ in result.refused if blocks_delete(found)
         )
         result.result = "partial" if result.refused else "applied"
+        for sha, subject in plan.subjects.items():
+            tx.record_commit(sha, subject)
         if plan.head is not None:
             tx.set_meta(APPLIED_COMMIT_META, plan.head)
         tx.set_meta(FILES_APPLIED_META, now.isoformat())

@@ -153,6 +153,18 @@ class Git:
             raise self.missing(base, "the history from base commit")
         return found
 
+    def subjects(self, shas: Sequence[str]) -> dict[str, str]:
+        """The subject line of each commit, by sha (stats by revision show it)."""
+        if not shas:
+            return {}
+        out = self._run("show", "--no-patch", "--format=%H%x09%s", *shas, "--")
+        found: dict[str, str] = {}
+        for line in out.decode("utf-8", "replace").splitlines():
+            sha, tab, subject = line.partition("\t")
+            if tab:
+                found[sha] = subject
+        return found
+
     def _shallow_commits(self) -> set[str]:
         path = Path(self._run("rev-parse", "--git-path", "shallow").decode().strip())
         path = path if path.is_absolute() else self.root / path

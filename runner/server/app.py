@@ -47,6 +47,10 @@ from runner.server.api.operations import (
 from runner.server.api.public import PublicApi
 from runner.server.api.subscribers import SubscribersApi
 from runner.server.metrics import GitMetrics, Metrics
+from runner.server.metrics import Metrics
+from runner.server.ui import ui_routes
+from runner.server.ui.automations import AutomationPages
+from runner.server.ui.people import PeoplePages
 from runner.store import POSTGRES_PREFIX
 from runner.store.base import Store
 from runner.store.errors import StoreUnavailable
@@ -134,6 +138,7 @@ def create_app(
     parts = (settings, store, worker, clock, reloader)
     events, automations, public = EventsApi(*parts), AutomationsApi(*parts), PublicApi(*parts)
     people = SubscribersApi(*parts)
+    dashboard = ui_routes(AutomationPages(*parts), PeoplePages(*parts))
     send = "/v1/automations/{id}/pending/{send_id}"
     # An address may hold an encoded "/" (the handlers decode the raw path).
     person = "/v1/subscribers/{email:address}"
@@ -162,6 +167,7 @@ def create_app(
         Route("/readyz", public.readyz, methods=["GET"]),
         Route("/metrics", public.metrics_text, methods=["GET"]),
         Route("/openapi.json", public.openapi, methods=["GET"]),
+        *dashboard,
     ]
     if git is not None:
         hooks = GitApi(*parts)

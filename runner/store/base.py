@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from runner.core.records import (
@@ -30,6 +30,7 @@ from runner.core.records import (
     SuppressionLift,
 )
 from runner.store.claims import ClaimsTx
+from runner.store.dashboard_stats import DayStats, MessageCounts, RevisionStats
 
 T = TypeVar("T")
 
@@ -176,6 +177,30 @@ class ReadTx(Protocol):
     def suppression_lifts(self, subscriber_id: int) -> list[SuppressionLift]:
         """Suppressions of one subscriber lifted through the API, oldest first."""
 
+    # The dashboard (runner.store.sql_dashboard) ------------------------------------------
+
+    def stats_by_revision(self, automation_id: str) -> list[RevisionStats]:
+        """Message counts per revision that rendered messages, with its commit and subject."""
+
+    def stats_by_day(self, automation_id: str, since: datetime) -> list[DayStats]:
+        """Message counts per UTC day of sending, from `since`."""
+
+    def sends_per_day(
+        self, automation_ids: Sequence[str], since: datetime
+    ) -> dict[str, dict[str, int]]:
+        """Messages sent per UTC day from `since`, by automation."""
+
+    def recent_counts(
+        self, automation_ids: Sequence[str], since: datetime
+    ) -> dict[str, MessageCounts]:
+        """Message counts of messages sent from `since`, by automation."""
+
+    def top_links(self, automation_id: str, limit: int = 10) -> list[tuple[str, int]]:
+        """Clicked links of one automation by messages clicked, most first."""
+
+    def opened_within(self, automation_id: str, window: timedelta) -> int:
+        """Messages of one automation first opened within `window` of their sending."""
+
 
 class WriteTx(ReadTx, ClaimsTx, Protocol):
     """Writes inside one transaction (SQLite: BEGIN IMMEDIATE); the sender's claims are
@@ -217,6 +242,9 @@ class WriteTx(ReadTx, ClaimsTx, Protocol):
 
     def add_history(self, entry: HistoryEntry) -> None:
         """Record an applied change."""
+
+    def record_commit(self, sha: str, subject: str) -> None:
+        """Remember an applied commit's subject line (stats by revision show it)."""
 
     def record_entry(self, automation_id: str, subscriber_id: int, at: datetime) -> Entry:
         """Remember that a subscriber entered an automation at `at`."""

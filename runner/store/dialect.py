@@ -29,6 +29,7 @@ class Dialect:
     named: str  # the driver's named placeholder, `{}` standing for the name
     unprocessed: str  # the test of `events.processed` its partial index is built on
     in_group: str  # the test of `subscribers.groups` (a JSON array) holding one bound name
+    day: str  # the UTC day (`YYYY-MM-DD` text) of the time column named `{}`
     codec: RowCodec
     batch: int | None  # values per list test (SQLite bounds its host parameters); None: all
 

@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 from runner.core.records import Subscriber
 from runner.store.postgres_rows import CODEC, POSTGRES, Row
 from runner.store.read_queries import ReadQueries
+from runner.store.sql_dashboard import DashboardQueries, DashboardReads
 from runner.store.sql_people import PeopleReads
 
 # The same counts as SQLite's query: a message counts once per kind however many
@@ -48,11 +49,12 @@ FROM per_message
 _READS = ReadQueries(POSTGRES)
 
 
-class PgReadTx(PeopleReads):
+class PgReadTx(DashboardReads, PeopleReads):
     """Reads inside one PostgreSQL transaction (the store begins and ends it)."""
 
     dialect = POSTGRES
     reads = _READS
+    dashboard = DashboardQueries(POSTGRES)
     message_stats = _MESSAGE_STATS
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:

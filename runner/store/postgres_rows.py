@@ -34,6 +34,7 @@ POSTGRES = Dialect(
     named="%({})s",
     unprocessed="NOT processed",
     in_group="jsonb_exists(groups::jsonb, %s)",
+    day="to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     codec=CODEC,
     batch=None,
 )

@@ -145,6 +145,10 @@ class RowCodec:
     def _opt_read(self, value: Any) -> datetime | None:
         return None if value is None else self._read(value)
 
+    def opt_read_time(self, value: Any) -> datetime | None:
+        """A stored time column as an aware datetime (None stays None)."""
+        return self._opt_read(value)
+
     def event_of(self, row: Row) -> StoredEvent:
         """A row of `events`."""
         return StoredEvent(

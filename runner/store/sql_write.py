@@ -20,10 +20,11 @@ from runner.core.records import (
 )
 from runner.store.errors import EventConflict
 from runner.store.rows import dumps, opt_dumps
+from runner.store.sql_dashboard import DashboardWrites
 from runner.store.sql_sends import SqlSendsTx
 
 
-class SqlWriteTx(SqlSendsTx):
+class SqlWriteTx(DashboardWrites, SqlSendsTx):
     """Writes inside one transaction, over the dialect's rendered `writes`."""
 
     def _insert_events(self, events: Sequence[IncomingEvent], received_at: datetime) -> None:
@@ -157,6 +158,10 @@ class SqlWriteTx(SqlSendsTx):
                 None if started is None else write_time(started),
                 None if stopped is None else write_time(stopped),
             ),
+        )
+        # Stats by revision name the commit that carried each revision.
+        self.record_revision(
+            automation.id, automation.revision, automation.commit, automation.applied_at
         )
 
     def add_history(self, entry: HistoryEntry) -> None:

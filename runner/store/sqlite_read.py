@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from runner.core.records import Subscriber
 from runner.store.read_queries import ReadQueries
+from runner.store.sql_dashboard import DashboardQueries, DashboardReads
 from runner.store.sql_people import PeopleReads
 from runner.store.sqlite_rows import CODEC, SQLITE
 
@@ -45,11 +46,12 @@ _READS = ReadQueries(SQLITE)
 _LAST_CHARACTER = "\U0010ffff"  # sorts after every character under the BINARY collation
 
 
-class SqliteReadTx(PeopleReads):
+class SqliteReadTx(DashboardReads, PeopleReads):
     """Reads inside one SQLite transaction (the caller begins and ends it)."""
 
     dialect = SQLITE
     reads = _READS
+    dashboard = DashboardQueries(SQLITE)
     message_stats = _MESSAGE_STATS
 
     def __init__(self, connection: sqlite3.Connection) -> None:

@@ -21,6 +21,7 @@ from runner.server.api.operations import (
     message_payload,
     outbox,
     remove_pending,
+    revisions_payload,
     send_now,
     send_payload,
     started,
@@ -90,11 +91,19 @@ class AutomationsApi(Handlers):
         return JSONResponse(payload)
 
     async def stats(self, request: Request) -> Response:
-        """GET /v1/automations/{id}/stats (null for automations never started)."""
+        """GET /v1/automations/{id}/stats (null for automations never started);
+        `?by=revision`: message counts per applied revision with its commit."""
         self.require_key(request)
+        by = request.query_params.get("by")
+        if by not in (None, "revision"):
+            message = "by must be `revision` (or left out for the automation's totals)"
+            raise RequestError(422, {"error": "invalid_query", "field": "by", "message": message})
         _, live = await self.live(request.path_params["id"])
         if not started(live):
             return JSONResponse({"stats": None, "reason": "not_started"})
+        if by == "revision":
+            found = await self.store.read(lambda tx: tx.stats_by_revision(live.id))
+            return JSONResponse({"by": "revision", "revisions": revisions_payload(found)})
         stats = await self.store.read(lambda tx: tx.stats(live.id))
         return JSONResponse({"stats": stats_payload(stats)})
 

@@ -12,6 +12,7 @@ from runner.engine.erasure import erased
 from runner.server.api.base import iso
 from runner.server.api.models import RequestError
 from runner.store.base import ReadTx, Stats, WriteTx
+from runner.store.dashboard_stats import RevisionStats
 
 ACTIVE = (SendStatus.PENDING, SendStatus.CLAIMED)
 NOT_STARTED = frozenset({"draft", "scheduled"})
@@ -23,6 +24,23 @@ def stats_payload(stats: Stats) -> dict[str, Any]:
     payload["open_rate"] = stats.open_rate
     payload["click_rate"] = stats.click_rate
     return payload
+
+
+def revisions_payload(found: list[RevisionStats]) -> list[dict[str, Any]]:
+    """The JSON form of stats by revision, oldest revision first."""
+    return [
+        {
+            "revision": item.revision,
+            "commit": item.commit,
+            "subject": item.subject,
+            "applied_at": iso(item.applied_at),
+            **dataclasses.asdict(item.counts),
+            "delivery_rate": item.counts.delivery_rate,
+            "open_rate": item.counts.open_rate,
+            "click_rate": item.counts.click_rate,
+        }
+        for item in found
+    ]
 
 
 def started(live: Live) -> bool:
