@@ -46,8 +46,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     ),
     "cli": frozenset(
         {"core", "templating", "repo", "checking", "engine", "store", "providers", "gitops"}
-        | {"server", "simulation"}
-        | {"server", "review"}
+        | {"server", "simulation", "review"}
     ),
 }
 NEVER = sorted(

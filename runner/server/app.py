@@ -47,7 +47,6 @@ from runner.server.api.operations import (
 from runner.server.api.public import PublicApi
 from runner.server.api.subscribers import SubscribersApi
 from runner.server.metrics import GitMetrics, Metrics
-from runner.server.metrics import Metrics
 from runner.server.ui import ui_routes
 from runner.server.ui.automations import AutomationPages
 from runner.server.ui.people import PeoplePages
