@@ -47,6 +47,10 @@ MAX_IN_FLIGHT = 256  # postwright.yaml http.max_in_flight's default
 # The held rate, measured in short ramp steps, may lose a little to other processes on a
 # shared machine over a longer hold: `make test` tolerates it, `make reliability` does not.
 HELD_ACCEPTED = pick(0.9, 0.99)  # share of the held rate's events answered 202
+# `make test`'s one-second ramp steps let a burst pass for sustainable (a clean-clone CI run
+# held 1,414/s for a second, then answered only 84 % of it with 202 over five): it holds a
+# quarter below the ramp's figure. The long run's four-second steps hold at the figure.
+HOLD_SHARE = pick(0.75, 1.0)
 SIGNUP = """\
 id: signup-mail
 status: running
@@ -167,8 +171,9 @@ def test_twice_the_sustainable_rate_is_shed_and_nothing_acknowledged_is_lost(
     repo = write_repo(tmp_path / "repo", {"signup-mail": SIGNUP})
     log = tmp_path / "serve.log"
     with served(repo, log) as server:
-        rate, windows = ramp(server)
+        ramped, windows = ramp(server)
         server.stop()
+    rate = ramped * HOLD_SHARE
     print("ramp:", ", ".join(f"{w.rate:,.0f}/s {'ok' if kept_up(w) else 'no'}" for w in windows))
     bound = max(200, round(rate))  # a second of the sustainable rate
     with served(repo, log, {"POSTWRIGHT_HTTP_MAX_BACKLOG": str(bound)}) as server:
