@@ -19,19 +19,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from runner.core.records import SendStatus
+from runner.review.screenshot import ARGS  # the preview's own flags: no network but the page
 from tests.dashboard_fixture import PEOPLE, dashboard_repo, populate
 from tests.harness import Harness
 
 CHROMIUM = os.environ.get("POSTWRIGHT_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OUTPUT = Path(__file__).resolve().parent / "output" / "dashboard"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

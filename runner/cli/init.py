@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from runner.core.schema import schema_text
 from runner.errors import UsageError
-from runner.repo.git import open_repository, top_level
+from runner.repo.worktree import open_repository, top_level
 
 SCHEMA_PATH = "schema/automation.schema.json"
 _GITHUB = re.compile(r"^(?:https://github\.com/|git@github\.com:)([\w.-]+/[\w.-]+?)(?:\.git)?/?$")

@@ -20,7 +20,6 @@ from runner.core.durations import parse_duration
 from runner.core.layout import CONFIG_PATH
 from runner.core.loader import load_config
 from runner.errors import UsageError
-from runner.repo.git import open_repository
 from runner.repo.git_remote import (
     Credentials,
     Remote,
@@ -30,6 +29,7 @@ from runner.repo.git_remote import (
     fetch,
     redact,
 )
+from runner.repo.worktree import open_repository
 
 if TYPE_CHECKING:  # the follower is imported by `serve` only (the CLI starts fast)
     from runner.gitops.follow import Following

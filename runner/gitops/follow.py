@@ -24,8 +24,8 @@ from typing import Any, Protocol
 from runner.core.clock import Clock
 from runner.gitops.reload import Expected
 from runner.gitops.reload_state import APPLIED_COMMIT_META, ReloadResult
-from runner.repo.git import open_repository
 from runner.repo.git_remote import REASONS, FetchError, Remote, checkout_commit, fetch, redact
+from runner.repo.worktree import open_repository
 from runner.store.base import Store
 
 log = logging.getLogger("postwright.git")

@@ -38,8 +38,9 @@ from runner.gitops.reload_state import (
     record_summary,
 )
 from runner.repo.files import is_present
-from runner.repo.git import Git, dirty_paths, open_repository
+from runner.repo.git import Git
 from runner.repo.snapshot import DirectorySnapshot, OverlaySnapshot, working_files
+from runner.repo.worktree import dirty_paths, open_repository
 from runner.store.base import Store, WriteTx
 
 log = logging.getLogger("postwright.reload")

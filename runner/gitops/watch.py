@@ -26,7 +26,7 @@ from runner.core.settings import Settings
 from runner.core.version import template_paths
 from runner.engine.catalog import DELETED, Catalog
 from runner.gitops.reload import Reloading
-from runner.repo.git import find_git_dir
+from runner.repo.worktree import find_git_dir
 
 log = logging.getLogger("postwright.watch")
 

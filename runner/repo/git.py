@@ -28,11 +28,7 @@ __all__ = [
     "Entry",
     "Git",
     "GitSnapshot",
-    "dirty_paths",
-    "find_git_dir",
-    "open_repository",
     "run_git",
-    "top_level",
 ]
 
 LOCAL_TIMEOUT = 600.0  # seconds: a local command on a huge repository, never a hung one
@@ -331,43 +327,6 @@ class Git:
 
 
 # --- one-shot questions about a work tree -------------------------------------------------
-
-
-def open_repository(root: Path) -> Git | None:
-    """The repository's git, when `root` is the top of a work tree (None otherwise)."""
-    if not (root / ".git").exists():
-        return None
-    try:
-        return Git(root)
-    except GitError:
-        return None
-
-
-def dirty_paths(root: Path) -> set[str]:
-    """Paths whose file on disk differs from HEAD (`git status`, untracked files included)."""
-    out = _run(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
-    return {e[3:].decode("utf-8", "surrogateescape") for e in out.split(b"\0") if len(e) > 3}
-
-
-def find_git_dir(repo: Path) -> Path | None:
-    """The Git folder of the checkout at `repo` (None when `repo` is not a work tree's top)."""
-    try:
-        out = _run(repo, "rev-parse", "--show-toplevel", "--absolute-git-dir")
-    except GitError:
-        return None
-    lines = out.decode("utf-8", "surrogateescape").splitlines()
-    if len(lines) != 2 or Path(lines[0]).resolve() != repo:
-        return None
-    return Path(lines[1]).resolve()
-
-
-def top_level(folder: Path) -> Path | None:
-    """The top of the git work tree enclosing `folder`, or None outside one."""
-    try:
-        out = _run(folder, "rev-parse", "--show-toplevel")
-    except GitError:
-        return None
-    return Path(out.decode("utf-8", "surrogateescape").strip())
 
 
 def _run(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from runner.core.layout import AUTOMATIONS_DIR, CONFIG_PATH
 from runner.errors import UsageError
-from runner.repo.git import top_level
+from runner.repo.worktree import top_level
 
 _AUTOMATIONS = AUTOMATIONS_DIR.rstrip("/")
 
