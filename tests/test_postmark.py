@@ -25,6 +25,7 @@ from runner.providers.postmark import PostmarkProvider, basic_authorization, par
 from runner.providers.webhooks import WebhookRejected
 from tests.fakes import serve
 from tests.fakes.postmark import FakePostmark
+from tests.provider_mock import Handler, answer, over_mock, provider_error
 
 T = TypeVar("T")
 CONFIG = PostmarkSettings(
@@ -41,7 +42,6 @@ UNSUBSCRIBE = {
     "List-Unsubscribe": "<https://mail.shop.test/u/tok1>",
     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 }
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def message(n: int = 1, **changes: Any) -> OutgoingMessage:
@@ -62,26 +62,11 @@ def message(n: int = 1, **changes: Any) -> OutgoingMessage:
 
 
 def with_handler(handler: Handler, action: Callable[[PostmarkProvider], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with make_client(transport=httpx.MockTransport(handler)) as client:
-            return await action(PostmarkProvider("pm", CONFIG, SECRETS, client))
-
-    return asyncio.run(main())
-
-
-def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(body, bytes):
-            return httpx.Response(status, content=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    return handler
+    return over_mock(handler, lambda http: PostmarkProvider("pm", CONFIG, SECRETS, http), action)
 
 
 def send_error(handler: Handler) -> ProviderError:
-    with pytest.raises(ProviderError) as raised:
-        with_handler(handler, lambda p: p.send(message()))
-    return raised.value
+    return provider_error(lambda: with_handler(handler, lambda p: p.send(message())))
 
 
 # --- request shape -------------------------------------------------------------------------
