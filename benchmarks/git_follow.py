@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runner.gitops.git_webhook import github_signature
 from tests.fakes.git_servers import bare_repository, git_daemon
-from tests.gitfollow import POSTWRIGHT, Upstream, automation, serve_git, stop, wait_for
+from tests.gitfollow import Upstream, automation, serve_git
 from tests.gitrepo import GitRepo
-from tests.pg import free_port
+from tests.serving import serve, wait_for
 
 SECRET = "benchmark-secret"
 APPLY_WAIT = 30.0
@@ -73,27 +71,13 @@ def rounds(
 @contextmanager
 def watcher(repo: Path) -> Iterator[httpx.Client]:
     """`serve --repo` on a local checkout (the file watcher), once ready."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTWRIGHT_")}
-    env["POSTWRIGHT_DATABASE_URL"] = f"sqlite:///{repo.parent / 'watcher.db'}"
-    command = [str(POSTWRIGHT), "serve", "--repo", str(repo), "--port", str(port)]
-    log = (repo.parent / "watcher.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    try:
-
-        def ready() -> bool:
-            try:
-                return client.get("/readyz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, "watcher ready", APPLY_WAIT)
+    environ = {"POSTWRIGHT_DATABASE_URL": f"sqlite:///{repo.parent / 'watcher.db'}"}
+    log = repo.parent / "watcher.log"
+    with (
+        serve(["--repo", str(repo)], log, environ=environ, wait=APPLY_WAIT) as served,
+        httpx.Client(base_url=served.url, timeout=10) as client,
+    ):
         yield client
-    finally:
-        client.close()
-        stop(process)
-        log.close()
 
 
 def main() -> int:

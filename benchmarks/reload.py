@@ -21,7 +21,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,10 @@ from types import ModuleType
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTWRIGHT = str(Path(sys.executable).parent / "postwright")
+sys.path[:0] = [str(ROOT)]
+
+from tests.serving import serve  # noqa: E402
+
 FILES = 1_000
 POLL_EVERY = 0.005
 VISIBLE_TIMEOUT = 10.0
@@ -137,13 +139,6 @@ def save_subject(repo: Path, i: int, mark: str) -> float:
 # --- the server -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Serve:
     """A running `postwright serve` and a client to it."""
@@ -170,40 +165,19 @@ class Serve:
 @contextlib.contextmanager
 def serving(repo: Path, log: Path, poll: bool) -> Iterator[Serve]:
     """`postwright serve` on `repo` until the block ends; its output goes to `log`."""
-    port = free_port()
-    command = [POSTWRIGHT, "serve", "--repo", str(repo), "--port", str(port)]
-    if poll:
-        command.append("--poll")
-    url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as output, httpx.Client(base_url=url, timeout=10.0) as http:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=repo)
+    args = ["--repo", str(repo), *(["--poll"] if poll else [])]
+    started = time.monotonic()
+    # The caller's POSTWRIGHT_ settings apply (a PostgreSQL URL to measure on, say).
+    with (
+        serve(args, log, environ=dict(os.environ), wait=READY_TIMEOUT) as served,
+        httpx.Client(base_url=served.url, timeout=10.0) as http,
+    ):
+        print(f"  serve on {repo.name}: ready in {time.monotonic() - started:.1f} s")
         try:
-            started = time.monotonic()
-            _wait_ready(http, process)
-            print(f"  serve on {repo.name}: ready in {time.monotonic() - started:.1f} s")
-            yield Serve(process, url, http)
+            yield Serve(served.process, served.url, http)
         except BaseException:
-            print(f"server output ({log}):\n{log.read_text()[-3000:]}", file=sys.stderr)
+            print(f"server output ({log}):\n{served.output()[-3000:]}", file=sys.stderr)
             raise
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_ready(http: httpx.Client, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"serve exited with {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if http.get("/readyz").status_code == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"serve was not ready within {READY_TIMEOUT:g} s")
 
 
 def expect_paused(serve: Serve, i: int) -> None:

@@ -38,15 +38,15 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from ingest import BATCH_LUA, UNBOUNDED, free_port, wait_ready, wrk  # noqa: E402
+from ingest import BATCH_LUA, UNBOUNDED, wrk  # noqa: E402
 
 from runner.cli.clocks import FAKE_CLOCK_VARIABLE, FileClock  # noqa: E402
 from runner.store import open_store  # noqa: E402
 from runner.store.base import ReadTx  # noqa: E402
 from tests.pg import PostgresServer, find_binaries, start_local_server  # noqa: E402
+from tests.serving import serve  # noqa: E402
 
 T = TypeVar("T")
-POSTWRIGHT = str(Path(sys.executable).parent / "postwright")
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 TICKS = os.sysconf("SC_CLK_TCK")
 WAIT = 300.0  # seconds: bound of every wait on the replicas
@@ -91,33 +91,20 @@ def replicas(
     repo = work / "repo"
     (repo / "automations").mkdir(parents=True)
     (repo / "automations" / "reminder.yaml").write_text(REMINDER)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("POSTWRIGHT_")}
-    environ[FAKE_CLOCK_VARIABLE] = str(clock)
+    environ = {FAKE_CLOCK_VARIABLE: str(clock)}
     # Ingestion outruns event processing: past max_backlog the replicas would shed (429).
     # This measures how fast they accept; the shedding check still runs on every request.
     environ.update(UNBOUNDED)
     if database is not None:
         environ["POSTWRIGHT_DATABASE_URL"] = database
-    started: list[tuple[subprocess.Popen[bytes], str]] = []
-    try:
-        for n in range(count):
-            port = free_port()
-            command = [POSTWRIGHT, "serve", "--repo", str(repo), "--port", str(port)]
-            with (work / f"replica-{n}.log").open("wb") as log:
-                process = subprocess.Popen(command, env=environ, stdout=log, stderr=log)
-            url = f"http://127.0.0.1:{port}"
-            started.append((process, url))
-            wait_ready(f"{url}/readyz", process)
-        yield started
-    finally:
-        for process, _ in started:
-            process.terminate()
-        for process, _ in started:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with contextlib.ExitStack() as stack:
+        started = [
+            stack.enter_context(
+                serve(["--repo", str(repo)], work / f"replica-{n}.log", environ=environ)
+            )
+            for n in range(count)
+        ]
+        yield [(replica.process, replica.url) for replica in started]
 
 
 def read(database: str, clock: Path, work: Callable[[ReadTx], T]) -> T:

@@ -6,27 +6,18 @@ Every wait polls with a bound; every process is stopped when its `with` block en
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from tests.gitrepo import GitRepo
-from tests.pg import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-POSTWRIGHT = ROOT / ".venv" / "bin" / "postwright"
-START_WAIT = 30.0  # seconds for `serve` to answer /readyz
-POLL = 0.01
-T = TypeVar("T")
+from tests.serving import POSTWRIGHT, clean_environ, serve
 
 
 def automation(ident: str, status: str = "running", subject: str = "Hello") -> str:
@@ -94,8 +85,8 @@ class Serve:
 
 
 def serve_command(url: str, data: Path, port: int, *flags: str) -> list[str]:
-    """The command line of `serve --git`."""
-    command = [str(POSTWRIGHT), "serve", "--git", url, "--data", str(data)]
+    """The command line of `serve --git` (for runs that end by themselves)."""
+    command = [POSTWRIGHT, "serve", "--git", url, "--data", str(data)]
     return [*command, "--port", str(port), *flags]
 
 
@@ -107,66 +98,19 @@ def serve_git(
     environ: Mapping[str, str] | None = None,
 ) -> Iterator[Serve]:
     """`postwright serve --git URL --data DATA` on a free port, once /readyz answers 200."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTWRIGHT_")}
-    env.update(environ or {})
     data.mkdir(parents=True, exist_ok=True)
-    log = data.parent / f"{data.name}-serve-{port}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            serve_command(url, data, port, *flags), env=env, stdout=output, stderr=output
-        )
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0)
-    server = Serve(process, http, log)
-    try:
-
-        def ready() -> bool:
-            assert process.poll() is None, server.output()
-            try:
-                return http.get("/readyz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, "serve ready", START_WAIT)
-        yield server
-    finally:
-        http.close()
-        stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 5 s."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-def wait_for(probe: Callable[[], T | None], what: str, bound: float) -> tuple[T, float]:
-    """Poll `probe` until it returns a value; that value and the seconds it took."""
-    started = time.monotonic()
-    while True:
-        value = probe()
-        elapsed = time.monotonic() - started
-        if value is not None and value is not False:
-            return value, elapsed
-        assert elapsed < bound, f"{what}: not seen within {bound} s"
-        time.sleep(POLL)  # another process is working
+    log = data.parent / f"{data.name}-serve.log"
+    args = ["--git", url, "--data", str(data), *flags]
+    with (
+        serve(args, log, environ=environ) as served,
+        httpx.Client(base_url=served.url, timeout=10.0) as http,
+    ):
+        yield Serve(served.process, http, log)
 
 
 def run_once(command: Sequence[str], environ: Mapping[str, str], timeout: float) -> tuple[int, str]:
     """Run a command to its end; its exit code and output."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTWRIGHT_")}
     done = subprocess.run(
-        command, env={**env, **environ}, capture_output=True, timeout=timeout, check=False
+        command, env=clean_environ(environ), capture_output=True, timeout=timeout, check=False
     )
     return done.returncode, (done.stdout + done.stderr).decode("utf-8", "replace")
-
-
-def metric(text: str, name: str) -> float | None:
-    """The value of one sample in Prometheus text."""
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else None

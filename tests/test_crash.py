@@ -8,12 +8,9 @@ fake time through a FileClock file. Every wait is bounded and every process is k
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -23,10 +20,10 @@ import httpx
 
 from runner.cli.clocks import FAKE_CLOCK_VARIABLE, FileClock
 from runner.core.records import SendStatus
+from tests import serving
 from tests.harness import START, Harness, write_repo
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTWRIGHT = ROOT / ".venv" / "bin" / "postwright"
 WAIT = 20.0  # seconds: the bound of every wait on another process
 LEASE = timedelta(seconds=60)
 
@@ -108,43 +105,18 @@ def test_crash_between_claim_and_send_is_resumed(tmp_path: Path) -> None:
         assert messages(h, "reminder") == ["crash@shop.test"]  # exactly once
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serve(
     repo: Path, clock: Path, log: Path, extra: Mapping[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`postwright serve` in its own process on a free port, killed when the block ends;
     `extra` environment variables (secrets, POSTWRIGHT_DATABASE_URL) are added."""
-    port = free_port()
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("POSTWRIGHT_")}
-    environ |= extra or {}
-    environ[FAKE_CLOCK_VARIABLE] = str(clock)
-    command = [str(POSTWRIGHT), "serve", "--repo", str(repo), "--port", str(port)]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, env=environ, stdout=output, stderr=output)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            assert process.poll() is None, log.read_text(encoding="utf-8")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not answer in time"
-            time.sleep(0.05)  # waiting for another process to start, not for fake time
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(WAIT)
+    environ = {**(extra or {}), FAKE_CLOCK_VARIABLE: str(clock)}
+    args = ["--repo", str(repo)]
+    with serving.serve(
+        args, log, environ=environ, ready="/healthz", wait=WAIT, graceful=False
+    ) as served:
+        yield served.process, served.url
 
 
 def test_serve_killed_right_after_202_loses_no_event(tmp_path: Path) -> None:

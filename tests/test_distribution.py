@@ -214,9 +214,9 @@ def test_plan_step_runs_after_a_failed_validation() -> None:
     assert condition is not None and "!cancelled()" in condition
 
 
-@pytest.fixture
-def fake_postwright(tmp_path: Path) -> Path:
-    """A `postwright` that records its arguments, to test the scripts' argument handling."""
+def fake_postwright_in(tmp_path: Path) -> Path:
+    """A folder holding a `postwright` that records its arguments (and exits FAKE_EXIT), next
+    to an empty `repo` folder and `summary.md`: for the Action's scripts."""
     bin_dir = tmp_path / "fakebin"
     bin_dir.mkdir()
     fake = bin_dir / "postwright"
@@ -225,6 +225,12 @@ def fake_postwright(tmp_path: Path) -> Path:
     (tmp_path / "repo").mkdir()
     (tmp_path / "summary.md").write_text("", encoding="utf-8")
     return bin_dir
+
+
+@pytest.fixture
+def fake_postwright(tmp_path: Path) -> Path:
+    """A `postwright` that records its arguments, to test the scripts' argument handling."""
+    return fake_postwright_in(tmp_path)
 
 
 def test_validate_script_passes_base_and_strict(fake_postwright: Path) -> None:

@@ -14,16 +14,9 @@ import pytest
 
 from runner.gitops.git_webhook import github_signature
 from tests.fakes.git_servers import GitHttp, bare_repository, git_daemon
-from tests.gitfollow import (
-    Upstream,
-    automation,
-    metric,
-    run_once,
-    serve_command,
-    serve_git,
-    wait_for,
-)
+from tests.gitfollow import Upstream, automation, run_once, serve_command, serve_git
 from tests.pg import free_port
+from tests.serving import metric, wait_for
 
 SECRET = "hook-secret-for-tests"
 TOKEN = "tok-9f3b1c7e5a-never-shown"

@@ -19,7 +19,8 @@ from runner.gitops.git_webhook import github_signature
 from runner.store import open_store
 from runner.store.base import ReadTx
 from tests.fakes.git_servers import bare_repository, git_daemon
-from tests.gitfollow import Serve, Upstream, automation, serve_git, wait_for
+from tests.gitfollow import Serve, Upstream, automation, serve_git
+from tests.serving import wait_for
 
 SECRET = "replica-hook-secret"
 APPLY_WAIT = 20.0

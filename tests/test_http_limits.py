@@ -7,33 +7,25 @@ Each server runs as a subprocess with its own open-file limit; every wait is bou
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import resource
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import serving
 from tests.harness import WELCOME, write_repo
+from tests.serving import Serving
 
-POSTWRIGHT = str(Path(sys.executable).parent / "postwright")
 HALF_SENT = b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-"
 
 
-class Served:
+class Served(Serving):
     """A running `postwright serve` and where to reach it."""
-
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.process = process
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
@@ -51,48 +43,15 @@ def serve(
 ) -> Iterator[Served]:
     """`postwright serve` on a fresh repository, started with `open_files` (soft, hard)."""
     repo = write_repo(tmp_path / "repo", {"welcome": WELCOME})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
 
     def limit() -> None:
         if open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
 
+    args = ["--repo", str(repo)]
     log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [POSTWRIGHT, "serve", "--repo", str(repo), "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **environ},
-            preexec_fn=limit,
-        )
-    served = Served(process, port, log)
-    try:
-        wait_for(lambda: _ready(served), "the runner did not become ready", 30)
-        yield served
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _ready(served: Served) -> bool:
-    assert served.process.poll() is None, served.log.read_text()
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{served.url}/readyz", timeout=1).status_code == 200
-    return False
-
-
-def wait_for(check: Callable[[], bool], message: str, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.05)
+    with serving.serve(args, log, environ=environ, preexec_fn=limit) as served:
+        yield Served(served.process, served.port, served.log)
 
 
 def read_until_closed(sock: socket.socket, seconds: float) -> bytes:

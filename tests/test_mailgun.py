@@ -27,6 +27,7 @@ from runner.providers.mailgun import (
 )
 from runner.providers.webhooks import WebhookRejected
 from tests.fakes.mailgun import FakeMailgun, Reply, parse_multipart
+from tests.provider_mock import Handler, over_mock, provider_error
 
 T = TypeVar("T")
 KEY = "key-test"
@@ -64,27 +65,17 @@ def provider_with(
     return MailgunProvider("eu", config, SECRETS, client)
 
 
-def using(
-    handler: Callable[[httpx.Request], httpx.Response],
-    action: Callable[[MailgunProvider], Coroutine[Any, Any, T]],
-) -> T:
+def using(handler: Handler, action: Callable[[MailgunProvider], Coroutine[Any, Any, T]]) -> T:
     """Run `action` on a provider over a MockTransport client, closing the client after."""
-
-    async def main() -> T:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await action(MailgunProvider("eu", CONFIG, SECRETS, client))
-
-    return run(main())
+    return over_mock(handler, lambda http: MailgunProvider("eu", CONFIG, SECRETS, http), action)
 
 
-def send_with(handler: Callable[[httpx.Request], httpx.Response]) -> SendResult:
+def send_with(handler: Handler) -> SendResult:
     return using(handler, lambda provider: provider.send(MESSAGE))
 
 
-def error_from(handler: Callable[[httpx.Request], httpx.Response]) -> ProviderError:
-    with pytest.raises(ProviderError) as caught:
-        send_with(handler)
-    return caught.value
+def error_from(handler: Handler) -> ProviderError:
+    return provider_error(lambda: send_with(handler))
 
 
 def ok(request: httpx.Request) -> httpx.Response:

@@ -25,6 +25,7 @@ from runner.providers.postmark import PostmarkProvider, basic_authorization, par
 from runner.providers.webhooks import WebhookRejected
 from tests.fakes import serve
 from tests.fakes.postmark import FakePostmark
+from tests.provider_mock import Handler, answer, over_mock, provider_error
 
 T = TypeVar("T")
 CONFIG = PostmarkSettings(
@@ -41,7 +42,6 @@ UNSUBSCRIBE = {
     "List-Unsubscribe": "<https://mail.shop.test/u/tok1>",
     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 }
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def message(n: int = 1, **changes: Any) -> OutgoingMessage:
@@ -62,26 +62,11 @@ def message(n: int = 1, **changes: Any) -> OutgoingMessage:
 
 
 def with_handler(handler: Handler, action: Callable[[PostmarkProvider], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with make_client(transport=httpx.MockTransport(handler)) as client:
-            return await action(PostmarkProvider("pm", CONFIG, SECRETS, client))
-
-    return asyncio.run(main())
-
-
-def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(body, bytes):
-            return httpx.Response(status, content=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    return handler
+    return over_mock(handler, lambda http: PostmarkProvider("pm", CONFIG, SECRETS, http), action)
 
 
 def send_error(handler: Handler) -> ProviderError:
-    with pytest.raises(ProviderError) as raised:
-        with_handler(handler, lambda p: p.send(message()))
-    return raised.value
+    return provider_error(lambda: with_handler(handler, lambda p: p.send(message())))
 
 
 # --- request shape -------------------------------------------------------------------------
@@ -367,6 +352,31 @@ PM_ID = "883953f4-6105-42a2-a16a-77a8eac79483"
 LINK_HASH = hashlib.sha256(b"https://shop.test/sale").hexdigest()[:16]
 OURS = {"postwright_send_id": "send-1", "postwright_message_id": "msg-1"}
 
+
+def postmark_event(
+    record: str,
+    at: str,
+    kind: str,
+    occurred_at: datetime,
+    *,
+    message_id: str = "msg-1",
+    link: bool = False,
+    **extra: Any,
+) -> MessageEvent:
+    """The event a webhook `record` of PM_ID stamped `at` becomes (received at NOW); its id
+    is `record:PM_ID:at`, with the link's hash for a click."""
+    event_id = f"{record}:{PM_ID}:{at}" + (f":{LINK_HASH}" if link else "")
+    return MessageEvent(
+        provider="postmark",
+        provider_event_id=event_id,
+        message_id=message_id,
+        type=kind,
+        occurred_at=occurred_at,
+        received_at=NOW,
+        **extra,
+    )
+
+
 RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
     (
         {
@@ -380,13 +390,11 @@ RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
             "Details": "Test delivery webhook details",
             "Metadata": OURS,
         },
-        MessageEvent(
-            provider="postmark",
-            provider_event_id=f"Delivery:{PM_ID}:2026-03-02T08:58:10.2735393-04:00",
-            message_id="msg-1",
-            type="delivered",
-            occurred_at=datetime(2026, 3, 2, 12, 58, 10, 273539, tzinfo=UTC),
-            received_at=NOW,
+        postmark_event(
+            "Delivery",
+            "2026-03-02T08:58:10.2735393-04:00",
+            "delivered",
+            datetime(2026, 3, 2, 12, 58, 10, 273539, tzinfo=UTC),
         ),
     ),
     (
@@ -401,13 +409,11 @@ RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
             "Inactive": True,
             "Metadata": OURS,
         },
-        MessageEvent(
-            provider="postmark",
-            provider_event_id=f"Bounce:{PM_ID}:2026-03-02T08:59:00Z",
-            message_id="msg-1",
-            type="bounced",
-            occurred_at=datetime(2026, 3, 2, 8, 59, tzinfo=UTC),
-            received_at=NOW,
+        postmark_event(
+            "Bounce",
+            "2026-03-02T08:59:00Z",
+            "bounced",
+            datetime(2026, 3, 2, 8, 59, tzinfo=UTC),
             bounce="hard",
         ),
     ),
@@ -419,13 +425,12 @@ RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
             "BouncedAt": "2026-03-02T08:59:00Z",
             "Inactive": False,
         },
-        MessageEvent(
-            provider="postmark",
-            provider_event_id=f"Bounce:{PM_ID}:2026-03-02T08:59:00Z",
+        postmark_event(
+            "Bounce",
+            "2026-03-02T08:59:00Z",
+            "bounced",
+            datetime(2026, 3, 2, 8, 59, tzinfo=UTC),
             message_id=PM_ID,  # no Metadata: Postmark's own id
-            type="bounced",
-            occurred_at=datetime(2026, 3, 2, 8, 59, tzinfo=UTC),
-            received_at=NOW,
             bounce="soft",
         ),
     ),
@@ -437,13 +442,12 @@ RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
             "BouncedAt": "2026-03-02T08:59:00Z",
             "Inactive": True,  # Postmark deactivated the address: every later send fails
         },
-        MessageEvent(
-            provider="postmark",
-            provider_event_id=f"Bounce:{PM_ID}:2026-03-02T08:59:00Z",
+        postmark_event(
+            "Bounce",
+            "2026-03-02T08:59:00Z",
+            "bounced",
+            datetime(2026, 3, 2, 8, 59, tzinfo=UTC),
             message_id=PM_ID,
-            type="bounced",
-            occurred_at=datetime(2026, 3, 2, 8, 59, tzinfo=UTC),
-            received_at=NOW,
             bounce="hard",
         ),
     ),
@@ -455,13 +459,11 @@ RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
             "BouncedAt": "2026-03-02T09:00:00Z",
             "Metadata": OURS,
         },
-        MessageEvent(
-            provider="postmark",
-            provider_event_id=f"SpamComplaint:{PM_ID}:2026-03-02T09:00:00Z",
-            message_id="msg-1",
-            type="complained",
-            occurred_at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
-            received_at=NOW,
+        postmark_event(
+            "SpamComplaint",
+            "2026-03-02T09:00:00Z",
+            "complained",
+            datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
         ),
     ),
     (
@@ -473,13 +475,8 @@ RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
             "Recipient": "ada1@example.com",
             "Metadata": OURS,
         },
-        MessageEvent(
-            provider="postmark",
-            provider_event_id=f"Open:{PM_ID}:2026-03-02T08:00:00Z",
-            message_id="msg-1",
-            type="opened",
-            occurred_at=datetime(2026, 3, 2, 8, 0, tzinfo=UTC),
-            received_at=NOW,
+        postmark_event(
+            "Open", "2026-03-02T08:00:00Z", "opened", datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
         ),
     ),
     (
@@ -491,13 +488,12 @@ RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
             "ReceivedAt": "2026-03-02T08:01:00Z",
             "Metadata": OURS,
         },
-        MessageEvent(
-            provider="postmark",
-            provider_event_id=f"Click:{PM_ID}:2026-03-02T08:01:00Z:{LINK_HASH}",
-            message_id="msg-1",
-            type="clicked",
-            occurred_at=datetime(2026, 3, 2, 8, 1, tzinfo=UTC),
-            received_at=NOW,
+        postmark_event(
+            "Click",
+            "2026-03-02T08:01:00Z",
+            "clicked",
+            datetime(2026, 3, 2, 8, 1, tzinfo=UTC),
+            link=True,
             url="https://shop.test/sale",
         ),
     ),
@@ -512,13 +508,11 @@ RECORDS: list[tuple[dict[str, Any], MessageEvent | None]] = [
             "SuppressionReason": "ManualSuppression",
             "Metadata": OURS,
         },
-        MessageEvent(
-            provider="postmark",
-            provider_event_id=f"SubscriptionChange:{PM_ID}:2026-03-02T08:30:00Z",
-            message_id="msg-1",
-            type="unsubscribed",
-            occurred_at=datetime(2026, 3, 2, 8, 30, tzinfo=UTC),
-            received_at=NOW,
+        postmark_event(
+            "SubscriptionChange",
+            "2026-03-02T08:30:00Z",
+            "unsubscribed",
+            datetime(2026, 3, 2, 8, 30, tzinfo=UTC),
         ),
     ),
     # Reactivation, auto-replies, manual suppressions without a message, inbound: nothing.

@@ -28,15 +28,29 @@ def run(*argv: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def monorepo(tmp_path: Path) -> tuple[GitRepo, str]:
-    """`mail/automations/welcome.yaml` running at base, then written back to draft."""
-    repo = GitRepo(tmp_path / "repo")
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GitRepo:
+    """An empty git repository, the commands' working folder."""
+    checkout = GitRepo(tmp_path / "repo")
+    monkeypatch.chdir(checkout.path)
+    return checkout
+
+
+def start(repo: GitRepo, status: str) -> str:
+    """Commit `automations/welcome.yaml` with `status` as the branch's base; its sha."""
+    repo.write("automations/welcome.yaml", automation("welcome", status))
+    return repo.commit("base")
+
+
+@pytest.fixture
+def monorepo(repo: GitRepo) -> str:
+    """`mail/automations/welcome.yaml` running at base (the sha returned), then written back
+    to draft."""
     repo.write("README.md", "the shop\n")
     repo.write("mail/automations/welcome.yaml", automation("welcome", "running"))
     base = repo.commit("base")
     repo.write("mail/automations/welcome.yaml", automation("welcome", "draft"))
     repo.commit("back to draft")
-    return repo, base
+    return base
 
 
 def rules(text: str) -> list[str]:
@@ -49,29 +63,26 @@ def rules(text: str) -> list[str]:
 
 @pytest.mark.parametrize("where", ["mail", "mail/automations"])
 def test_a_subfolder_is_judged_from_its_cwd(
-    monorepo: tuple[GitRepo, str], where: str, monkeypatch: pytest.MonkeyPatch
+    repo: GitRepo, monorepo: str, where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo, base = monorepo
+    base = monorepo
     monkeypatch.chdir(repo.path / where)
     code, out = run("validate", "--base", base)
     assert code == 1
     assert "mail/automations/welcome.yaml:2:9: error[transition-not-allowed]" in out
 
 
-def test_a_subfolder_is_judged_with_repo(
-    monorepo: tuple[GitRepo, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo, base = monorepo
-    monkeypatch.chdir(repo.path)
+def test_a_subfolder_is_judged_with_repo(repo: GitRepo, monorepo: str) -> None:
+    base = monorepo
     code, out = run("validate", "--repo", "mail", "--base", base, "--format", "github")
     assert code == 1
     assert "::error file=mail/automations/welcome.yaml,line=2" in out
 
 
 def test_a_subfolder_plan_names_paths_from_the_top(
-    monorepo: tuple[GitRepo, str], monkeypatch: pytest.MonkeyPatch
+    repo: GitRepo, monorepo: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo, base = monorepo
+    base = monorepo
     monkeypatch.chdir(repo.path / "mail")
     code, out = run("plan", "--base", base)
     assert code == 1
@@ -79,9 +90,9 @@ def test_a_subfolder_plan_names_paths_from_the_top(
 
 
 def test_a_subfolder_paths_filter_and_working_tree(
-    monorepo: tuple[GitRepo, str], monkeypatch: pytest.MonkeyPatch
+    repo: GitRepo, monorepo: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo, base = monorepo
+    base = monorepo
     repo.write("mail/automations/other.yaml", "id: other\nstatus: [\n")
     monkeypatch.chdir(repo.path / "mail" / "automations")
     code, out = run("validate", "other.yaml")
@@ -92,20 +103,16 @@ def test_a_subfolder_paths_filter_and_working_tree(
     assert code == 1 and "other.yaml" not in out and "transition-not-allowed" in out
 
 
-def test_paths_from_the_top_of_a_monorepo_find_their_folder(
-    monorepo: tuple[GitRepo, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo, _ = monorepo
+def test_paths_from_the_top_of_a_monorepo_find_their_folder(repo: GitRepo, monorepo: str) -> None:
     repo.write("mail/automations/other.yaml", "id: other\nstatus: [\n")
-    monkeypatch.chdir(repo.path)  # as the pre-commit hook runs, with the changed files
+    # At the top, as the pre-commit hook runs, with the changed files.
     code, out = run("validate", "mail/automations/other.yaml")
     assert code == 1 and out.startswith("mail/automations/other.yaml:")
 
 
 def test_a_subfolder_history_sees_templates_and_retired_ids(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = GitRepo(tmp_path / "repo")
     body = "  html_file: ../templates/welcome.html\n"
     text = automation("welcome", "running").replace("  html: <p>Hi</p>\n", body)
     repo.write("mail/automations/welcome.yaml", text)
@@ -125,12 +132,10 @@ def test_a_subfolder_history_sees_templates_and_retired_ids(
 
 
 def test_no_automations_folder_exits_2_naming_where_it_looked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    repo: GitRepo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = GitRepo(tmp_path / "repo")
     repo.write("mail/automations/welcome.yaml", automation("welcome"))
     repo.commit("one")
-    monkeypatch.chdir(repo.path)
     for argv in (["validate"], ["validate", "--base", "HEAD"], ["plan"]):
         code, out = run(*argv)
         err = capsys.readouterr().err
@@ -141,11 +146,11 @@ def test_no_automations_folder_exits_2_naming_where_it_looked(
 
 
 def test_a_missing_path_exits_2(
-    monorepo: tuple[GitRepo, str],
+    repo: GitRepo,
+    monorepo: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    repo, _ = monorepo
     monkeypatch.chdir(repo.path / "mail")
     code, out = run("validate", "automations/nonexistent.yaml")
     assert code == 2 and "no findings" not in out
@@ -154,16 +159,11 @@ def test_a_missing_path_exits_2(
     assert str(repo.path.resolve() / "mail/automations/nonexistent.yaml") in err
 
 
-def test_a_path_the_branch_deleted_is_still_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = GitRepo(tmp_path / "repo")
-    repo.write("automations/welcome.yaml", automation("welcome"))
-    base = repo.commit("base")
+def test_a_path_the_branch_deleted_is_still_reported(repo: GitRepo) -> None:
+    base = start(repo, "running")
     repo.remove("automations/welcome.yaml")
     repo.write("automations/other.yaml", automation("other", "draft"))
     repo.commit("delete while running")
-    monkeypatch.chdir(repo.path)
     code, out = run("validate", "--base", base, "automations/welcome.yaml")
     assert code == 1 and "delete-running" in out
 
@@ -171,19 +171,14 @@ def test_a_path_the_branch_deleted_is_still_reported(
 # --- judged as the runner applies it ---------------------------------------------------------
 
 
-def test_a_typo_fixed_later_is_a_warning_naming_its_commit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = GitRepo(tmp_path / "repo")
-    repo.write("automations/welcome.yaml", automation("welcome", "draft"))
-    base = repo.commit("base")
+def test_a_typo_fixed_later_is_a_warning_naming_its_commit(repo: GitRepo) -> None:
+    base = start(repo, "draft")
     repo.write(
         "automations/welcome.yaml", automation("welcome", "draft").replace("subject", "subjekt")
     )
     typo = repo.commit("typo")
     repo.write("automations/welcome.yaml", automation("welcome", "draft", subject="Hi"))
     repo.commit("fixed")
-    monkeypatch.chdir(repo.path)
     code, out = run("validate", "--base", base)
     assert code == 0, out
     assert "warning[refused-then-repaired]" in out and f"[commit {typo[:7]}]" in out
@@ -192,52 +187,39 @@ def test_a_typo_fixed_later_is_a_warning_naming_its_commit(
     assert code == 1
 
 
-def test_an_invalid_new_file_removed_later_is_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = GitRepo(tmp_path / "repo")
-    repo.write("automations/welcome.yaml", automation("welcome", "draft"))
-    base = repo.commit("base")
+def test_an_invalid_new_file_removed_later_is_a_warning(repo: GitRepo) -> None:
+    base = start(repo, "draft")
     repo.write("automations/spring.yaml", automation("spring", "paused"))  # a new file: no
     added = repo.commit("add spring paused")
     repo.remove("automations/spring.yaml")
     removed = repo.commit("remove it again")
-    monkeypatch.chdir(repo.path)
     code, out = run("validate", "--base", base)
     assert code == 0, out
     assert f"commit {removed[:7]} repairs it" in out and f"[commit {added[:7]}]" in out
 
 
-def test_a_yml_file_and_a_config_error_fixed_later_are_warnings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = GitRepo(tmp_path / "repo")
-    repo.write("automations/welcome.yaml", automation("welcome", "draft"))
-    base = repo.commit("base")
+def test_a_yml_file_and_a_config_error_fixed_later_are_warnings(repo: GitRepo) -> None:
+    base = start(repo, "draft")
     repo.write("automations/spring.yml", automation("spring", "draft"))
     repo.write("postwright.yaml", "max_emails_per_day: [\n")
     broken = repo.commit("a .yml file, a broken postwright.yaml")
     repo.move("automations/spring.yml", "automations/spring.yaml")
     repo.remove("postwright.yaml")
     repo.commit("fixed")
-    monkeypatch.chdir(repo.path)
     code, out = run("validate", "--base", base)
     assert code == 0, out
     assert out.count("warning[refused-then-repaired]") == 2 and f"[commit {broken[:7]}]" in out
     assert "(wrong-extension); a later commit of the branch fixes it" in out
 
 
-def test_stop_then_restart_still_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = GitRepo(tmp_path / "repo")
-    repo.write("automations/welcome.yaml", automation("welcome", "running"))
-    base = repo.commit("base")
+def test_stop_then_restart_still_fails(repo: GitRepo) -> None:
+    base = start(repo, "running")
     repo.write("automations/welcome.yaml", automation("welcome", "stopped"))
     repo.commit("stop")
     repo.write("automations/welcome.yaml", automation("welcome", "running"))
     restart = repo.commit("restart")
     repo.write("README.md", "unrelated\n")
     repo.commit("unrelated")
-    monkeypatch.chdir(repo.path)
     code, out = run("validate", "--base", base, "--format", "github")
     assert code == 1
     assert "::error file=automations/welcome.yaml,line=2" in out and "transition-not-allowed" in out
@@ -245,17 +227,12 @@ def test_stop_then_restart_still_fails(tmp_path: Path, monkeypatch: pytest.Monke
     assert "refused-then-repaired" not in out
 
 
-def test_edit_while_running_repaired_by_pausing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = GitRepo(tmp_path / "repo")
-    repo.write("automations/welcome.yaml", automation("welcome", "running"))
-    base = repo.commit("base")
+def test_edit_while_running_repaired_by_pausing(repo: GitRepo) -> None:
+    base = start(repo, "running")
     repo.write("automations/welcome.yaml", automation("welcome", "running", subject="New"))
     edit = repo.commit("edit while running")
     repo.write("automations/welcome.yaml", automation("welcome", "paused", subject="New"))
     pause = repo.commit("pause")
-    monkeypatch.chdir(repo.path)
     code, out = run("validate", "--base", base, "--format", "json")
     assert code == 0
     assert '"rule": "refused-then-repaired"' in out and edit in out
@@ -266,9 +243,8 @@ def test_edit_while_running_repaired_by_pausing(
 
 
 def test_annotations_only_on_head_lines_that_still_carry_the_finding(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = GitRepo(tmp_path / "repo")
     repo.write("automations/welcome.yaml", automation("welcome", "draft"))
     repo.write("automations/news.yaml", automation("news", "running"))
     base = repo.commit("base")
@@ -280,7 +256,6 @@ def test_annotations_only_on_head_lines_that_still_carry_the_finding(
     bad = repo.commit("fix the typo, news back to draft")
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    monkeypatch.chdir(repo.path)
     code, out = run("validate", "--base", base, "--format", "github")
     assert code == 1
     annotations = [line for line in out.splitlines() if line.startswith("::")]
@@ -292,12 +267,8 @@ def test_annotations_only_on_head_lines_that_still_carry_the_finding(
     assert "refused-then-repaired" in table and f"`{typo[:7]}`" in table
 
 
-def test_squash_and_merge_commits_unaffected(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = GitRepo(tmp_path / "repo")
-    repo.write("automations/welcome.yaml", automation("welcome", "running"))
-    base = repo.commit("base")
+def test_squash_and_merge_commits_unaffected(repo: GitRepo) -> None:
+    base = start(repo, "running")
     repo.branch("feature")
     repo.write("automations/welcome.yaml", automation("welcome", "paused"))
     repo.commit("pause")
@@ -305,7 +276,6 @@ def test_squash_and_merge_commits_unaffected(
     repo.commit("edit while paused")
     repo.write("automations/welcome.yaml", automation("welcome", "running", subject="New"))
     repo.commit("restart")
-    monkeypatch.chdir(repo.path)
     code, out = run("validate", "--base", base)
     assert code == 0 and "squash-unsafe" in out  # every commit legal, the net edit is not
     repo.checkout("main")

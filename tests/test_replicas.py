@@ -9,15 +9,12 @@ is bounded and every process is killed in `finally`; without PostgreSQL binaries
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,12 +27,10 @@ from runner.core.records import Message, SendStatus
 from runner.store import open_store
 from runner.store.base import ReadTx
 from tests.harness import START, write_repo
-from tests.pg import free_port
+from tests.serving import Serving, serve
 
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parents[1]
-POSTWRIGHT = ROOT / ".venv" / "bin" / "postwright"
 START_WAIT = 30.0  # seconds for a replica to answer /healthz
 WORK_WAIT = 45.0  # seconds for the replicas to reach an expected state (~10 s needed)
 LEASE = timedelta(seconds=60)
@@ -72,13 +67,7 @@ providers:
 """
 
 
-@dataclass
-class Replica:
-    """One `postwright serve` process."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
+Replica = Serving  # one `postwright serve` process of a cluster
 
 
 class Cluster:
@@ -100,12 +89,7 @@ class Cluster:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for replica in self.replicas:
-            if replica.process.poll() is None:
-                replica.process.send_signal(signal.SIGCONT)  # a stopped process must die too
-                replica.process.kill()
-            replica.process.wait(START_WAIT)
-        self.stack.close()
+        self.stack.close()  # SIGKILL ends a stopped (SIGSTOP) replica too
 
     def set_clock(self, instant: datetime) -> None:
         """Move every replica's time (they read the file on each `now()`)."""
@@ -113,27 +97,21 @@ class Cluster:
 
     def start(self) -> Replica:
         """A new replica on a free port, once it answers /healthz."""
-        port = free_port()
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("POSTWRIGHT_")}
-        environ |= self.extra
-        environ[FAKE_CLOCK_VARIABLE] = str(self.clock)
+        environ = {**self.extra, FAKE_CLOCK_VARIABLE: str(self.clock)}
         environ["POSTWRIGHT_DATABASE_URL"] = self.database
         log = self.tmp / f"replica-{len(self.replicas)}.log"
-        command = [str(POSTWRIGHT), "serve", "--repo", str(self.repo), "--port", str(port)]
-        with log.open("wb") as output:
-            process = subprocess.Popen(command, env=environ, stdout=output, stderr=output)
-        replica = Replica(process, f"http://127.0.0.1:{port}", log)
+        replica = self.stack.enter_context(
+            serve(
+                ["--repo", str(self.repo)],
+                log,
+                environ=environ,
+                ready="/healthz",
+                wait=START_WAIT,
+                graceful=False,
+            )
+        )
         self.replicas.append(replica)
-        deadline = time.monotonic() + START_WAIT
-        while True:
-            assert process.poll() is None, log.read_text(encoding="utf-8")
-            try:
-                if httpx.get(f"{replica.url}/healthz", timeout=1.0).status_code == 200:
-                    return replica
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"replica did not start: {log.read_text()}"
-            time.sleep(0.05)  # waiting for another process, not for fake time
+        return replica
 
     def read(self, work: Callable[[ReadTx], T]) -> T:
         """Read the shared database directly (as any replica would)."""

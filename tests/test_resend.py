@@ -27,6 +27,7 @@ from runner.providers.resend import (
 from runner.providers.webhooks import WebhookRejected
 from tests.fakes.mailgun import Reply
 from tests.fakes.resend import KEY_TTL, FakeResend, error
+from tests.provider_mock import Handler, over_mock, provider_error
 
 T = TypeVar("T")
 KEY = "re_test"
@@ -64,23 +65,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def using(
-    handler: Callable[[httpx.Request], httpx.Response],
-    action: Callable[[ResendProvider], Coroutine[Any, Any, T]],
-) -> T:
+def using(handler: Handler, action: Callable[[ResendProvider], Coroutine[Any, Any, T]]) -> T:
     """Run `action` on a provider over a MockTransport client, closing the client after."""
-
-    async def main() -> T:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await action(ResendProvider("marketing", CONFIG, SECRETS, client))
-
-    return run(main())
+    return over_mock(
+        handler, lambda http: ResendProvider("marketing", CONFIG, SECRETS, http), action
+    )
 
 
-def error_from(handler: Callable[[httpx.Request], httpx.Response]) -> ProviderError:
-    with pytest.raises(ProviderError) as caught:
-        using(handler, lambda provider: provider.send(MESSAGE))
-    return caught.value
+def error_from(handler: Handler) -> ProviderError:
+    return provider_error(lambda: using(handler, lambda provider: provider.send(MESSAGE)))
 
 
 # --- request shape ----------------------------------------------------------------------

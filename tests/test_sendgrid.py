@@ -22,7 +22,6 @@ from runner.core.config import SendgridProvider as SendgridSettings
 from runner.core.records import MessageEvent
 from runner.providers import build_providers
 from runner.providers.base import OutgoingMessage, ProviderConfigError, ProviderError, SendResult
-from runner.providers.http import make_client
 from runner.providers.sendgrid import (
     SendgridProvider,
     address,
@@ -33,6 +32,7 @@ from runner.providers.sendgrid import (
 from runner.providers.webhooks import WebhookRejected
 from tests.fakes import serve
 from tests.fakes.sendgrid import FakeSendgrid
+from tests.provider_mock import Handler, answer, over_mock, provider_error
 
 T = TypeVar("T")
 CONFIG = SendgridSettings(
@@ -44,7 +44,6 @@ UNSUBSCRIBE = {
     "List-Unsubscribe": "<https://mail.shop.test/u/tok1>",
     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 }
-Handler = Callable[[httpx.Request], httpx.Response]
 
 PRIVATE_KEY = ec.generate_private_key(ec.SECP256R1())
 PUBLIC_KEY = base64.b64encode(
@@ -73,26 +72,11 @@ def message(n: int = 1, **changes: Any) -> OutgoingMessage:
 
 
 def with_handler(handler: Handler, action: Callable[[SendgridProvider], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with make_client(transport=httpx.MockTransport(handler)) as client:
-            return await action(SendgridProvider("sg", CONFIG, SECRETS, client))
-
-    return asyncio.run(main())
-
-
-def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if body is None:
-            return httpx.Response(status, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    return handler
+    return over_mock(handler, lambda http: SendgridProvider("sg", CONFIG, SECRETS, http), action)
 
 
 def send_error(handler: Handler) -> ProviderError:
-    with pytest.raises(ProviderError) as raised:
-        with_handler(handler, lambda p: p.send(message()))
-    return raised.value
+    return provider_error(lambda: with_handler(handler, lambda p: p.send(message())))
 
 
 # --- request shape -------------------------------------------------------------------------

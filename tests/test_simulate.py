@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,9 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
+START = "now: 2027-01-04T09:00:00Z\n"
+
+
 def scenario(repo: Path, text: str, name: str = "scenario.yaml") -> Path:
     path = repo / "scenarios" / name
     path.parent.mkdir(exist_ok=True)
@@ -126,23 +130,42 @@ def simulate_json(repo: Path, *files: Path) -> tuple[int, dict[str, Any]]:
     return code, json.loads(text)
 
 
-START = "now: 2027-01-04T09:00:00Z\n"
+@dataclass
+class Simulator:
+    """`postwright simulate` on one repository: scenario files starting at START."""
+
+    repo: Path
+
+    def scenario(self, body: str, name: str = "scenario.yaml") -> Path:
+        """scenarios/NAME holding START, then `body`."""
+        return scenario(self.repo, START + body, name)
+
+    def check(self, body: str, *argv: str) -> tuple[int, str]:
+        """Simulate `body` as scenarios/scenario.yaml: exit code and output."""
+        return simulate(self.repo, str(self.scenario(body)), *argv)
+
+    def check_json(self, body: str) -> tuple[int, dict[str, Any]]:
+        """Simulate `body` as scenarios/scenario.yaml: exit code and the JSON report."""
+        return simulate_json(self.repo, self.scenario(body))
 
 
-def test_wait_and_send_window_met_at_the_exact_instant(repo: Path) -> None:
+@pytest.fixture
+def sim(repo: Path) -> Simulator:
+    """A Simulator on the repository of AUTOMATIONS."""
+    return Simulator(repo)
+
+
+def test_wait_and_send_window_met_at_the_exact_instant(sim: Simulator) -> None:
     # Friday 16:00 + 1d = Saturday 16:00, outside the weekday window: Monday 09:00.
-    file = scenario(
-        repo,
-        START
-        + """\
+    code, body = sim.check_json(
+        """\
 events:
   - {at: +4d7h, event: signed.up, email: ana@example.com, fields: {name: Ana}}
 expect:
   sends:
     - {to: ana@example.com, automation: follow-up, at: +1w}
-""",
+"""
     )
-    code, body = simulate_json(repo, file)
     assert code == 0, body
     [result] = body["scenarios"]
     assert [s for s in result["sends"] if s["automation"] == "follow-up"] == [
@@ -157,19 +180,16 @@ expect:
     assert result["expectations"][0]["met"] is True
 
 
-def test_a_send_one_second_off_misses_an_exact_expectation(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_a_send_one_second_off_misses_an_exact_expectation(sim: Simulator) -> None:
+    code, text = sim.check(
+        """\
 events:
   - {at: +4d7h, event: signed.up, email: ana@example.com}
 expect:
   sends:
     - {to: ana@example.com, automation: follow-up, at: +6d23h59m59s}
-""",
+"""
     )
-    code, text = simulate(repo, str(file))
     assert code == 1
     assert (
         "MISSED scenarios/scenario.yaml:6: follow-up sends to ana@example.com at +6d23h59m59s: "
@@ -177,20 +197,16 @@ expect:
     )
 
 
-def test_an_exit_event_cancels_with_its_reason(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_an_exit_event_cancels_with_its_reason(sim: Simulator) -> None:
+    events = """\
 events:
   - {at: +0s, event: signed.up, email: ben@example.com}
   - {at: +3h, event: purchase, email: ben@example.com}
 expect:
   no_sends:
     - {to: ben@example.com, automation: follow-up}
-""",
-    )
-    code, body = simulate_json(repo, file)
+"""
+    code, body = sim.check_json(events)
     assert code == 0
     [result] = body["scenarios"]
     assert result["sends"] == []
@@ -203,24 +219,21 @@ expect:
             "reason": "exit_on",
         }
     ]
-    code, text = simulate(repo, str(file))
+    code, text = sim.check(events)
     assert "+3h" in text and "cancelled  ben@example.com  follow-up  (exit_on)" in text
 
 
-def test_a_missed_expectation_exits_1_naming_line_and_what_happened(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_a_missed_expectation_exits_1_naming_line_and_what_happened(sim: Simulator) -> None:
+    code, text = sim.check(
+        """\
 events:
   - {at: +0s, event: signed.up, email: ben@example.com}
   - {at: +3h, event: purchase, email: ben@example.com}
 expect:
   sends:
     - {to: ben@example.com, automation: follow-up, at: +1d, within: 1h}
-""",
+"""
     )
-    code, text = simulate(repo, str(file))
     assert code == 1
     assert (
         "MISSED scenarios/scenario.yaml:7: follow-up sends to ben@example.com between +23h "
@@ -275,11 +288,9 @@ def test_a_bad_scenario_in_json_lists_its_problems(repo: Path) -> None:
     assert body["problems"][0]["rule"] == "scenario-schema"
 
 
-def test_repeat_and_retrigger(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_repeat_and_retrigger(sim: Simulator) -> None:
+    code, body = sim.check_json(
+        """\
 until: +5d
 events:
   - {at: +0s, event: course.started, email: ana@example.com}
@@ -298,9 +309,8 @@ expect:
   no_sends:
     - {to: ana@example.com, automation: drip, during: {from: +2d1s, until: +5d}}
     - {to: ana@example.com, automation: once, during: {from: +1s, until: +5d}}
-""",
+"""
     )
-    code, body = simulate_json(repo, file)
     assert code == 0, json.dumps(body, indent=1)
     subjects = [(s["offset"], s["automation"], s["subject"]) for s in body["scenarios"][0]["sends"]]
     assert subjects == [
@@ -313,11 +323,9 @@ expect:
     ]
 
 
-def test_a_retrigger_re_anchors_a_repeat_series(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_a_retrigger_re_anchors_a_repeat_series(sim: Simulator) -> None:
+    code, body = sim.check_json(
+        """\
 until: +5d
 events:
   - {at: +0s, event: course.started, email: ana@example.com}
@@ -327,20 +335,17 @@ expect:
     - {to: ana@example.com, automation: drip, at: +0s}
     - {to: ana@example.com, automation: drip, at: +1d12h}
     - {to: ana@example.com, automation: drip, at: +2d12h}
-""",
+"""
     )
-    code, body = simulate_json(repo, file)
     assert code == 0, json.dumps(body, indent=1)
     [result] = body["scenarios"]
     assert [c["reason"] for c in result["cancellations"]] == ["reanchored"]
     assert result["cancellations"][0]["offset"] == "+12h"
 
 
-def test_an_email_trigger_chain_opened_then_follow_up(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_an_email_trigger_chain_opened_then_follow_up(sim: Simulator) -> None:
+    code, body = sim.check_json(
+        """\
 events:
   - {at: +0s, event: intro.requested, email: ana@example.com}
   - {at: +0s, event: intro.requested, email: ben@example.com}
@@ -351,19 +356,15 @@ expect:
     - {to: ana@example.com, automation: opened-follow-up, at: +3h}
   no_sends:
     - {to: ben@example.com, automation: opened-follow-up}
-""",
+"""
     )
-    code, body = simulate_json(repo, file)
     assert code == 0, json.dumps(body, indent=1)
 
 
-def test_an_email_event_before_any_email_is_a_missed_step(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + "events:\n  - {at: +1h, email_event: clicked, to: x@example.com, automation: intro}\n",
+def test_an_email_event_before_any_email_is_a_missed_step(sim: Simulator) -> None:
+    code, text = sim.check(
+        "events:\n  - {at: +1h, email_event: clicked, to: x@example.com, automation: intro}\n"
     )
-    code, text = simulate(repo, str(file))
     assert code == 1
     assert (
         "MISSED scenarios/scenario.yaml:3: step not taken: `clicked` names an email of intro to "
@@ -371,11 +372,9 @@ def test_an_email_event_before_any_email_is_a_missed_step(repo: Path) -> None:
     )
 
 
-def test_a_status_change_pauses_and_the_due_send_is_cancelled(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_a_status_change_pauses_and_the_due_send_is_cancelled(sim: Simulator) -> None:
+    code, body = sim.check_json(
+        """\
 events:
   - {at: +0s, event: signed.up, email: ana@example.com}
 status_changes:
@@ -383,9 +382,8 @@ status_changes:
   - {at: +3d, automation: follow-up, status: running}
   - {at: +4d, automation: follow-up, status: stopped}
   - {at: +5d, automation: follow-up, status: running}
-""",
+"""
     )
-    code, body = simulate_json(repo, file)
     [result] = body["scenarios"]
     assert [(c["offset"], c["reason"]) for c in result["cancellations"]] == [("+1d", "paused")]
     # stopped -> running is refused by the runner, as it would be in a pull request.
@@ -395,19 +393,16 @@ status_changes:
     assert "the runner refused follow-up → running" in refused["actual"]
 
 
-def test_json_output_shape(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_json_output_shape(sim: Simulator) -> None:
+    code, body = sim.check_json(
+        """\
 events:
   - {at: +0s, event: visited, email: ana@example.com}
 expect:
   sends:
     - {to: ana@example.com, automation: once}
-""",
+"""
     )
-    code, body = simulate_json(repo, file)
     assert code == 0
     assert set(body) == {"version", "passed", "problems", "scenarios"}
     assert body["version"] == 1 and body["passed"] is True and body["problems"] == []
@@ -437,44 +432,36 @@ expect:
     ]
 
 
-def test_two_runs_give_identical_output(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_two_runs_give_identical_output(sim: Simulator) -> None:
+    events = """\
 events:
   - {at: +0s, event: intro.requested, email: ana@example.com}
   - {at: +0s, event: course.started, email: ana@example.com}
   - {at: +1h, email_event: opened, to: ana@example.com, automation: intro}
   - {at: +4d7h, event: signed.up, email: ana@example.com}
   - {at: +5d, event: purchase, email: ana@example.com}
-""",
-    )
+"""
     for fmt in ("text", "json", "github"):
-        first = simulate(repo, str(file), "--format", fmt)
-        second = simulate(repo, str(file), "--format", fmt)
+        first = sim.check(events, "--format", fmt)
+        second = sim.check(events, "--format", fmt)
         assert first == second
         assert "opened-follow-up" in first[1]
 
 
 def test_github_annotates_missed_expectation_lines_and_writes_the_summary(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    file = scenario(
-        repo,
-        START
-        + """\
+    events = """\
 events:
   - {at: +0s, event: visited, email: ana@example.com}
 expect:
   sends:
     - {to: ana@example.com, automation: once, at: +0s}
     - {to: ana@example.com, automation: once, at: +1d}
-""",
-    )
-    code, text = simulate(repo, str(file), "--format", "github")
+"""
+    code, text = sim.check(events, "--format", "github")
     assert code == 1
     [annotation] = [line for line in text.splitlines() if line.startswith("::")]
     assert annotation.startswith(
@@ -534,10 +521,8 @@ def test_date_and_not_opened_triggers_fire_at_their_instants(tmp_path: Path) -> 
         'email: {from: "Shop <news@shop.test>", subject: "Did you see it?", text: Hi}\n',
         encoding="utf-8",
     )
-    file = scenario(
-        root,
-        START
-        + """\
+    code, text = Simulator(root).check(
+        """\
 subscribers:
   - {email: ben@example.com, fields: {birthday: "1990-01-06", timezone: Asia/Tokyo}}
 events:
@@ -550,42 +535,37 @@ expect:
     - {to: ana@example.com, automation: nudge, at: +3d}
   no_sends:
     - {to: cy@example.com, automation: nudge}
-""",
+"""
     )
-    code, text = simulate(root, str(file))
     assert code == 0, text
     # Tokyo's 10:00 on January 6 is 01:00 UTC.
     assert "+1d16h     2027-01-06T01:00:00Z  sent       ben@example.com  bday" in text
 
 
-def test_configured_providers_become_outboxes_and_nothing_is_sent(repo: Path) -> None:
+def test_configured_providers_become_outboxes_and_nothing_is_sent(sim: Simulator) -> None:
     # An unreachable base URL and no token in the environment: only an outbox can "send".
-    (repo / "postwright.yaml").write_text(
+    (sim.repo / "postwright.yaml").write_text(
         "timezone: Europe/Berlin\n"
         "providers:\n"
         "  default: {type: postmark, server_token_env: NO_SUCH_TOKEN, "
         "base_url: 'http://127.0.0.1:9'}\n",
         encoding="utf-8",
     )
-    file = scenario(
-        repo,
-        START
-        + """\
+    code, text = sim.check(
+        """\
 events:
   - {at: +0s, event: visited, email: ana@example.com}
 expect:
   sends:
     - {to: ana@example.com, automation: once, at: +0s}
-""",
+"""
     )
-    code, text = simulate(repo, str(file))
     assert code == 0, text
 
 
 def test_an_automation_with_errors_stops_the_run(repo: Path) -> None:
     (repo / "automations" / "broken.yaml").write_text("id: broken\nstatus: yes\n", "utf-8")
-    file = scenario(repo, START)
-    code, text = simulate(repo, str(file))
+    code, text = Simulator(repo).check("")
     assert code == 2
     assert "automations/broken.yaml:2:9: error[yaml-boolean]" in text
 
@@ -608,18 +588,15 @@ def test_a_scenario_needing_too_many_steps_exits_2(
     assert "scenarios/scenario.yaml: more than 5 clock steps" in capsys.readouterr().err
 
 
-def test_within_is_a_tolerance_either_side_of_at(repo: Path) -> None:
-    file = scenario(
-        repo,
-        START
-        + """\
+def test_within_is_a_tolerance_either_side_of_at(sim: Simulator) -> None:
+    code, text = sim.check(
+        """\
 events:
   - {at: +0s, event: visited, email: ana@example.com}
 expect:
   sends:
     - {to: ana@example.com, automation: once, at: +30m, within: 30m}
-""",
+"""
     )
-    code, text = simulate(repo, str(file))
     assert code == 0, text
     assert "once sends to ana@example.com between +0s and +1h: sent at +0s" in text

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.test_distribution import ROOT, VENV_BIN, _action, _run_step
+from tests.test_distribution import ROOT, VENV_BIN, _action, _run_step, fake_postwright_in
 
 WELCOME = """\
 id: welcome
@@ -57,14 +57,7 @@ def test_the_simulate_step_runs_after_validate_even_when_it_failed() -> None:
 @pytest.fixture
 def fake_bin(tmp_path: Path) -> Path:
     """A `postwright` that records its arguments."""
-    bin_dir = tmp_path / "fakebin"
-    bin_dir.mkdir()
-    fake = bin_dir / "postwright"
-    fake.write_text('#!/bin/sh\necho "args: $*"\nexit "${FAKE_EXIT:-0}"\n', encoding="utf-8")
-    fake.chmod(0o755)
-    (tmp_path / "repo").mkdir()
-    (tmp_path / "summary.md").write_text("", encoding="utf-8")
-    return bin_dir
+    return fake_postwright_in(tmp_path)
 
 
 @pytest.mark.parametrize(

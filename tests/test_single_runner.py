@@ -4,61 +4,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-POSTWRIGHT = str(Path(sys.executable).parent / "postwright")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.pg import free_port
+from tests.serving import POSTWRIGHT, clean_environ, serve
 
 
 @contextmanager
 def serving(repo: Path) -> Iterator[None]:
     """A `postwright serve` on `repo` (its default SQLite file), once ready."""
     (repo / "automations").mkdir(exist_ok=True)
-    port = free_port()
-    first = subprocess.Popen(
-        [POSTWRIGHT, "serve", "--repo", str(repo), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_environ(),
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert first.poll() is None, "the first runner exited"
-            assert time.monotonic() < deadline, "the first runner did not become ready"
-            time.sleep(0.05)
+    with serve(["--repo", str(repo)], repo.parent / f"{repo.name}-serve.log"):
         yield
-    finally:
-        first.terminate()
-        try:
-            first.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            first.kill()
-            first.wait()
-
-
-def _environ(**extra: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("POSTWRIGHT_")}
-    return environ | extra
 
 
 def second(command: str, repo: Path, **environ: str) -> subprocess.CompletedProcess[str]:
@@ -69,7 +29,7 @@ def second(command: str, repo: Path, **environ: str) -> subprocess.CompletedProc
         capture_output=True,
         text=True,
         timeout=30,
-        env=_environ(**environ),
+        env=clean_environ(environ),
     )
 
 

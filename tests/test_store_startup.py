@@ -22,7 +22,8 @@ import pytest
 from runner.core.clock import FakeClock
 from runner.store import open_store
 from tests.harness import START
-from tests.test_single_runner import POSTWRIGHT, free_port
+from tests.pg import free_port
+from tests.serving import POSTWRIGHT, clean_environ
 
 PAGE = 4096  # SQLite's default page size, the one the store's files use
 RUN_WAIT = 40.0  # seconds for a refused start (a lock is waited for 10 s first)
@@ -45,13 +46,12 @@ def serve(
     repo: Path, preexec: Callable[[], None] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run `postwright serve` on `repo` until it exits (a healthy one would not)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("POSTWRIGHT_")}
     return subprocess.run(
         [POSTWRIGHT, "serve", "--repo", str(repo), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=RUN_WAIT,
-        env=environ,
+        env=clean_environ(),
         preexec_fn=preexec,
     )
 

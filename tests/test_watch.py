@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +24,12 @@ from watchfiles import Change
 from runner.cli.settings import load_settings
 from runner.gitops.reload_state import ReloadResult
 from runner.gitops.watch import WatchFilter, changed_paths, watch
+from tests import serving
 from tests.gitrepo import GitRepo
+from tests.serving import metric
 
-ROOT = Path(__file__).resolve().parents[1]
-POSTWRIGHT = ROOT / ".venv" / "bin" / "postwright"
 START_WAIT = 20.0  # seconds for `serve` to answer
 VISIBLE = 5.0  # seconds from a save to the change being visible in the API
-POLL = 0.02
 T = TypeVar("T")
 
 
@@ -87,22 +83,7 @@ class Server:
 
 def wait_for(probe: Callable[[], T | None], what: str, bound: float = VISIBLE) -> tuple[T, float]:
     """Poll `probe` until it returns a value; that value and the seconds it took."""
-    started = time.monotonic()
-    while True:
-        value = probe()
-        elapsed = time.monotonic() - started
-        if value is not None and value is not False:
-            return value, elapsed
-        assert elapsed < bound, f"{what}: not seen within {bound} s"
-        time.sleep(POLL)
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return serving.wait_for(probe, what, bound)
 
 
 @pytest.fixture
@@ -123,46 +104,14 @@ def serve(
     headers: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
     """`postwright serve` on a free port with its store outside the checkout."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTWRIGHT_")}
-    env["POSTWRIGHT_DATABASE_URL"] = f"sqlite:///{repo.path.parent / 'store.db'}"
-    env.update(environ or {})
-    log = repo.path.parent / f"serve-{port}.log"
-    command: Sequence[str] = [
-        str(POSTWRIGHT),
-        "serve",
-        "--repo",
-        str(repo.path),
-        "--port",
-        str(port),
-        *flags,
-    ]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
-    http = httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", timeout=5.0, headers=dict(headers or {})
-    )
-    server = Server(process, http, log)
-    try:
-
-        def ready() -> bool:
-            server.alive()
-            try:
-                return http.get("/readyz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, "serve ready", START_WAIT)
-        yield server
-    finally:
-        http.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+    store = {"POSTWRIGHT_DATABASE_URL": f"sqlite:///{repo.path.parent / 'store.db'}"}
+    log = repo.path.parent / "serve.log"
+    args = ["--repo", str(repo.path), *flags]
+    with (
+        serving.serve(args, log, environ=store | dict(environ or {}), wait=START_WAIT) as served,
+        httpx.Client(base_url=served.url, timeout=5.0, headers=dict(headers or {})) as http,
+    ):
+        yield Server(served.process, http, log)
 
 
 def save(repo: GitRepo, ident: str, text: str) -> None:
@@ -174,12 +123,6 @@ def subject_of(server: Server, ident: str, subject: str) -> dict[str, Any] | Non
     """The automation when its applied source has `subject`."""
     detail = server.automation(ident)
     return detail if f"subject: {subject}\n" in detail["source"] else None
-
-
-def metric(text: str, name: str) -> float | None:
-    """The value of one sample in the Prometheus text."""
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else None
 
 
 def test_edit_of_paused_automation_is_live_within_bounds(repo: GitRepo) -> None:

@@ -30,14 +30,15 @@ from runner.core.records import (
     SuppressionLift,
 )
 from runner.store.claims import ClaimsTx
-from runner.store.dashboard_stats import DayStats, MessageCounts, RevisionStats
+from runner.store.dashboard_stats import DayStats, MessageCounts, Rates, RevisionStats
 
 T = TypeVar("T")
 
 
 @dataclass
-class Stats:
-    """Per-automation counts; rates are computed from the counts."""
+class Stats(Rates):
+    """Per-automation counts; rates are computed from the counts (the message counts are
+    named as in MessageCounts)."""
 
     triggered: int = 0
     pending: int = 0
@@ -54,16 +55,6 @@ class Stats:
     failed: int = 0
     outcome_unknown: int = 0
     cancelled: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def open_rate(self) -> float | None:
-        """opened / delivered, None before anything was delivered."""
-        return self.opened / self.delivered if self.delivered else None
-
-    @property
-    def click_rate(self) -> float | None:
-        """clicked / delivered, None before anything was delivered."""
-        return self.clicked / self.delivered if self.delivered else None
 
 
 class ReadTx(Protocol):

@@ -7,16 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-@dataclass(frozen=True)
-class MessageCounts:
-    """Messages sent, delivered, opened and clicked (each counted once), unique people."""
+class Rates:
+    """The open and click rates of a record that counts messages delivered, opened and
+    clicked: MessageCounts here, the per-automation Stats of runner.store.base."""
 
-    sent: int = 0
-    delivered: int = 0
-    opened: int = 0
-    clicked: int = 0
-    unique_openers: int = 0
-    unique_clickers: int = 0
+    delivered: int
+    opened: int
+    clicked: int
 
     @property
     def open_rate(self) -> float | None:
@@ -27,6 +24,18 @@ class MessageCounts:
     def click_rate(self) -> float | None:
         """clicked / delivered, None before anything was delivered."""
         return self.clicked / self.delivered if self.delivered else None
+
+
+@dataclass(frozen=True)
+class MessageCounts(Rates):
+    """Messages sent, delivered, opened and clicked (each counted once), unique people."""
+
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unique_openers: int = 0
+    unique_clickers: int = 0
 
     @property
     def delivery_rate(self) -> float | None:

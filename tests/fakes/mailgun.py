@@ -23,7 +23,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -73,13 +73,12 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str]] | N
     return fields
 
 
-class FakeMailgun:
-    """The fake server; use as a context manager, then `base_url` is where it listens."""
+class ScriptedFake:
+    """A fake API whose next answers tests may script (`reply_next`) or hold (`slow_next`);
+    use as a context manager, then `base_url` is where it listens. Subclasses answer every
+    POST in `handle`."""
 
-    def __init__(self, api_key: str = "key-test", domain: str = "mg.example.test") -> None:
-        self.api_key = api_key
-        self.domain = domain
-        self.accepted: list[dict[str, list[str]]] = []  # fields of every accepted message
+    def __init__(self) -> None:
         self.requests = 0
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
@@ -88,7 +87,11 @@ class FakeMailgun:
         self._stack = ExitStack()
         self.base_url = ""
 
-    def __enter__(self) -> FakeMailgun:
+    def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """The answer to one POST (runs on a server thread)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self.base_url = self._stack.enter_context(serve(asgi_app(self.handle)))
         return self
 
@@ -107,18 +110,28 @@ class FakeMailgun:
         with self._lock:
             self._script.extend([reply] * times)
 
-    def rate_limit_next(self, retry_after: int = 7) -> None:
-        """The next request gets 429; Mailgun documents no header, Retry-After is assumed."""
-        body = {"message": "Too many requests"}
-        self.reply_next(Reply(429, body, {"Retry-After": str(retry_after)}))
-
     def slow_next(self) -> Hold:
-        """The next request waits for `hold.release` before it is processed normally."""
+        """The next request waits for `hold.release` (before it is processed normally)."""
         hold = Hold()
         with self._lock:
             self._holds.append(hold)
             self._all_holds.append(hold)
         return hold
+
+
+class FakeMailgun(ScriptedFake):
+    """The fake Mailgun server."""
+
+    def __init__(self, api_key: str = "key-test", domain: str = "mg.example.test") -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.domain = domain
+        self.accepted: list[dict[str, list[str]]] = []  # fields of every accepted message
+
+    def rate_limit_next(self, retry_after: int = 7) -> None:
+        """The next request gets 429; Mailgun documents no header, Retry-After is assumed."""
+        body = {"message": "Too many requests"}
+        self.reply_next(Reply(429, body, {"Retry-After": str(retry_after)}))
 
     def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """The answer to one POST (runs on a server thread)."""

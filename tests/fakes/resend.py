@@ -16,18 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
-from tests.fakes import bounded, serve
-from tests.fakes.mailgun import HOLD_LIMIT, Hold, Reply, asgi_app
+from tests.fakes import bounded
+from tests.fakes.mailgun import HOLD_LIMIT, Reply, ScriptedFake
 
 KEY_TTL = 24 * 3600.0
 MAX_KEY = 256
@@ -47,46 +44,22 @@ class _Remembered:
     reply: Reply | None = None  # None while the first request is in flight
 
 
-class FakeResend:
-    """The fake server; use as a context manager, then `base_url` is where it listens."""
+class FakeResend(ScriptedFake):
+    """The fake Resend server; `slow_next` holds a request once it is in flight (key
+    claimed)."""
 
     def __init__(
         self, api_key: str = "re_test", clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         self.clock = clock  # seconds; tests move it to expire idempotency keys
         self.delivered: list[dict[str, Any]] = []  # every email accepted, with its "id"
-        self.requests = 0
         self.keys_seen: list[str | None] = []
         self.delay = 0.0  # seconds every request stays in progress (bounded)
         self.in_progress = 0  # requests being processed now
         self.per_key: Counter[str] = Counter()  # requests under each key that delivered
-        self._lock = threading.Lock()
-        self._script: deque[Reply] = deque()
-        self._holds: deque[Hold] = deque()
-        self._all_holds: list[Hold] = []
         self._keys: dict[str, _Remembered] = {}
-        self._stack = ExitStack()
-        self.base_url = ""
-
-    def __enter__(self) -> FakeResend:
-        self.base_url = self._stack.enter_context(serve(asgi_app(self.handle)))
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        for hold in self._all_holds:
-            hold.release.set()
-        self._stack.close()
-
-    def reply_next(self, reply: Reply, times: int = 1) -> None:
-        """Answer the next `times` requests with `reply` (before any checks)."""
-        with self._lock:
-            self._script.extend([reply] * times)
 
     def rate_limit_next(self, retry_after: int = 2) -> None:
         """The next request gets Resend's 429 with its rate-limit headers."""
@@ -104,14 +77,6 @@ class FakeResend:
             }
         )
         self.reply_next(reply)
-
-    def slow_next(self) -> Hold:
-        """The next request waits for `hold.release` once it is in flight (key claimed)."""
-        hold = Hold()
-        with self._lock:
-            self._holds.append(hold)
-            self._all_holds.append(hold)
-        return hold
 
     def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """The answer to one POST (runs on a server thread)."""

@@ -9,20 +9,15 @@ group (the server, its render workers) is killed and reaped, and every wait is b
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-import httpx
-
 from runner.cli.clocks import FAKE_CLOCK_VARIABLE
-from tests.pg import free_port
+from tests.serving import serve
 
-POSTWRIGHT = str(Path(sys.executable).parent / "postwright")
 WAIT = 30.0  # seconds: the bound of every wait on the server process
 
 
@@ -101,35 +96,16 @@ def served(
 ) -> Iterator[Served]:
     """`postwright serve --repo repo` with `environ` added to a clean environment (no
     POSTWRIGHT_ variables of the caller's) and the FileClock `clock` when given."""
-    port = free_port()
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("POSTWRIGHT_")}
-    variables |= environ or {}
+    variables = dict(environ or {})
     if clock is not None:
         variables[FAKE_CLOCK_VARIABLE] = str(clock)
-    command = [POSTWRIGHT, "serve", "--repo", str(repo), "--port", str(port)]
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            command, env=variables, stdout=output, stderr=output, start_new_session=True
-        )
-    server = Served(process, port, log)
-    try:
-        wait_until(lambda: _ready(server), f"serve did not answer in time:\n{server.log_tail()}")
-        yield server
-    finally:
-        _end_group(process)
-
-
-def _ready(server: Served) -> bool:
-    assert server.process.poll() is None, f"serve exited:\n{server.log_tail()}"
-    with contextlib.suppress(httpx.TransportError):
-        return httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200
-    return False
-
-
-def _end_group(process: subprocess.Popen[bytes]) -> None:
-    """Kill and reap the server and anything left in its process group."""
-    if process.poll() is None:
-        process.kill()
-    process.wait(WAIT)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    with serve(
+        ["--repo", str(repo)],
+        log,
+        environ=variables,
+        ready="/healthz",
+        wait=WAIT,
+        graceful=False,
+        own_group=True,
+    ) as server:
+        yield Served(server.process, server.port, log)

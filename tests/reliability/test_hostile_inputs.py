@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from runner.cli.clocks import FileClock
 from tests.gitrepo import GitRepo
 from tests.harness import START
 from tests.reliability.intensity import LONG
-from tests.test_crash import POSTWRIGHT, WAIT, serve
+from tests.test_crash import WAIT, serve
 from tests.test_serve_hostile import (
     DEEP,
     HEALTH_BOUND,
@@ -228,11 +229,10 @@ sys.exit(code)
 
 def validate(repo: Path) -> tuple[int, list[dict[str, object]], float, int]:
     """`postwright validate` in its own process: exit code, findings, seconds, peak RSS."""
-    python = POSTWRIGHT.parent / "python"
     arguments = ["validate", "--repo", str(repo), "--now", NOW, "--format", "json"]
     started = time.monotonic()
     done = subprocess.run(
-        [str(python), "-c", VALIDATE, *arguments], capture_output=True, timeout=WAIT, check=False
+        [sys.executable, "-c", VALIDATE, *arguments], capture_output=True, timeout=WAIT, check=False
     )
     elapsed = time.monotonic() - started
     peak = int(done.stderr.decode().rsplit("VmHWM:", 1)[1].split()[0]) * 1024

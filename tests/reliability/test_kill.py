@@ -39,8 +39,9 @@ from tests.fakes.resend import FakeResend
 from tests.harness import START, write_repo
 from tests.reliability.intensity import pick, seeded
 from tests.reliability.posters import Ledger, post_events
-from tests.reliability.served import POSTWRIGHT, WAIT, Served, served, wait_until
+from tests.reliability.served import WAIT, Served, served, wait_until
 from tests.reliability.store_reader import read_store
+from tests.serving import POSTWRIGHT
 from tests.test_crash import LEASE
 from tests.test_delivery_guarantees import HOOK_PASSWORD, HOOK_USER, NAME, SECRETS
 from tests.test_delivery_guarantees import INTRO as ONCE_PER_SUBSCRIBER
