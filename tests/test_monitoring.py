@@ -106,12 +106,14 @@ def test_every_name_the_alerts_and_dashboard_query_is_exported(
 
 
 def test_every_exported_family_is_on_the_dashboard_or_in_an_alert(
-    exported: list[tuple[str, str]],
+    exported: list[tuple[str, str]], exported_git: list[tuple[str, str]]
 ) -> None:
     used = set(queried_names())
     # `_created` series (when a counter or histogram was made) are bookkeeping, not metrics.
     ours = [
-        (n, k) for n, k in exported if n.startswith("postwright_") and not n.endswith("_created")
+        (n, k)
+        for n, k in [*exported, *exported_git]
+        if n.startswith("postwright_") and not n.endswith("_created")
     ]
     missing = [name for name, kind in ours if not series_names([(name, kind)]) & used]
     assert missing == []
