@@ -99,6 +99,7 @@ LIBRARY_HOMES: dict[str, frozenset[str]] = {
     "prometheus_client": frozenset({"server"}),
     "watchfiles": frozenset({"gitops"}),
     "jinja2": frozenset({"templating"}),
+    "pygments": frozenset({"server"}),  # the dashboard's highlighted files
     # Providers speak HTTP to email APIs; checking asks a running runner (`--against URL`).
     "httpx": frozenset({"providers", "checking"}),
     "httpx_aiohttp": frozenset({"providers"}),
