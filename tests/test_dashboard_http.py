@@ -14,7 +14,7 @@ import pytest
 from runner.core.records import SendStatus
 from runner.gitops.reload_state import ReloadResult, record_summary
 from runner.server.ui import session as sessions
-from tests.dashboard_fixture import PEOPLE, dashboard_repo, populate
+from tests.dashboard_fixture import PEOPLE, SHA, WEB_URL, dashboard_repo, populate
 from tests.harness import Harness
 
 KEY = "k" * 40
@@ -228,31 +228,17 @@ def test_banners_for_a_failed_reload_and_a_paused_provider(tmp_path: Path) -> No
         assert "Provider <strong>default</strong> is paused" in page
 
 
-PROMO = """\
-id: promo
-status: running
-trigger: {type: event, event: purchase}
-email:
-  from: "Shop <news@shop.test>"
-  subject: Thanks
-  html_file: ../templates/promo.html
-"""
-
-
 def test_commits_link_to_the_repository_and_applied_files_are_highlighted(tmp_path: Path) -> None:
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    repo = dashboard_repo(tmp_path)
-    (repo / "automations" / "promo.yaml").write_text(PROMO)
-    (repo / "templates").mkdir()
-    (repo / "templates" / "promo.html").write_text("<p>{{ subscriber.email }}</p></pre>\n")
-    with Harness(repo, commit=sha) as h:  # no web URL: the short id alone
+    sha = SHA
+    with Harness(dashboard_repo(tmp_path / "plain"), commit=sha) as h:  # no web URL
         listed = h.http.get("/ui").text
         assert f"<code>{sha[:7]}</code>" in listed and 'class="commit"' not in listed
-    (repo / "postwright.yaml").write_text("repository:\n  web_url: https://git.example/a/mail/\n")
+    repo = dashboard_repo(tmp_path, linked=True)
+    (repo / "templates" / "promo.html").write_text("<p>{{ subscriber.email }}</p></pre>\n")
     with Harness(repo, commit=sha) as h:
         populate(h)
         link = (
-            f'<a class="commit" href="https://git.example/a/mail/commit/{sha}"'
+            f'<a class="commit" href="{WEB_URL}/commit/{sha}"'
             f' rel="noopener noreferrer" title="Commit {sha} in the repository">'
             "<code>0123456</code></a>"
         )
