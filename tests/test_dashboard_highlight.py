@@ -72,11 +72,20 @@ def test_the_served_stylesheet_holds_the_token_colours() -> None:
     assert b".hl .s2 { color: #C41A16 }" in routes._CSS
 
 
-def test_highlighting_is_cached_by_content_and_skipped_for_huge_files() -> None:
+def test_highlighting_is_cached_by_content() -> None:
     text = YAML + "# cached\n"
     first = highlight.highlighted(text, "yaml")
     assert highlight.highlighted(text, "yaml") is first
     assert highlight.highlighted(text, "text") is not first  # the language is in the key
-    huge = "<b>" + "x" * highlight.MAX_HIGHLIGHTED
-    shown = highlight.highlighted(huge, "yaml")
-    assert shown.startswith("&lt;b&gt;xxx") and "<span" not in shown
+
+
+def test_lines_past_the_budget_are_shown_plain() -> None:
+    line = '<p class="x">{{ name }}</p>\n'
+    count = highlight.HIGHLIGHTED_CHARS["html"] // len(line)
+    text = "\n" + line * (count + 40)  # a leading blank line is kept
+    shown = str(highlight.highlighted(text, "html"))
+    head, _, tail = shown.rpartition("</span>")
+    assert head.startswith("\n<span") and head.count('<span class="cp">{{</span>') == count
+    assert tail.count("&lt;p class=&#34;x&#34;&gt;{{ name }}&lt;/p&gt;\n") == 40
+    one_line = "<b>" + "x" * highlight.HIGHLIGHTED_CHARS["yaml"]
+    assert highlight.highlighted(one_line, "yaml") == "&lt;b&gt;" + "x" * (len(one_line) - 3)
