@@ -31,6 +31,8 @@ UNIT_MODULES = frozenset(
         "test_catalog",
         "test_clock",
         "test_conditions",
+        "test_dashboard_highlight",
+        "test_dashboard_links",
         "test_dashboard_session",
         "test_dependencies",
         "test_examples_dir",

@@ -24,12 +24,38 @@ email:
   html: "<p>Hi <b>{{ subscriber.email }}</b></p>"
   text: "Hi {{ subscriber.email }}"
 """
+PROMO = """\
+id: promo
+status: running
+trigger: {type: event, event: purchase}
+email:
+  from: "Shop <news@shop.test>"
+  subject: Thanks
+  html_file: ../templates/promo.html
+"""
+PROMO_HTML = """\
+<p class="hello">Thanks, {{ subscriber.fields.name | default("friend") }}!</p>
+{% if event.data.total %}<p>Your order: {{ event.data.total }} EUR</p>{% endif %}
+<a href="https://shop.test/orders?utm_source=email&amp;utm_campaign=promo-with-a-long-name">Orders</a>
+"""
 PEOPLE = ("ann@example.com", "bob@example.com", "cat@example.com")
+# A commit the dashboard shows applied, and where the repository's web pages are.
+SHA = "0123456789abcdef0123456789abcdef01234567"
+WEB_URL = "https://git.example/acme/mail"
 
 
-def dashboard_repo(tmp_path: Path) -> Path:
-    """The repository of the dashboard tests."""
-    return write_repo(tmp_path / "repo", {"welcome": WELCOME, "nudge": NUDGE})
+def dashboard_repo(tmp_path: Path, *, linked: bool = False) -> Path:
+    """The repository of the dashboard tests; `linked`: with a template file (`promo`) and
+    `repository.web_url` set."""
+    if not linked:
+        return write_repo(tmp_path / "repo", {"welcome": WELCOME, "nudge": NUDGE})
+    config = f"repository:\n  web_url: {WEB_URL}/\n"
+    repo = write_repo(
+        tmp_path / "repo", {"welcome": WELCOME, "nudge": NUDGE, "promo": PROMO}, config
+    )
+    (repo / "templates").mkdir()
+    (repo / "templates" / "promo.html").write_text(PROMO_HTML, encoding="utf-8")
+    return repo
 
 
 def populate(h: Harness) -> None:

@@ -73,8 +73,10 @@ class Harness:
         environ: Mapping[str, str] | None = None,
         start: datetime = START,
         background: bool = False,
+        commit: str | None = None,
     ) -> None:
         self.repo = repo
+        self.commit = commit  # the commit start-up records as applied (none: not from git)
         self.clock = FakeClock(start)
         variables = dict(environ or {})
         if STORE_DATABASES is not None and "POSTWRIGHT_DATABASE_URL" not in variables:
@@ -130,7 +132,9 @@ class Harness:
         self.store = store
         try:
             tree = check_working_tree(self.repo, self.clock.now())
-            self.worker, self.report = await prepare(self.settings, store, self.clock, tree)
+            self.worker, self.report = await prepare(
+                self.settings, store, self.clock, tree, self.commit
+            )
             self.app = create_app(
                 self.settings, store, self.worker, self.clock, background=self.background
             )

@@ -99,6 +99,7 @@ LIBRARY_HOMES: dict[str, frozenset[str]] = {
     "prometheus_client": frozenset({"server"}),
     "watchfiles": frozenset({"gitops"}),
     "jinja2": frozenset({"templating"}),
+    "pygments": frozenset({"server"}),  # the dashboard's highlighted files
     # Providers speak HTTP to email APIs; checking asks a running runner (`--against URL`).
     "httpx": frozenset({"providers", "checking"}),
     "httpx_aiohttp": frozenset({"providers"}),
@@ -322,3 +323,10 @@ def test_code_and_docs_cite_only_what_ships_with_them() -> None:
         if re.search(r"\bSPEC(\.md| ?§| ?[0-9])", path.read_text(encoding="utf-8"))
     ]
     assert citing == []
+
+
+def test_the_dashboard_package_imports_none_of_its_modules() -> None:
+    """Importing a page runs the package first; were the package to import the pages, a page
+    would be imported again, half-built, from inside itself (routes.py imports them)."""
+    source = (RUNNER / "server" / "ui" / "__init__.py").read_text(encoding="utf-8")
+    assert imported_modules(source) <= {"__future__"}

@@ -14,7 +14,7 @@ import pytest
 from runner.core.records import SendStatus
 from runner.gitops.reload_state import ReloadResult, record_summary
 from runner.server.ui import session as sessions
-from tests.dashboard_fixture import PEOPLE, dashboard_repo, populate
+from tests.dashboard_fixture import PEOPLE, SHA, WEB_URL, dashboard_repo, populate
 from tests.harness import Harness
 
 KEY = "k" * 40
@@ -226,3 +226,34 @@ def test_banners_for_a_failed_reload_and_a_paused_provider(tmp_path: Path) -> No
         page = h.http.get("/ui").text
         assert "The last reload failed (failed, 2026-03-02 09:00:00 UTC): disk &lt;gone&gt;" in page
         assert "Provider <strong>default</strong> is paused" in page
+
+
+def test_commits_link_to_the_repository_and_applied_files_are_highlighted(tmp_path: Path) -> None:
+    sha = SHA
+    with Harness(dashboard_repo(tmp_path / "plain"), commit=sha) as h:  # no web URL
+        listed = h.http.get("/ui").text
+        assert f"<code>{sha[:7]}</code>" in listed and 'class="commit"' not in listed
+    repo = dashboard_repo(tmp_path, linked=True)
+    (repo / "templates" / "promo.html").write_text("<p>{{ subscriber.email }}</p></pre>\n")
+    with Harness(repo, commit=sha) as h:
+        populate(h)
+        link = (
+            f'<a class="commit" href="{WEB_URL}/commit/{sha}"'
+            f' rel="noopener noreferrer" title="Commit {sha} in the repository">'
+            "<code>0123456</code></a>"
+        )
+        assert h.http.get("/ui").text.count(link) == 3  # every automation's applied commit
+        detail = h.http.get("/ui/automations/welcome").text
+        facts, _, rest = detail.partition('<h2 id="queue">')
+        by_revision = rest.partition('id="by-revision"')[2].partition("<h3>")[0]
+        history = rest.partition("<h2>History</h2>")[2]
+        assert link in facts and link in by_revision and history.count(link) == 2
+        # The applied YAML, highlighted and escaped (a scalar's `<` stays text).
+        yaml = rest.partition("<h2>Applied files</h2>")[2].partition("<h2>")[0]
+        assert '<pre class="hl"><code><span class="nt">id</span><span class="p">:</span>' in yaml
+        assert '<span class="s">&lt;news@shop.test&gt;"</span>' in yaml
+        # A template file, highlighted as HTML with Jinja; `</pre>` in it cannot close ours.
+        promo = h.http.get("/ui/automations/promo").text.partition("Template <code>html_file")[2]
+        assert '<span class="cp">{{</span>' in promo and '<span class="nt">p</span>' in promo
+        shown = promo.partition("<pre")[2].partition("</pre>")[0]
+        assert '&lt;/</span><span class="nt">pre</span>' in shown

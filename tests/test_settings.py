@@ -198,3 +198,4 @@ def test_the_sample_configuration_loads(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ)
     assert "postwright.internal" in settings.allowed_hosts
     assert settings.http.max_backlog == 100_000
+    assert settings.repository_web_url == "https://github.com/acme/mail"

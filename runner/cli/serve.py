@@ -16,6 +16,7 @@ from runner.cli.serve_git import (
     first_clone,
     following,
     git_config,
+    with_remote_web_url,
 )
 from runner.cli.settings import load_settings, settings_of
 
@@ -59,6 +60,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         checkout = first_clone(args, data, os.environ)
         settings = load_settings(checkout, os.environ, args.host, args.port, data=data)
         follow = following(args, checkout, git_config(checkout), os.environ)
+        settings = with_remote_web_url(settings, follow.remote.url)
     else:
         settings = settings_of(args, args.host, args.port)
     raise_open_file_limit()

@@ -10,6 +10,7 @@ environment variables the section names.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ from runner.core.config import GitConfig
 from runner.core.durations import parse_duration
 from runner.core.layout import CONFIG_PATH
 from runner.core.loader import load_config
+from runner.core.settings import Settings
+from runner.core.weblinks import web_url_from_remote
 from runner.errors import UsageError
 from runner.repo.git_remote import (
     Credentials,
@@ -126,3 +129,11 @@ def following(
     remote = Remote(check_url(url), ref, credentials, float(config.timeout))
     secret = (environ.get(config.webhook_secret_env) or "").strip() or None
     return Following(remote, checkout, interval, secret)
+
+
+def with_remote_web_url(settings: Settings, remote_url: str) -> Settings:
+    """The dashboard's commit links read from the followed remote (an HTTPS URL on GitHub,
+    GitLab or Codeberg) when `repository.web_url` does not set them."""
+    if settings.repository_web_url is not None:
+        return settings
+    return dataclasses.replace(settings, repository_web_url=web_url_from_remote(remote_url))

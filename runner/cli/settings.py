@@ -106,6 +106,7 @@ def load_settings(
         event_id_retention=config.event_id_retention,
         allowed_hosts=_allowed_hosts(config, environ, public_url),
         http=_http_limits(config, environ),
+        repository_web_url=config.repository.web_url,
         store=_store_options(config.store, environ),
         config=config,
         providers=dict(config.providers),

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from runner.core.fields import ID_PATTERN, PositiveDuration, TimeZone
+from runner.core.weblinks import check_web_url
 
 ENV_NAME = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 RATE_LIMIT_PATTERN = r"^[1-9][0-9]*/(s|m|h)$"
@@ -122,6 +124,20 @@ class GitConfig(_Strict):
     webhook_secret_env: ENV_NAME = "POSTWRIGHT_GIT_WEBHOOK_SECRET"
 
 
+def _web_url(text: str) -> str:
+    try:
+        return check_web_url(text)
+    except ValueError as error:
+        raise PydanticCustomError("schema", str(error)) from None
+
+
+class RepositoryConfig(_Strict):
+    """`repository:`: where people browse the repository; the dashboard links each applied
+    commit to `{web_url}/commit/{sha}` (docs/dashboard.md)."""
+
+    web_url: Annotated[str, AfterValidator(_web_url)] | None = None
+
+
 class Config(_Strict):
     """`postwright.yaml` at the repository root; every key optional."""
 
@@ -137,6 +153,7 @@ class Config(_Strict):
     http: HttpLimits = Field(default_factory=HttpLimits)
     store: StoreConfig = Field(default_factory=StoreConfig)
     git: GitConfig = Field(default_factory=GitConfig)
+    repository: RepositoryConfig = Field(default_factory=RepositoryConfig)
     providers: dict[Annotated[str, Field(pattern=ID_PATTERN)], Provider] = Field(
         default_factory=lambda: dict(DEFAULT_PROVIDERS), min_length=1
     )

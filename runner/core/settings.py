@@ -31,6 +31,8 @@ class Settings:
     # Hosts a keyless runner answers besides loopback ones: `allowed_hosts` and public_url's.
     allowed_hosts: frozenset[str] = frozenset()
     http: HttpLimits = field(default_factory=HttpLimits)
+    # The repository's web page (`repository.web_url`): the dashboard links commits under it.
+    repository_web_url: str | None = None
     store: StoreOptions = field(default_factory=StoreOptions)
     config: Config = field(default_factory=Config)
     providers: Mapping[str, Provider] = field(default_factory=dict)

@@ -47,9 +47,9 @@ from runner.server.api.operations import (
 from runner.server.api.public import PublicApi
 from runner.server.api.subscribers import SubscribersApi
 from runner.server.metrics import GitMetrics, Metrics
-from runner.server.ui import ui_routes
 from runner.server.ui.automations import AutomationPages
 from runner.server.ui.people import PeoplePages
+from runner.server.ui.routes import ui_routes
 from runner.store import POSTGRES_PREFIX
 from runner.store.base import Store
 from runner.store.errors import StoreUnavailable

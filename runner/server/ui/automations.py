@@ -21,7 +21,7 @@ from runner.server.api.operations import (
     send_now,
     started,
 )
-from runner.server.ui import charts
+from runner.server.ui import charts, highlight
 from runner.server.ui.base import UiHandlers, back
 from runner.server.ui.session import Session
 from runner.store.base import ReadTx
@@ -132,6 +132,11 @@ class AutomationPages(UiHandlers):
             title=live.model.name or ident,
             a=summary(live, found["state"], now, live.row),
             row=live.row,
+            source=highlight.highlighted(live.row.source, "yaml"),
+            templates=[
+                (key, highlight.highlighted(text, highlight.language_of_template(key)))
+                for key, text in sorted(live.row.templates.items())
+            ],
             history=[history_payload(e) for e in reversed(found["history"])],
             stats=found["stats"] if started(live) else None,
             chart=_daily_chart(days, by_day),

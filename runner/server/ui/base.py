@@ -6,11 +6,14 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from runner.core.weblinks import commit_url
 from runner.server.api.base import Handlers
 from runner.server.api.models import RequestError
 from runner.server.ui import session as sessions
@@ -46,13 +49,21 @@ def _when(value: str | datetime | None) -> str:
     return text.replace("T", " ").replace("+00:00", "Z")[:19] + (" UTC" if text else "")
 
 
-def _short(sha: str | None) -> str:
-    return NONE if not sha else sha[:7]
+def commit_link(web_url: str | None, sha: str | None) -> Markup:
+    """A commit's short id, linked to its page in the repository when a web URL is set."""
+    if not sha:
+        return Markup(NONE)
+    short = Markup("<code>%s</code>") % sha[:7]
+    url = commit_url(web_url, sha)
+    if url is None:
+        return short
+    # An outside page: it gets neither a handle on this window nor the dashboard's address.
+    return Markup('<a class="commit" href="{}" rel="noopener noreferrer" title="{}">{}</a>').format(
+        url, f"Commit {sha} in the repository", short
+    )
 
 
-TEMPLATES = PageTemplates(
-    "runner.server.ui", "templates", {"percent": _percent, "when": _when, "short": _short}
-)
+TEMPLATES = PageTemplates("runner.server.ui", "templates", {"percent": _percent, "when": _when})
 
 
 class UiHandlers(Handlers):
@@ -83,6 +94,7 @@ class UiHandlers(Handlers):
             csrf=sessions.csrf_token(self.key, session),
             signed_in=session.signed_in,
             path=request.url.path,
+            commit=partial(commit_link, self.settings.repository_web_url),
             **context,
         )
         return HTMLResponse(body, status_code=status, headers=_HEADERS)
