@@ -253,7 +253,8 @@ def test_commits_link_to_the_repository_and_applied_files_are_highlighted(tmp_pa
         assert '<pre class="hl"><code><span class="nt">id</span><span class="p">:</span>' in yaml
         assert '<span class="s">&lt;news@shop.test&gt;"</span>' in yaml
         # A template file, highlighted as HTML with Jinja; `</pre>` in it cannot close ours.
-        promo = h.http.get("/ui/automations/promo").text.partition("Template <code>html_file")[2]
+        promo = h.http.get("/ui/automations/promo").text
+        promo = promo.partition("Template <code>../templates/promo.html</code> (html_file)")[2]
         assert '<span class="cp">{{</span>' in promo and '<span class="nt">p</span>' in promo
         shown = promo.partition("<pre")[2].partition("</pre>")[0]
         assert '&lt;/</span><span class="nt">pre</span>' in shown

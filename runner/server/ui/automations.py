@@ -134,7 +134,11 @@ class AutomationPages(UiHandlers):
             row=live.row,
             source=highlight.highlighted(live.row.source, "yaml"),
             templates=[
-                (key, highlight.highlighted(text, highlight.language_of_template(key)))
+                (
+                    key,
+                    getattr(live.model.email, key, None),
+                    highlight.highlighted(text, highlight.language_of_template(key)),
+                )
                 for key, text in sorted(live.row.templates.items())
             ],
             history=[history_payload(e) for e in reversed(found["history"])],
