@@ -1,0 +1,440 @@
+"""A `schedule` firing over many subscribers (issue 15): pending sends created per second, the
+time until all of them reached a fake Resend, and the memory the firing took, next to a bare
+chunked `INSERT INTO pending_sends SELECT ... FROM subscribers` on the same file (the floor).
+
+The subscribers are bulk-loaded with direct `executemany` chunks into the store's own table
+(setup only); 10 % have `plan: pro`, the automation's audience. The real worker (engine and
+send loops) runs with a fake clock stepped just past the firing. Memory: the peak resident size
+during the firing above the size before it, at a tenth of the subscribers and at all of them
+(flat means the two peaks are close). On PostgreSQL, `--replicas` worker processes share the
+engine and the sending; the fake counts every email and every send id it saw twice.
+
+    .venv/bin/python benchmarks/fanout.py [--subscribers 1000000] [--store sqlite|postgres]
+        [--replicas 3] [--short]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from send import start_fake  # noqa: E402
+
+from runner.core.clock import FakeClock  # noqa: E402
+from runner.core.config import ResendProvider as ResendSettings  # noqa: E402
+from runner.core.records import AppliedAutomation, HistoryEntry  # noqa: E402
+from runner.engine.context import EngineContext  # noqa: E402
+from runner.engine.worker import Worker  # noqa: E402
+from runner.providers import Providers  # noqa: E402
+from runner.providers.http import make_client  # noqa: E402
+from runner.providers.resend import ResendProvider  # noqa: E402
+from runner.store import open_store  # noqa: E402
+from runner.store.base import WriteTx  # noqa: E402
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+FIRING = datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC)  # just past the 09:00 tick
+CTX = EngineContext("UTC", "https://mail.shop.test", b"unsubscribe-key-for-bench-000000")
+SOURCE = """\
+id: fan
+status: running
+trigger: {type: schedule, cron: "0 9 * * *", timezone: UTC}
+audience: {field: subscriber.fields.plan, op: eq, value: pro}
+email:
+  from: "Shop <news@shop.test>"
+  subject: "This week at the shop"
+  text: "Hello {{ subscriber.fields.name }}"
+"""
+CHUNK = 20_000
+
+
+# --- the fake Resend: counts every email and every send id seen twice ------------------
+
+_seen: set[str] = set()
+_counts = {"emails": 0, "duplicates": 0}
+
+
+def _send_id(item: dict[str, Any]) -> str:
+    tags = {t["name"]: t["value"] for t in item.get("tags", [])}
+    return str(tags.get("postwright_send_id"))
+
+
+async def fake_resend(scope: Scope, receive: Receive, send: Send) -> None:
+    """Resend's success answers for /emails and /emails/batch; GET /counts reports."""
+    if scope["type"] != "http":
+        return
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    answer: Any = dict(_counts)
+    if scope["path"].startswith("/emails"):
+        body = json.loads(b"".join(chunks))
+        items = body if isinstance(body, list) else [body]
+        for item in items:
+            ident = _send_id(item)
+            _counts["emails"] += 1
+            _counts["duplicates"] += ident in _seen
+            _seen.add(ident)
+        ids = [{"id": str(uuid.uuid4())} for _ in items]
+        answer = {"data": ids} if isinstance(body, list) else ids[0]
+    data = json.dumps(answer).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def serve_forever(port: int) -> None:
+    """Run the fake on 127.0.0.1:port until killed."""
+    uvicorn.run(
+        fake_resend, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+        lifespan="off", backlog=4096,
+    )  # fmt: skip
+
+
+def fake_counts(url: str) -> dict[str, int]:
+    """What the fake received so far."""
+    counts: dict[str, int] = httpx.get(url + "/counts", timeout=10).json()
+    return counts
+
+
+# --- setup ------------------------------------------------------------------------------
+
+
+def rows(start: int, stop: int) -> Iterator[tuple[object, ...]]:
+    """Subscriber rows (email, fields, groups, created_at); every tenth is on plan pro."""
+    created = "2026-01-01T00:00:00.000000Z"
+    for index in range(start, stop):
+        plan = "pro" if index % 10 == 0 else "free"
+        fields = json.dumps({"name": f"S{index}", "plan": plan}, separators=(",", ":"))
+        yield f"s{index}@shop.test", fields, "[]", created
+
+
+def bulk_load(url: str, count: int) -> None:
+    """Insert `count` subscribers in chunked transactions (direct SQL: setup only)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        sql = "INSERT INTO subscribers (email, fields, groups, created_at) VALUES (?, ?, ?, ?)"
+        for start in range(0, count, CHUNK):
+            with db:
+                db.executemany(sql, rows(start, min(count, start + CHUNK)))
+        db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as conn, conn.cursor() as cursor:
+        copy_sql = "COPY subscribers (email, fields, groups, created_at) FROM STDIN"
+        with cursor.copy(copy_sql) as copy:
+            for row in rows(0, count):
+                copy.write_row(row)
+        cursor.execute("ANALYZE subscribers")
+
+
+async def seed(url: str, count: int) -> None:
+    """The schema, the running automation (started at T0) and the subscribers."""
+    store = open_store(url, FakeClock(T0))
+    row = AppliedAutomation(
+        "fan", 1, "running", SOURCE, {}, "automations/fan.yaml", None, T0, T0, None
+    )
+
+    def work(tx: WriteTx) -> None:
+        tx.save_automation(row)
+        tx.add_history(HistoryEntry("fan", T0, "status", None, "running"))
+
+    await store.write(work)
+    floor = AppliedAutomation(
+        "floor", 1, "draft", SOURCE.replace("fan", "floor"), {}, "f.yaml", None, T0, None, None
+    )
+    await store.write(lambda tx: tx.save_automation(floor))
+    await store.close()
+    bulk_load(url, count)
+
+
+def count_sql(url: str, sql: str) -> int:
+    """One number from a fresh connection (outside the store, so it never waits on it)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        db = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+        try:
+            return int(db.execute(sql).fetchone()[0])
+        finally:
+            db.close()
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        found = conn.execute(sql).fetchone()
+        return int(found[0]) if found else 0
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """A process's resident size now, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- the floor: bare chunked INSERT ... SELECT on the same file --------------------------
+
+
+def floor(url: str, count: int) -> float:
+    """Seconds for the bare SQL to create the same pending sends (automation `floor`)."""
+    sqlite = url.startswith("sqlite")
+    mark = "?" if sqlite else "%s"
+    test = "json_extract(fields, '$.plan')" if sqlite else "(fields::json ->> 'plan')"
+    sql = (
+        "INSERT INTO pending_sends (id, automation_id, subscriber_id, email, due_at, status,"
+        " trigger_at, trigger_event, created_at, series_id, repeat_index, overrides, attempts)"
+        f" SELECT 'floor-' || id, 'floor', id, email, {mark}, 'pending', {mark}, {mark},"
+        f" {mark}, 'floor-' || id, 0, '{{}}', 0 FROM subscribers"
+        f" WHERE id > {mark} AND id <= {mark} AND deleted_at IS NULL AND suppressed IS NULL"
+        f" AND {test} = 'pro'"
+    )
+    when: object = FIRING.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if sqlite else FIRING
+    event = json.dumps({"name": "schedule", "data": {"tick": FIRING.isoformat()}})
+    started = time.perf_counter()
+    if sqlite:
+        import sqlite3
+
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        for low in range(0, count, 5 * CHUNK):
+            with db:
+                db.execute(sql, (when, when, event, when, low, low + 5 * CHUNK))
+        db.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            for low in range(0, count, 5 * CHUNK):
+                with conn.transaction():
+                    conn.execute(sql, (when, when, event, when, low, low + 5 * CHUNK))
+    return time.perf_counter() - started
+
+
+# --- the firing ---------------------------------------------------------------------------
+
+
+def worker_for(store_url: str, fake_url: str) -> tuple[Worker, Any]:
+    """A worker at the firing instant sending to the fake; and its HTTP client."""
+    store = open_store(store_url, FakeClock(FIRING))
+    client = make_client(max_connections=100)
+    settings = ResendSettings(type="resend", api_key_env="KEY", base_url=fake_url)
+    provider = ResendProvider("default", settings, {"api_key": "re_bench"}, client)
+    return Worker(store, CTX, FakeClock(FIRING), Providers({"default": provider})), client
+
+
+async def run_replica(store_url: str, fake_url: str) -> None:
+    """One replica: the worker's loops until SIGTERM."""
+    worker, client = worker_for(store_url, fake_url)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await worker.run_forever(stop)
+    finally:
+        await client.aclose()
+        await worker.store.close()
+
+
+class Watch:
+    """Polls the store's counts and the workers' resident size until everything is sent."""
+
+    def __init__(self, url: str, matches: int, pids: list[int | str]) -> None:
+        self.url, self.matches, self.pids = url, matches, pids
+        self.before = sum(rss_mb(pid) for pid in pids)
+        self.peak = self.before
+        self.pending_s: float | None = None
+        self.sent_s: float | None = None
+
+    async def run(self, started: float, timeout: float) -> None:
+        """Until every send is sent, or `timeout` seconds."""
+        created = "SELECT count(*) FROM pending_sends WHERE automation_id = 'fan'"
+        sent = created + " AND status = 'sent'"
+        while time.perf_counter() - started < timeout:
+            await asyncio.sleep(0.05)
+            self.peak = max(self.peak, sum(rss_mb(pid) for pid in self.pids))
+            now = time.perf_counter() - started
+            if self.pending_s is None:
+                if await asyncio.to_thread(count_sql, self.url, created) >= self.matches:
+                    self.pending_s = now
+                continue
+            if await asyncio.to_thread(count_sql, self.url, sent) >= self.matches:
+                self.sent_s = now
+                return
+        raise RuntimeError(f"not done after {timeout:g} s (pending at {self.pending_s})")
+
+
+async def fire_in_process(url: str, fake_url: str, matches: int, timeout: float) -> Watch:
+    """SQLite: one worker in this process."""
+    worker, client = worker_for(url, fake_url)
+    watch = Watch(url, matches, ["self"])
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    loops = asyncio.create_task(worker.run_forever(stop))
+    try:
+        await watch.run(started, timeout)
+    finally:
+        stop.set()
+        await loops
+        await client.aclose()
+        await worker.store.close()
+    return watch
+
+
+async def fire_replicas(
+    url: str, fake_url: str, matches: int, replicas: int, timeout: float
+) -> Watch:
+    """PostgreSQL: `replicas` worker processes on the one database."""
+    command = [sys.executable, __file__, "--replica", url, "--fake", fake_url]
+    processes = [subprocess.Popen(command) for _ in range(replicas)]
+    try:
+        watch = Watch(url, matches, [p.pid for p in processes])
+        await watch.run(time.perf_counter(), timeout)
+        return watch
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(30)
+
+
+# --- one size, the report ----------------------------------------------------------------
+
+
+async def measure(url: str, count: int, fake_url: str, replicas: int) -> dict[str, float]:
+    """Load `count` subscribers, fire, send everything, then run the floor on the same data."""
+    loaded = time.perf_counter()
+    await seed(url, count)
+    load_s = time.perf_counter() - loaded
+    matches = (count + 9) // 10
+    before = fake_counts(fake_url)
+    timeout = 60 + count / 1000
+    if url.startswith("sqlite"):
+        watch = await fire_in_process(url, fake_url, matches, timeout)
+    else:
+        watch = await fire_replicas(url, fake_url, matches, replicas, timeout)
+    after = fake_counts(fake_url)
+    assert watch.pending_s is not None and watch.sent_s is not None
+    return {
+        "subscribers": count,
+        "matches": matches,
+        "load_s": load_s,
+        "pending_s": watch.pending_s,
+        "sent_s": watch.sent_s,
+        "rss_mb": watch.peak - watch.before,
+        "emails": after["emails"] - before["emails"],
+        "duplicates": after["duplicates"] - before["duplicates"],
+        "floor_s": floor(url, count),
+    }
+
+
+def report(runs: list[dict[str, float]], store: str, replicas: int) -> str:
+    """The table: each size's rates next to the floor's, and the memory of each size."""
+    who = "1 worker" if store == "sqlite" else f"{replicas} replicas"
+    lines = [
+        f"schedule fan-out on {store} ({who}), 10 % audience, fake Resend on 127.0.0.1",
+        f"{'subscribers':>12}{'pending':>9}{'pending/s':>11}{'floor/s':>10}{'vs floor':>9}"
+        f"{'all sent s':>11}{'sent/s':>9}{'emails':>8}{'dupes':>6}{'peak MB':>9}",
+    ]
+    for run in runs:
+        rate = run["matches"] / run["pending_s"]
+        floor_rate = run["matches"] / run["floor_s"]
+        lines.append(
+            f"{run['subscribers']:>12,.0f}{run['matches']:>9,.0f}{rate:>11,.0f}"
+            f"{floor_rate:>10,.0f}{rate / floor_rate:>9.0%}{run['sent_s']:>11.1f}"
+            f"{run['matches'] / run['sent_s']:>9,.0f}{run['emails']:>8,.0f}"
+            f"{run['duplicates']:>6,.0f}{run['rss_mb']:>9.1f}"
+        )
+    last = runs[-1]
+    lines.append(
+        f"pending sends/s: {last['matches'] / last['pending_s']:,.0f} (target >= 50,000 on SQLite);"
+        f" emails at the fake == matches: {last['emails'] == last['matches']};"
+        f" duplicates: {last['duplicates']:.0f}"
+    )
+    if len(runs) > 1:
+        lines.append(
+            f"memory: peak {runs[0]['rss_mb']:.1f} MB at {runs[0]['subscribers']:,.0f},"
+            f" {last['rss_mb']:.1f} MB at {last['subscribers']:,.0f} subscribers (flat = close)"
+        )
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def database(store: str) -> Iterator[Callable[[], str]]:
+    """Fresh store URLs: files in a temporary folder, or databases on a throwaway server."""
+    if store == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            names = iter(range(1_000))
+            yield lambda: f"sqlite:///{folder}/fan{next(names)}.db"
+        return
+    from tests.pg import find_binaries, start_local_server
+
+    binaries = find_binaries()
+    if binaries is None:
+        raise SystemExit("PostgreSQL binaries not found (pg_ctl)")
+    servers = start_local_server(binaries)
+    server = next(servers)
+    try:
+        yield server.create_database
+    finally:
+        servers.close()
+
+
+def main() -> int:
+    """Start the fake, measure a tenth of the size then the size, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--short", action="store_true", help="a tiny smoke run")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--replica", help=argparse.SUPPRESS)
+    parser.add_argument("--fake", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_forever(args.serve)
+        return 0
+    if args.replica:
+        asyncio.run(run_replica(args.replica, args.fake))
+        return 0
+    sizes = [2_000] if args.short else [args.subscribers // 10, args.subscribers]
+    process, fake_url = start_fake(__file__)
+    try:
+        with database(args.store) as new_url:
+            runs = [
+                asyncio.run(measure(new_url(), size, fake_url, args.replicas)) for size in sizes
+            ]
+    finally:
+        process.terminate()
+        process.wait(10)
+    print(report(runs, args.store, args.replicas))
+    return 0 if all(r["emails"] == r["matches"] and not r["duplicates"] for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
