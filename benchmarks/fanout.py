@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +36,18 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from send import start_fake  # noqa: E402
+from send import start_fake
 
-from runner.core.clock import FakeClock  # noqa: E402
-from runner.core.config import ResendProvider as ResendSettings  # noqa: E402
-from runner.core.records import AppliedAutomation, HistoryEntry  # noqa: E402
-from runner.engine.context import EngineContext  # noqa: E402
-from runner.engine.worker import Worker  # noqa: E402
-from runner.providers import Providers  # noqa: E402
-from runner.providers.http import make_client  # noqa: E402
-from runner.providers.resend import ResendProvider  # noqa: E402
-from runner.store import open_store  # noqa: E402
-from runner.store.base import WriteTx  # noqa: E402
+from runner.core.clock import FakeClock
+from runner.core.config import ResendProvider as ResendSettings
+from runner.core.records import AppliedAutomation, HistoryEntry
+from runner.engine.context import EngineContext
+from runner.engine.worker import Worker
+from runner.providers import Providers
+from runner.providers.http import make_client
+from runner.providers.resend import ResendProvider
+from runner.store import open_store
+from runner.store.base import WriteTx
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -397,12 +397,8 @@ def database(store: str) -> Iterator[Callable[[], str]]:
     binaries = find_binaries()
     if binaries is None:
         raise SystemExit("PostgreSQL binaries not found (pg_ctl)")
-    servers = start_local_server(binaries)
-    server = next(servers)
-    try:
+    with contextlib.contextmanager(start_local_server)(binaries) as server:
         yield server.create_database
-    finally:
-        servers.close()
 
 
 def main() -> int:

@@ -179,6 +179,14 @@ class SqlWriteTx(DashboardWrites, SqlSendsTx):
             ),
         )
 
+    def record_entries(
+        self, automation_id: str, subscriber_ids: Sequence[int], at: datetime
+    ) -> None:
+        """`record_entry` for many subscribers with one statement."""
+        when = self.dialect.write_time(at)
+        rows = [(automation_id, ident, when, when) for ident in subscriber_ids]
+        self._many(self.writes.record_entries, rows)
+
     def record_entry(self, automation_id: str, subscriber_id: int, at: datetime) -> Entry:
         """Remember that a subscriber entered an automation at `at`."""
         when = self.dialect.write_time(at)
