@@ -55,6 +55,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 FIRING = datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC)  # just past the 09:00 tick
+BEFORE = datetime(2026, 3, 2, 8, 59, tzinfo=UTC)  # where the workers start, warmed up
 CTX = EngineContext("UTC", "https://mail.shop.test", b"unsubscribe-key-for-bench-000000")
 SOURCE = """\
 id: fan
@@ -240,21 +241,32 @@ def floor(url: str, count: int) -> float:
 # --- the firing ---------------------------------------------------------------------------
 
 
-def worker_for(store_url: str, fake_url: str) -> tuple[Worker, Any]:
-    """A worker at the firing instant sending to the fake; and its HTTP client."""
-    store = open_store(store_url, FakeClock(FIRING))
+def worker_for(store_url: str, fake_url: str) -> tuple[Worker, FakeClock, Any]:
+    """A worker a minute before the firing, sending to the fake; its clock and HTTP client."""
+    clock = FakeClock(BEFORE)
+    store = open_store(store_url, clock)
     client = make_client(max_connections=100)
     settings = ResendSettings(type="resend", api_key_env="KEY", base_url=fake_url)
     provider = ResendProvider("default", settings, {"api_key": "re_bench"}, client)
-    return Worker(store, CTX, FakeClock(FIRING), Providers({"default": provider})), client
+    return Worker(store, CTX, clock, Providers({"default": provider})), clock, client
+
+
+def step(worker: Worker, clock: FakeClock) -> None:
+    """Move the worker's clock across the firing and wake its loops."""
+    clock.set(FIRING)
+    worker.wake()
 
 
 async def run_replica(store_url: str, fake_url: str) -> None:
-    """One replica: the worker's loops until SIGTERM."""
-    worker, client = worker_for(store_url, fake_url)
+    """One replica: the worker's loops until SIGTERM; SIGUSR1 steps its clock to the firing."""
+    worker, clock, client = worker_for(store_url, fake_url)
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, step, worker, clock)
     try:
+        await worker.run_once()  # warmed up: catalog read, connections open
+        print("ready", flush=True)
         await worker.run_forever(stop)
     finally:
         await client.aclose()
@@ -291,12 +303,15 @@ class Watch:
 
 async def fire_in_process(url: str, fake_url: str, matches: int, timeout: float) -> Watch:
     """SQLite: one worker in this process."""
-    worker, client = worker_for(url, fake_url)
-    watch = Watch(url, matches, ["self"])
+    worker, clock, client = worker_for(url, fake_url)
     stop = asyncio.Event()
-    started = time.perf_counter()
+    await worker.run_once()  # warmed up: catalog read, connections open
     loops = asyncio.create_task(worker.run_forever(stop))
     try:
+        await asyncio.sleep(0.2)
+        watch = Watch(url, matches, ["self"])
+        started = time.perf_counter()
+        step(worker, clock)
         await watch.run(started, timeout)
     finally:
         stop.set()
@@ -311,10 +326,17 @@ async def fire_replicas(
 ) -> Watch:
     """PostgreSQL: `replicas` worker processes on the one database."""
     command = [sys.executable, __file__, "--replica", url, "--fake", fake_url]
-    processes = [subprocess.Popen(command) for _ in range(replicas)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(replicas)]
     try:
+        for process in processes:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != b"ready":
+                raise RuntimeError("a replica did not start")
         watch = Watch(url, matches, [p.pid for p in processes])
-        await watch.run(time.perf_counter(), timeout)
+        started = time.perf_counter()
+        for process in processes:
+            process.send_signal(signal.SIGUSR1)
+        await watch.run(started, timeout)
         return watch
     finally:
         for process in processes:
