@@ -262,7 +262,7 @@ class WriteTx(ReadTx, ClaimsTx, Protocol):
     def record_entries(
         self, automation_id: str, subscriber_ids: Sequence[int], at: datetime
     ) -> None:
-        """`record_entry` for many subscribers at once (one statement, many rows)."""
+        """`record_entry` for many distinct subscribers at once (one statement, many rows)."""
 
     def insert_pendings(self, sends: Sequence[PendingSend]) -> None:
         """`insert_pending` for many sends at once (one statement, many rows)."""

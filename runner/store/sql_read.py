@@ -60,6 +60,11 @@ class SqlReadTx:
         """Execute a statement once per tuple of `values`."""
         raise NotImplementedError
 
+    def _insert_rows(self, sql: str, values: Sequence[Sequence[object]]) -> None:
+        """Run a one-row `INSERT ... VALUES (...) [ON CONFLICT ...]` for every tuple of
+        `values`; a store may send many rows per statement instead."""
+        self._many(sql, values)
+
     def automations(self) -> list[AppliedAutomation]:
         """Every applied automation, deleted ones included, by id."""
         automation_of = self.dialect.codec.automation_of

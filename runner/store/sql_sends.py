@@ -27,7 +27,7 @@ class SqlSendsTx(SqlReadTx):
 
     def insert_pendings(self, sends: Sequence[PendingSend]) -> None:
         """Store many new pending sends with one statement (ids already stored are kept)."""
-        self._many(self.writes.insert_pending, self.dialect.codec.send_rows(sends))
+        self._insert_rows(self.writes.insert_pending, self.dialect.codec.send_rows(sends))
 
     def set_status(
         self,
