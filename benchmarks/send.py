@@ -100,12 +100,13 @@ def serve_forever(port: int) -> None:
     )
 
 
-def start_fake() -> tuple[subprocess.Popen[bytes], str]:
-    """The fake in its own process (so it does not share the client's CPU); its base URL."""
+def start_fake(script: str = __file__) -> tuple[subprocess.Popen[bytes], str]:
+    """The fake in its own process (so it does not share the client's CPU); its base URL.
+    `script` is the benchmark whose `--serve PORT` runs it (this one's fake by default)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
+    process = subprocess.Popen([sys.executable, script, "--serve", str(port)])
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:

@@ -27,6 +27,7 @@ UNIT_MODULES = frozenset(
     {
         "test_addresses",
         "test_architecture",
+        "test_prefilter",
         "test_auth",
         "test_catalog",
         "test_clock",

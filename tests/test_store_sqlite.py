@@ -32,6 +32,7 @@ from runner.store.sqlite_write import SqliteWriteTx
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
 from tests.store_contract_dashboard import DASHBOARD_CONTRACT
 from tests.store_contract_people import PEOPLE_CONTRACT
+from tests.store_contract_sweep import SWEEP_CONTRACT
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,9 @@ def run(path: Path, body: Callable[[SqliteStore, FakeClock], Awaitable[T]]) -> T
 
 
 @pytest.mark.parametrize(
-    "check", CONTRACT + PEOPLE_CONTRACT + DASHBOARD_CONTRACT, ids=lambda check: check.__name__
+    "check",
+    CONTRACT + PEOPLE_CONTRACT + DASHBOARD_CONTRACT + SWEEP_CONTRACT,
+    ids=lambda check: check.__name__,
 )
 def test_contract(check: Check, tmp_path: Path) -> None:
     run(tmp_path / "store.db", check)

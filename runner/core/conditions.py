@@ -29,6 +29,7 @@ __all__ = [
     "NotCondition",
     "Op",
     "evaluate",
+    "is_instant",
     "lookup",
 ]
 
@@ -172,6 +173,11 @@ def _instant(text: str) -> datetime | None:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed
+
+
+def is_instant(text: str) -> bool:
+    """Whether conditions compare `text` as an instant (an ISO-8601 date or date-time)."""
+    return _instant(text) is not None
 
 
 def _kind(value: Any) -> str:

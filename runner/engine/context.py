@@ -29,6 +29,15 @@ def new_id(now: datetime) -> str:
     return f"{millis:012x}{secrets.token_hex(8)}"
 
 
+def new_ids(now: datetime, count: int) -> list[str]:
+    """`count` ids like `new_id`'s, consecutive after one random start: a batch lands side by
+    side in the store's id index instead of all over it (a random 64-bit start keeps two
+    batches of the same millisecond apart as surely as random ids do)."""
+    millis = int(now.timestamp() * 1000)
+    start = secrets.randbits(64)
+    return [f"{millis:012x}{(start + step) % 2**64:016x}" for step in range(count)]
+
+
 async def unsubscribe_key(configured: bytes | None, store: Store) -> bytes:
     """The `configured` key, else the one generated on first start and kept in the store."""
     if configured is not None:

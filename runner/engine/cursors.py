@@ -5,10 +5,12 @@ bounded page of subscribers and goes on from the cursor at the next tick."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runner.core.prefilter import Prefilter
 from runner.core.records import Subscriber
 from runner.engine.catalog import TICK, Live
 from runner.store.base import ReadTx, WriteTx
@@ -21,6 +23,34 @@ class Cursor:
     checked: datetime  # every instant up to here has been looked at
     target: datetime | None = None  # the instant a sweep in progress is for
     after_id: int = 0  # the last subscriber that sweep handled
+
+
+# Subscriber ids a schedule page scans at most: a selective audience tested in SQL finds few
+# rows per page, and this bounds how long one page holds the single writer.
+SCAN_WINDOW = 50_000
+# Subscribers per page: one statement reads them, one writes their entries, one their sends.
+PAGE = 1000
+
+
+@dataclass
+class Budget:
+    """What one tick may still look at, shared by the automations it sweeps."""
+
+    left: int  # subscribers a tick may still handle
+    deadline: float | None = None  # time.monotonic() after which no further page starts
+    more: bool = False  # a sweep was left unfinished: the next tick should come soon
+    pages: int = 0  # pages read so far (the first always may start: every tick progresses)
+
+    def spent(self) -> bool:
+        """Whether the tick should start no further page."""
+        if self.left <= 0:
+            return True
+        late = self.deadline is not None and time.monotonic() >= self.deadline
+        return late and self.pages > 0
+
+    def note(self, cursor: Cursor) -> None:
+        """Remember whether the sweep of `cursor` still has subscribers to look at."""
+        self.more = self.more or cursor.target is not None
 
 
 def load_cursor(tx: ReadTx, key: str, live: Live) -> Cursor:
@@ -48,16 +78,38 @@ def save_cursor(tx: WriteTx, key: str, cursor: Cursor) -> None:
     tx.set_meta(key, json.dumps(data))
 
 
-def next_page(tx: WriteTx, cursor: Cursor, left: list[int]) -> list[Subscriber]:
+def next_page(tx: WriteTx, cursor: Cursor, budget: Budget) -> list[Subscriber]:
     """The next page of the sweep, charged to the tick's budget."""
-    if left[0] <= 0:
+    if budget.left <= 0:
         return []
-    wanted = left[0]
+    wanted = min(budget.left, PAGE)
+    budget.pages += 1
     page = tx.subscribers(cursor.after_id, wanted)
-    left[0] -= len(page)
+    budget.left -= len(page)
     if page:
         assert page[-1].id is not None
         cursor.after_id = page[-1].id
     if len(page) < wanted:  # a short page: every subscriber has been looked at
+        cursor.target = None
+    return page
+
+
+def next_window(
+    tx: WriteTx, cursor: Cursor, budget: Budget, tests: tuple[Prefilter, ...]
+) -> list[Subscriber]:
+    """The next page of a sweep of live, unsuppressed subscribers passing `tests` (in SQL),
+    scanning at most SCAN_WINDOW ids past the cursor; charged to the tick's budget."""
+    if budget.left <= 0:
+        return []
+    wanted, until = min(budget.left, PAGE), cursor.after_id + SCAN_WINDOW
+    budget.pages += 1
+    page = tx.sweep_page(cursor.after_id, until, wanted, tests)
+    budget.left -= len(page)
+    if len(page) == wanted:
+        assert page[-1].id is not None
+        cursor.after_id = page[-1].id
+        return page
+    cursor.after_id = until  # every id up to `until` has been looked at
+    if until >= tx.last_subscriber_id():
         cursor.target = None
     return page

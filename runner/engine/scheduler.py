@@ -7,6 +7,8 @@ idempotent: progress is kept in meta (per automation) and each firing is claimed
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,15 +16,30 @@ from runner.core.model import DateTrigger, EmailAction, EmailTrigger, ScheduleTr
 from runner.core.records import Message
 from runner.engine.catalog import DELETED, Catalog, Live, ran_during
 from runner.engine.context import EngineContext
-from runner.engine.cursors import load_cursor, save_cursor
+from runner.engine.cursors import Budget, load_cursor, save_cursor
 from runner.engine.entering import enter
 from runner.engine.status_changes import advance_lifecycle
 from runner.engine.sweeps import date_sweep, schedule_sweep
 from runner.store.base import ReadTx, WriteTx
 
-SUBSCRIBER_BUDGET = 1000  # subscribers looked at per tick, over every date/schedule automation
+# Subscribers handled per tick, over every date/schedule automation: a tick is one write
+# transaction, so this bounds how long it holds the single writer; an unfinished sweep asks
+# for the next tick at once (TickResult.more), so the bound costs little throughput.
+SUBSCRIBER_BUDGET = 20_000
+# The worker's ticks also stop starting pages after this long (seconds), so one stays short
+# whatever the audience, the machine or the other automations cost.
+TICK_SECONDS = 0.05
 _NEGATIVE = (EmailAction.NOT_OPENED, EmailAction.NOT_CLICKED)
 _STOPPED = Status.STOPPED.value
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What a tick did: status history changed; subscribers handled; a sweep is unfinished."""
+
+    changed: bool
+    handled: int
+    more: bool
 
 
 def tick(
@@ -34,11 +51,26 @@ def tick(
     budget: int = SUBSCRIBER_BUDGET,
 ) -> bool:
     """One round of time-driven work at `now`; True when status history changed."""
+    return run_tick(tx, catalog, ctx, now, budget=budget).changed
+
+
+def run_tick(
+    tx: WriteTx,
+    catalog: Catalog,
+    ctx: EngineContext,
+    now: datetime,
+    *,
+    budget: int = SUBSCRIBER_BUDGET,
+    seconds: float | None = None,
+) -> TickResult:
+    """One round of time-driven work at `now`, saying whether more is waiting; sweeps start
+    no page after `seconds` (None: only `budget` bounds them)."""
     tx.lock_engine()  # one replica ticks at a time: sweep cursors are read and written whole
     changed = advance_lifecycle(tx, catalog, now)
     if changed:  # later steps ask "was it running then?": use the moments just recorded
         catalog = Catalog.build(tx.automations(), tx.status_changes())
-    left = [budget]
+    deadline = None if seconds is None else time.monotonic() + seconds
+    left = Budget(budget, deadline)
     for ident in sorted(catalog.by_id):
         live = catalog.by_id[ident]
         if live.row.status == DELETED or live.row.started_at is None or live.status == _STOPPED:
@@ -50,7 +82,7 @@ def tick(
             schedule_sweep(tx, ctx, live, trigger, now, left)
         elif isinstance(trigger, EmailTrigger) and trigger.action in _NEGATIVE:
             _negative_checks(tx, ctx, live, trigger, now)
-    return changed
+    return TickResult(changed, budget - left.left, left.more)
 
 
 # --- not_opened / not_clicked -----------------------------------------------------------

@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo
 from runner.core import timing
 from runner.core.conditions import evaluate
 from runner.core.model import DateTrigger, ScheduleTrigger
+from runner.core.prefilter import prefilters
 from runner.core.records import Subscriber
 from runner.engine.catalog import TICK, Live, ran_during, running_intervals
 from runner.engine.context import EngineContext
-from runner.engine.cursors import load_cursor, next_page, save_cursor
-from runner.engine.entering import enter
+from runner.engine.cursors import Budget, load_cursor, next_page, next_window, save_cursor
+from runner.engine.entering import enter, enter_firing
 from runner.store.base import WriteTx
 
 
@@ -46,7 +47,7 @@ def date_sweep(
     live: Live,
     trigger: DateTrigger,
     now: datetime,
-    left: list[int],
+    budget: Budget,
 ) -> None:
     key = f"scheduler:date:{live.id}"
     cursor = load_cursor(tx, key, live)
@@ -60,14 +61,13 @@ def date_sweep(
         cursor.target, cursor.after_id = now, 0
     after, until = cursor.checked, cursor.target
     assert until is not None
-    if left[0] <= 0:
-        save_cursor(tx, key, cursor)
-        return
-    for subscriber in next_page(tx, cursor, left):
-        _fire_date(tx, ctx, live, trigger, subscriber, after, until, now)
+    while cursor.target is not None and not budget.spent():
+        for subscriber in next_page(tx, cursor, budget):
+            _fire_date(tx, ctx, live, trigger, subscriber, after, until, now)
     if cursor.target is None:
         cursor.checked, cursor.after_id = until, 0
     save_cursor(tx, key, cursor)
+    budget.note(cursor)
 
 
 def _may_fire(after: datetime, until: datetime, at: str) -> bool:
@@ -160,8 +160,12 @@ def schedule_sweep(
     live: Live,
     trigger: ScheduleTrigger,
     now: datetime,
-    left: list[int],
+    budget: Budget,
 ) -> None:
+    """Pages of the sweep of the latest tick while the tick's budget lasts: the audience's
+    plain comparisons are tested in SQL, the whole audience in Python on what they let
+    through, then every subscriber in it enters with one statement for the entries and one
+    for the pending sends of the page."""
     key = f"scheduler:cron:{live.id}"
     cursor = load_cursor(tx, key, live)
     if cursor.target is None:
@@ -174,17 +178,20 @@ def schedule_sweep(
             cursor.target, cursor.after_id = found, 0
         save_cursor(tx, key, cursor)
     tick_at = cursor.target
-    if tick_at is None or left[0] <= 0:
+    if tick_at is None:
+        return
+    if budget.spent():
+        budget.note(cursor)
         return
     event_var = {"name": "schedule", "data": {"tick": tick_at.isoformat()}}
     event = {**event_var, "occurred_at": tick_at.isoformat()}
-    for subscriber in next_page(tx, cursor, left):
-        if subscriber.suppressed is not None or subscriber.deleted_at is not None:
-            continue
-        context = subscriber_context(subscriber, event)
-        if _in_audience(live, context):
-            enter(tx, ctx, live, subscriber, tick_at, event_var, audience_context=context)
+    tests = prefilters(live.model.audience)
+    while cursor.target is not None and not budget.spent():
+        page = next_window(tx, cursor, budget, tests)
+        chosen = [s for s in page if _in_audience(live, subscriber_context(s, event))]
+        enter_firing(tx, ctx, live, chosen, tick_at, event_var)
     save_cursor(tx, key, cursor)
+    budget.note(cursor)
 
 
 def last_running_tick(

@@ -126,8 +126,12 @@ class Worker:
             now = self.clock.now()
             if self.backlog.recount_due(now):  # before waiting for another replica's lock
                 await self.count_backlog()
-            ticked = await self.store.write(lambda tx: scheduler.tick(tx, catalog, self.ctx, now))
-            if ticked:
+            ticked = await self.store.write(
+                lambda tx: scheduler.run_tick(
+                    tx, catalog, self.ctx, now, seconds=scheduler.TICK_SECONDS
+                )
+            )
+            if ticked.changed:
                 catalog = await self.catalog()
             mark = self.backlog.mark()
             processed = await self.store.write(
@@ -135,9 +139,10 @@ class Worker:
             )
             self.backlog.processed(processed, drained=processed < PROCESS_BATCH, mark=mark)
             await self._purge(now)  # housekeeping: not work that calls for another round
-            if ticked or processed:
+            if ticked.changed or ticked.handled or processed:
                 self._send_wake.set()  # new sends may be due now
-            return bool(ticked or processed)
+            # An unfinished sweep is work: the next tick comes at once, not after the interval.
+            return bool(ticked.changed or ticked.more or processed)
 
     async def send_round(self) -> bool:
         """Claim and send due sends; never waits for the engine lock. True on work."""

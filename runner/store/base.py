@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
+from runner.core.prefilter import Prefilter
 from runner.core.records import (
     AppliedAutomation,
     Entry,
@@ -80,6 +81,15 @@ class ReadTx(Protocol):
 
     def subscribers(self, after_id: int, limit: int) -> list[Subscriber]:
         """Live (not deleted) subscribers with id > after_id, by id: pages for firings."""
+
+    def sweep_page(
+        self, after_id: int, until_id: int, limit: int, tests: Sequence[Prefilter] = ()
+    ) -> list[Subscriber]:
+        """Live, unsuppressed subscribers with after_id < id <= until_id passing every test,
+        by id, at most `limit`: a page of a firing's sweep."""
+
+    def last_subscriber_id(self) -> int:
+        """The highest subscriber id (0 without subscribers)."""
 
     def pending_send(self, send_id: str) -> PendingSend | None:
         """One pending send by id, whatever its status."""
@@ -239,6 +249,14 @@ class WriteTx(ReadTx, ClaimsTx, Protocol):
 
     def record_entry(self, automation_id: str, subscriber_id: int, at: datetime) -> Entry:
         """Remember that a subscriber entered an automation at `at`."""
+
+    def record_entries(
+        self, automation_id: str, subscriber_ids: Sequence[int], at: datetime
+    ) -> None:
+        """`record_entry` for many distinct subscribers at once (one statement, many rows)."""
+
+    def insert_pendings(self, sends: Sequence[PendingSend]) -> None:
+        """`insert_pending` for many sends at once (one statement, many rows)."""
 
     def insert_pending(self, send: PendingSend) -> None:
         """Store a new pending send (or a send cancelled at once)."""

@@ -29,6 +29,10 @@ class Dialect:
     named: str  # the driver's named placeholder, `{}` standing for the name
     unprocessed: str  # the test of `events.processed` its partial index is built on
     in_group: str  # the test of `subscribers.groups` (a JSON array) holding one bound name
+    # The test of `subscribers.fields` (JSON text) holding a string among bound values at a
+    # path of plain keys: `{dotted}` is the path as `a.b`, `{commas}` as `a,b`, `{marks}` the
+    # placeholders. It may pass extra rows (the audience is evaluated after), never miss one.
+    field_in: str
     day: str  # the UTC day (`YYYY-MM-DD` text) of the time column named `{}`
     codec: RowCodec
     batch: int | None  # values per list test (SQLite bounds its host parameters); None: all

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,6 +51,30 @@ FROM per_message
 _READS = ReadQueries(POSTGRES)
 
 
+# Rows per multi-row insert, within the server's 65,535 parameters per statement.
+_ROWS = 1000
+_PARAMETERS = 65_535
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row(sql: str, rows: int) -> str:
+    """A one-row `INSERT ... VALUES (%s, ...) [tail]` made to insert `rows` rows, with
+    numbered placeholders ($1, $2, ...)."""
+    head, _, rest = sql.partition(" VALUES (")
+    row, _, tail = rest.partition(")")
+    pieces = row.split("%s")
+    number = itertools.count(1)
+    tuples = [
+        "("
+        + "".join(
+            p + (f"${next(number)}" if i < len(pieces) - 1 else "") for i, p in enumerate(pieces)
+        )
+        + ")"
+        for _ in range(rows)
+    ]
+    return f"{head} VALUES {', '.join(tuples)}{tail}"
+
+
 class PgReadTx(DashboardReads, PeopleReads):
     """Reads inside one PostgreSQL transaction (the store begins and ends it)."""
 
@@ -81,6 +107,20 @@ class PgReadTx(DashboardReads, PeopleReads):
         if values:
             with self.conn.cursor() as cursor:
                 cursor.executemany(sql, values)
+
+    def _insert_rows(self, sql: str, values: Sequence[Sequence[object]]) -> None:
+        """One multi-row statement per chunk: the server inserts a page of rows in one go
+        instead of executing the statement once per row. Its placeholders are numbered here
+        (a raw cursor), so psycopg does not parse a statement of thousands of them."""
+        if not values:
+            return
+        width = len(values[0])
+        size = max(1, min(_ROWS, _PARAMETERS // max(width, 1)))
+        with psycopg.RawCursor(self.conn) as cursor:
+            for start in range(0, len(values), size):
+                chunk = values[start : start + size]
+                statement = _multi_row(sql, len(chunk))
+                cursor.execute(statement, [value for one in chunk for value in one])
 
     def subscribers_by_prefix(self, prefix: str) -> list[Subscriber]:
         """Subscribers whose stored email starts with `prefix`, by id.

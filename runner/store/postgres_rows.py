@@ -34,6 +34,12 @@ POSTGRES = Dialect(
     named="%({})s",
     unprocessed="NOT processed",
     in_group="jsonb_exists(groups::jsonb, %s)",
+    # `json` (not jsonb) reads any stored text; only de-escaping a NUL fails, so a row holding
+    # one is passed through to the audience check rather than failing the whole page.
+    field_in=(
+        "CASE WHEN strpos(subscribers.fields, '\\u0000') > 0 THEN TRUE"
+        " ELSE (subscribers.fields::json #>> '{{{commas}}}') IN ({marks}) END"
+    ),
     day="to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     codec=CODEC,
     batch=None,

@@ -8,7 +8,7 @@ so values round-trip byte for byte whichever store holds them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -283,19 +283,47 @@ class RowCodec:
 
     def send_values(self, send: PendingSend) -> tuple[object, ...]:
         """The values of SEND_COLUMNS for a send."""
+        return self._send_tuple(send, self.write_time, dumps)
+
+    def send_rows(self, sends: Sequence[PendingSend]) -> list[tuple[object, ...]]:
+        """`send_values` of many sends; what the sends of one firing share (instants, the
+        trigger event) is encoded once."""
+        times: dict[datetime, Any] = {}
+        texts: dict[int, str] = {}  # by id(): `sends` keeps every value alive meanwhile
+
+        def when(value: datetime) -> Any:
+            found = times.get(value)
+            if found is None:
+                found = times[value] = self.write_time(value)
+            return found
+
+        def text(value: object) -> str:
+            found = texts.get(id(value))
+            if found is None:
+                found = texts[id(value)] = dumps(value)
+            return found
+
+        return [self._send_tuple(send, when, text) for send in sends]
+
+    def _send_tuple(
+        self,
+        send: PendingSend,
+        when: Callable[[datetime], Any],
+        text: Callable[[object], str],
+    ) -> tuple[object, ...]:
         return (
             send.id,
             send.automation_id,
             send.subscriber_id,
             send.email,
-            self.write_time(send.due_at),
+            when(send.due_at),
             send.status.value,
-            self.write_time(send.trigger_at),
-            dumps(send.trigger_event),
-            self.write_time(send.created_at),
+            when(send.trigger_at),
+            text(send.trigger_event),
+            when(send.created_at),
             send.series_id,
             send.repeat_index,
-            dumps(send.overrides),
+            "{}" if not send.overrides else dumps(send.overrides),
             send.reason,
             send.attempts,
             send.lease_token,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
+from runner.core.prefilter import InGroup, Prefilter
 from runner.core.records import (
     AppliedAutomation,
     Entry,
@@ -59,6 +60,11 @@ class SqlReadTx:
         """Execute a statement once per tuple of `values`."""
         raise NotImplementedError
 
+    def _insert_rows(self, sql: str, values: Sequence[Sequence[object]]) -> None:
+        """Run a one-row `INSERT ... VALUES (...) [ON CONFLICT ...]` for every tuple of
+        `values`; a store may send many rows per statement instead."""
+        self._many(sql, values)
+
     def automations(self) -> list[AppliedAutomation]:
         """Every applied automation, deleted ones included, by id."""
         automation_of = self.dialect.codec.automation_of
@@ -93,6 +99,36 @@ class SqlReadTx:
         """Live (not deleted) subscribers with id > after_id, by id."""
         subscriber_of = self.dialect.codec.subscriber_of
         return [subscriber_of(r) for r in self._all(self.reads.subscribers, after_id, limit)]
+
+    def sweep_page(
+        self, after_id: int, until_id: int, limit: int, tests: Sequence[Prefilter] = ()
+    ) -> list[Subscriber]:
+        """Live, unsuppressed subscribers with after_id < id <= until_id passing every test,
+        by id, at most `limit`: a page of a firing's sweep."""
+        mark = self.dialect.positional
+        sql = (
+            f"SELECT * FROM subscribers WHERE id > {mark} AND id <= {mark}"
+            " AND deleted_at IS NULL AND suppressed IS NULL"
+        )
+        args: list[object] = [after_id, until_id]
+        for test in tests:
+            if isinstance(test, InGroup):
+                sql += f" AND {self.dialect.in_group}"
+                args.append(test.name)
+                continue
+            marks = ", ".join([mark] * len(test.values))
+            dotted, commas = ".".join(test.path), ",".join(test.path)
+            sql += " AND " + self.dialect.field_in.format(dotted=dotted, commas=commas, marks=marks)
+            args.extend(test.values)
+        subscriber_of = self.dialect.codec.subscriber_of
+        return [
+            subscriber_of(r) for r in self._all(f"{sql} ORDER BY id LIMIT {mark}", *args, limit)
+        ]
+
+    def last_subscriber_id(self) -> int:
+        """The highest subscriber id (0 without subscribers)."""
+        row = self._one("SELECT max(id) AS top FROM subscribers")
+        return 0 if row is None or row["top"] is None else int(row["top"])
 
     def pending_send(self, send_id: str) -> PendingSend | None:
         """One pending send by id, whatever its status."""

@@ -25,6 +25,10 @@ class SqlSendsTx(SqlReadTx):
         """Store a new pending send; inserting an id again changes nothing (safe retries)."""
         self._run(self.writes.insert_pending, self.dialect.codec.send_values(send))
 
+    def insert_pendings(self, sends: Sequence[PendingSend]) -> None:
+        """Store many new pending sends with one statement (ids already stored are kept)."""
+        self._insert_rows(self.writes.insert_pending, self.dialect.codec.send_rows(sends))
+
     def set_status(
         self,
         send_ids: Sequence[str],

@@ -179,6 +179,16 @@ class SqlWriteTx(DashboardWrites, SqlSendsTx):
             ),
         )
 
+    def record_entries(
+        self, automation_id: str, subscriber_ids: Sequence[int], at: datetime
+    ) -> None:
+        """`record_entry` for many distinct subscribers with one statement."""
+        if len(set(subscriber_ids)) != len(subscriber_ids):
+            raise ValueError("record_entries() takes each subscriber once")
+        when = self.dialect.write_time(at)
+        rows = [(automation_id, ident, when, when) for ident in subscriber_ids]
+        self._insert_rows(self.writes.record_entries, rows)
+
     def record_entry(self, automation_id: str, subscriber_id: int, at: datetime) -> Entry:
         """Remember that a subscriber entered an automation at `at`."""
         when = self.dialect.write_time(at)

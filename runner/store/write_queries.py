@@ -64,6 +64,11 @@ class WriteQueries:
             " VALUES (?, ?, ?, ?, 1) ON CONFLICT (automation_id, subscriber_id)"
             " DO UPDATE SET last_at = excluded.last_at, count = entries.count + 1 RETURNING *"
         )
+        self.record_entries = r(
+            "INSERT INTO entries (automation_id, subscriber_id, first_at, last_at, count)"
+            " VALUES (?, ?, ?, ?, 1) ON CONFLICT (automation_id, subscriber_id)"
+            " DO UPDATE SET last_at = excluded.last_at, count = entries.count + 1"
+        )
         self.insert_pending = r(
             f"INSERT INTO pending_sends ({SEND_COLUMNS})"
             f" VALUES ({_placeholders(SEND_COLUMNS)}) ON CONFLICT (id) DO NOTHING"

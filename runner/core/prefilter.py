@@ -1,0 +1,73 @@
+"""What a store may test in SQL before an audience is evaluated (pure): the parts of an
+`audience` every matching subscriber satisfies, in a form each store can spell.
+
+A prefilter only narrows the rows read: the audience is still evaluated on every row found,
+so a prefilter may let through more than matches (a string that equals a number's text) but
+never less. Only exact string comparisons and group membership qualify; instants compare by
+value and numbers by type, which SQL would not reproduce.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from runner.core.conditions import (
+    AllCondition,
+    Condition,
+    FieldCondition,
+    GroupCondition,
+    Op,
+    is_instant,
+)
+
+_FIELDS = "subscriber.fields."
+# Keys a store can name in a JSON path without quoting.
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True)
+class FieldIn:
+    """The subscriber field at `path` (keys below `fields`) is a string among `values`."""
+
+    path: tuple[str, ...]
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InGroup:
+    """The subscriber belongs to group `name`."""
+
+    name: str
+
+
+Prefilter = FieldIn | InGroup
+
+
+def prefilters(audience: Condition | None) -> tuple[Prefilter, ...]:
+    """Tests every subscriber matching `audience` passes (none: every subscriber is read)."""
+    if isinstance(audience, AllCondition):
+        return tuple(found for part in audience.all for found in prefilters(part))
+    if isinstance(audience, GroupCondition):
+        return (InGroup(audience.in_group),)
+    if isinstance(audience, FieldCondition):
+        found = _field_in(audience)
+        return () if found is None else (found,)
+    return ()
+
+
+def _field_in(condition: FieldCondition) -> FieldIn | None:
+    if not condition.field.startswith(_FIELDS):
+        return None
+    path = tuple(condition.field.removeprefix(_FIELDS).split("."))
+    if not all(_KEY.fullmatch(key) for key in path):
+        return None
+    if condition.op is Op.EQ:
+        values = [condition.value]
+    elif condition.op is Op.IN and isinstance(condition.value, list):
+        values = list(condition.value)
+    else:
+        return None
+    if not values or not all(isinstance(v, str) and not is_instant(v) for v in values):
+        return None
+    return FieldIn(path, tuple(str(v) for v in values))
