@@ -292,7 +292,11 @@ def summarise(collapsed: str, top: int = 40) -> str:
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + count
         own[frames[-1]] = own.get(frames[-1], 0) + count
-    lines = [f"{total} samples (py-spy, 100/s, idle included)", "", "inclusive (on the stack):"]
+    lines = [
+        f"{total} samples (py-spy, 100/s per thread, idle threads left out; uvloop's C code counts as Runner.run)",
+        "",
+        "inclusive (on the stack):",
+    ]
     for frame, count in sorted(inclusive.items(), key=lambda item: -item[1])[:top]:
         lines.append(f"{100 * count / max(total, 1):6.1f} %  {frame}")
     lines += ["", "self (top of the stack):"]
