@@ -293,7 +293,8 @@ def summarise(collapsed: str, top: int = 40) -> str:
             inclusive[frame] = inclusive.get(frame, 0) + count
         own[frames[-1]] = own.get(frames[-1], 0) + count
     lines = [
-        f"{total} samples (py-spy, 100/s per thread, idle threads left out; uvloop's C code counts as Runner.run)",
+        f"{total} samples (py-spy, 100/s per thread, idle threads left out;"
+        " uvloop's C code counts as Runner.run)",
         "",
         "inclusive (on the stack):",
     ]
