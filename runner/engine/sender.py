@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from runner.core.records import PendingSend, SendStatus
@@ -48,6 +48,7 @@ async def send_due(
     rng: random.Random | None = None,
     concurrency: int = CONCURRENCY,
     renderer: RenderPool | None = None,
+    observe: Callable[[float], None] | None = None,
 ) -> int:
     """Claim up to `limit` due sends and take each to its end; returns how many were claimed.
 
@@ -58,7 +59,8 @@ async def send_due(
     provider's rate limiter allows it, up to `concurrency` requests in flight; the 401/403
     gate and the rate limiters are those `providers` share. `rng` draws the
     retry jitter (tests pass a seeded one). Emails are rendered by `renderer` (default: the
-    process's shared pool of render workers), the whole round in one hand-over.
+    process's shared pool of render workers), the whole round in one hand-over. `observe`
+    is told each stored message's delay from due time to hand-over, in seconds, once stored.
     """
     token = new_id(now)
     lease_until = now + timedelta(seconds=ctx.lease_seconds)
@@ -75,6 +77,7 @@ async def send_due(
         rng if rng is not None else random.Random(),
         providers.gate,
         providers.limiters,
+        observe,
     )
     settled, rest = _settle_interrupted(run, claimed)
     await run.write_each(settled)
@@ -137,14 +140,14 @@ def _interrupted(run: Round, send: PendingSend, mark: InFlight) -> Work:
     """The provider may have accepted the request and cannot be asked again safely."""
     why = f"{mark.provider}: interrupted in flight; the provider may have accepted it, not resent"
 
-    def record(tx: WriteTx) -> None:
+    def record(tx: WriteTx) -> object:
         live = run.catalog.by_id.get(send.automation_id)
         subscriber = tx.subscriber_by_id(send.subscriber_id)
         if live is None or subscriber is None:
             finish(tx, send, run.token, SendStatus.OUTCOME_UNKNOWN, run.now, last_error=why)
-            return
+            return None
         attempt = mark.attempt(Ready(send, live, subscriber))
-        unknown_recorder(run, attempt, why, mark.since)(tx)
+        return unknown_recorder(run, attempt, why, mark.since)(tx)
 
     return record
 
