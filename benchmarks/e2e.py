@@ -255,7 +255,7 @@ def serve_command(work: Path, fake: str, port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def sampling(pid: int, out: Path | None) -> Iterator[None]:
+def sampling(pid: int, out: Path | None, gil: bool = False) -> Iterator[None]:
     """py-spy sampling `pid` (from the client's core) while the block runs; its collapsed
     stacks go to `out`.raw and the top functions by share of samples to `out`."""
     if out is None:
@@ -264,6 +264,7 @@ def sampling(pid: int, out: Path | None) -> Iterator[None]:
     raw = out.with_suffix(".raw")
     spy = str(Path(PYTHON).parent / "py-spy")
     command = [spy, "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", str(raw)]
+    command += ["--gil"] if gil else []
     process = subprocess.Popen(
         [*command, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -340,7 +341,7 @@ def run_all(args: argparse.Namespace, work: Path) -> tuple[Figures, Figures]:
                 ready="/readyz",
                 environ=environ,
             ) as process,
-            sampling(process.pid, args.profile),
+            sampling(process.pid, args.profile, args.profile_gil),
         ):
             url = f"http://127.0.0.1:{port}/v1/events"
             serve = asyncio.run(measure(url, fake, args.seconds, args.events))
@@ -378,6 +379,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, help="post exactly N events instead of --seconds")
     parser.add_argument("--short", action="store_true", help="a smoke run (300 events)")
     parser.add_argument("--profile", type=Path, help="record serve with py-spy into this file")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="sample only the thread holding the GIL"
+    )
     args = parser.parse_args()
     if args.short:
         args.events, args.seconds = 300, 1.0

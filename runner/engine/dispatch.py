@@ -79,15 +79,17 @@ class Round:
 
     async def write_each(self, works: list[Work]) -> None:
         """Apply `works` in one transaction; one that raises is undone and logged alone."""
-        if not works:
-            return
-        stored = await self.store.write(lambda tx: _each(tx, works))
+        if works:
+            self.observed(await self.store.write(lambda tx: each(tx, works)))
+
+    def observed(self, stored: list[Stored]) -> None:
+        """Tell `observe` the delays of messages stored by a committed transaction."""
         if self.observe is not None:
             for item in stored:
                 self.observe(item.delay)
 
 
-def _each(tx: WriteTx, works: list[Work]) -> list[Stored]:
+def each(tx: WriteTx, works: list[Work]) -> list[Stored]:
     """Apply `works`, each under a savepoint; the messages they stored."""
     stored: list[Stored] = []
     for work in works:

@@ -29,10 +29,13 @@ _STATUS_REASONS = {
 def check(
     tx: WriteTx, catalog: Catalog, ctx: EngineContext, send: PendingSend, token: str, now: datetime
 ) -> Ready | None:
-    """Cancel, reschedule, or hand back a send ready to render (None: nothing to send)."""
-    current = tx.pending_send(send.id)
-    if current is None or current.status != SendStatus.CLAIMED or current.lease_token != token:
-        return None  # taken over or cancelled since the claim
+    """Cancel, reschedule, or hand back a send ready to render (None: nothing to send).
+
+    `send` is the row as claimed in this very transaction: nothing changed it since.
+    """
+    current = send
+    if current.status != SendStatus.CLAIMED or current.lease_token != token:
+        return None  # not claimed under this token
     if current.halted is not None:  # a retry not made yet when its automation stopped
         cancel(tx, None, ctx, current, token, now, current.halted, None)
         return None

@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from runner.core.records import PendingSend, SendStatus
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext, new_id
-from runner.engine.dispatch import Job, Round, Work, deliver, putter, unknown_recorder
+from runner.engine.dispatch import Job, Round, Work, deliver, each, putter, unknown_recorder
 from runner.engine.inflight import InFlight
-from runner.engine.outcomes import Attempt, Ready, failed, finish, render_failed
+from runner.engine.outcomes import Attempt, Ready, Stored, failed, finish, render_failed
 from runner.engine.presend import check
 from runner.engine.rendering import render_ready, retry_render
 from runner.providers import Providers
@@ -63,10 +63,6 @@ async def send_due(
     is told each stored message's delay from due time to hand-over, in seconds, once stored.
     """
     token = new_id(now)
-    lease_until = now + timedelta(seconds=ctx.lease_seconds)
-    claimed = await store.write(lambda tx: _claim(tx, now, limit, lease_until, token))
-    if not claimed:
-        return 0
     run = Round(
         store,
         catalog,
@@ -79,15 +75,28 @@ async def send_due(
         providers.limiters,
         observe,
     )
-    settled, rest = _settle_interrupted(run, claimed)
-    await run.write_each(settled)
-    held, free = _hold_paused(run, rest)
-    await run.write_each(held)
-    ready = await store.write(lambda tx: _check_all(tx, run, free)) if free else []
+    claimed, stored, ready = await store.write(lambda tx: _claim_and_check(tx, run, limit))
+    run.observed(stored)
+    if not claimed:
+        return 0
     jobs, records = await _prepare(run, providers, ready, renderer or shared_pool())
     await run.write_each(records)
     await deliver(run, jobs, concurrency)
     return len(claimed)
+
+
+def _claim_and_check(
+    tx: WriteTx, run: Round, limit: int
+) -> tuple[list[PendingSend], list[Stored], list[Ready]]:
+    """Claim, settle the interrupted sends, put back those of paused providers and check the
+    rest, in one transaction: one commit per round for all of it. The claimed rows are
+    current here (nothing else writes in between), so the checks need not read them again."""
+    lease_until = run.now + timedelta(seconds=run.ctx.lease_seconds)
+    claimed = _claim(tx, run.now, limit, lease_until, run.token)
+    settled, rest = _settle_interrupted(run, claimed)
+    held, free = _hold_paused(run, rest)
+    stored = each(tx, settled + held)
+    return claimed, stored, _check_all(tx, run, free)
 
 
 def _claim(
