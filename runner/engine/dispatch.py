@@ -21,6 +21,7 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.delivery import Outcome, Request, call, plan_requests
 from runner.engine.inflight import InFlight, Marker
+from runner.engine.isolated import apply_isolated
 from runner.engine.outcomes import (
     PROVIDER_ERROR,
     Attempt,
@@ -36,7 +37,7 @@ from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
 from runner.store.base import Store, WriteTx
-from runner.store.errors import StoreUnavailable, TransactionAborted
+from runner.store.errors import StoreUnavailable
 
 log = logging.getLogger("runner.engine.sender")
 
@@ -90,20 +91,13 @@ class Round:
 
 
 def each(tx: WriteTx, works: list[Work]) -> list[Stored]:
-    """Apply `works`, each under a savepoint; the messages they stored."""
-    stored: list[Stored] = []
-    for work in works:
-        try:
-            with tx.savepoint():
-                result = work(tx)
-        except TransactionAborted:
-            raise
-        except Exception:  # one broken send must not stop the others
-            log.exception("recording a send failed unexpectedly")
-            continue
-        if isinstance(result, Stored):
-            stored.append(result)
-    return stored
+    """Apply `works`, one that raises undone alone and logged; the messages they stored."""
+
+    def failed(work: Work, error: Exception) -> None:  # one broken send must not stop the others
+        log.exception("recording a send failed unexpectedly")
+
+    done = apply_isolated(tx, works, lambda work: work(tx), failed)
+    return [result for _, result in done if isinstance(result, Stored)]
 
 
 def putter(run: Round, send: PendingSend, due: datetime) -> Work:

@@ -22,13 +22,13 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext, new_id
 from runner.engine.dispatch import Job, Round, Work, deliver, each, putter, unknown_recorder
 from runner.engine.inflight import InFlight
+from runner.engine.isolated import apply_isolated
 from runner.engine.outcomes import Attempt, Ready, Stored, failed, finish, render_failed
 from runner.engine.presend import check
 from runner.engine.rendering import render_ready, retry_render
 from runner.providers import Providers
 from runner.providers.base import OutgoingMessage, Provider, ProviderError
 from runner.store.base import Store, WriteTx
-from runner.store.errors import TransactionAborted
 from runner.templating.render import RenderedEmail, RenderError, RenderUnavailable
 from runner.templating.renderpool import RenderPool, shared_pool
 
@@ -176,19 +176,13 @@ def _hold_paused(run: Round, claimed: list[PendingSend]) -> tuple[list[Work], li
 
 
 def _check_all(tx: WriteTx, run: Round, sends: list[PendingSend]) -> list[Ready]:
-    ready: list[Ready] = []
-    for send in sends:
-        try:
-            with tx.savepoint():
-                checked = check(tx, run.catalog, run.ctx, send, run.token, run.now)
-        except TransactionAborted:
-            raise
-        except Exception:  # one broken send must not stop the others
-            log.exception("send %s of %s failed unexpectedly", send.id, send.automation_id)
-            continue
-        if checked is not None:
-            ready.append(checked)
-    return ready
+    def failed(send: PendingSend, error: Exception) -> None:  # one broken send must not stop
+        log.exception("send %s of %s failed unexpectedly", send.id, send.automation_id)
+
+    def one(send: PendingSend) -> Ready | None:
+        return check(tx, run.catalog, run.ctx, send, run.token, run.now)
+
+    return [ready for _, ready in apply_isolated(tx, sends, one, failed) if ready is not None]
 
 
 async def _prepare(
