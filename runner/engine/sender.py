@@ -179,8 +179,11 @@ def _check_all(tx: WriteTx, run: Round, sends: list[PendingSend]) -> list[Ready]
     def failed(send: PendingSend, error: Exception) -> None:  # one broken send must not stop
         log.exception("send %s of %s failed unexpectedly", send.id, send.automation_id)
 
+    # One read for the round's subscribers, not one per send.
+    subscribers = tx.subscribers_by_ids({send.subscriber_id for send in sends}) if sends else {}
+
     def one(send: PendingSend) -> Ready | None:
-        return check(tx, run.catalog, run.ctx, send, run.token, run.now)
+        return check(tx, run.catalog, run.ctx, send, run.token, run.now, subscribers)
 
     return [ready for _, ready in apply_isolated(tx, sends, one, failed) if ready is not None]
 
