@@ -37,12 +37,12 @@ def check(
 ) -> Ready | None:
     """Cancel, reschedule, or hand back a send ready to render (None: nothing to send).
 
-    `send` is the row as claimed in this very transaction: nothing changed it since.
+    `send` is the row as read in this very transaction (at its claim, or again since).
     `subscribers` holds its subscriber unless that no longer exists (read with the round's).
     """
     current = send
     if current.status != SendStatus.CLAIMED or current.lease_token != token:
-        return None  # not claimed under this token
+        return None  # taken over or cancelled since the claim
     if current.halted is not None:  # a retry not made yet when its automation stopped
         cancel(tx, None, ctx, current, token, now, current.halted, None)
         return None

@@ -75,10 +75,19 @@ async def send_due(
         providers.limiters,
         observe,
     )
-    claimed, stored, ready = await store.write(lambda tx: _claim_and_check(tx, run, limit))
+    # The gate is the event loop's: the transaction only learns which providers are paused.
+    paused = frozenset(providers.gate.paused())
+    claimed, stored, ready, gated = await store.write(
+        lambda tx: _claim_and_check(tx, run, limit, paused)
+    )
     run.observed(stored)
     if not claimed:
         return 0
+    if gated:  # sends of a paused provider: held, or let through as its probe
+        held, free = _hold_paused(run, gated)
+        await run.write_each(held)
+        if free:
+            ready += await store.write(lambda tx: _check_all(tx, run, free, claimed_here=False))
     jobs, records = await _prepare(run, providers, ready, renderer or shared_pool())
     await run.write_each(records)
     await deliver(run, jobs, concurrency)
@@ -86,17 +95,24 @@ async def send_due(
 
 
 def _claim_and_check(
-    tx: WriteTx, run: Round, limit: int
-) -> tuple[list[PendingSend], list[Stored], list[Ready]]:
-    """Claim, settle the interrupted sends, put back those of paused providers and check the
-    rest, in one transaction: one commit per round for all of it. The claimed rows are
-    current here (nothing else writes in between), so the checks need not read them again."""
+    tx: WriteTx, run: Round, limit: int, paused: frozenset[str]
+) -> tuple[list[PendingSend], list[Stored], list[Ready], list[PendingSend]]:
+    """Claim, settle the interrupted sends and check the rest, in one transaction: one commit
+    per round for all of it. The claimed rows are current here (nothing else writes in
+    between), so the checks need not read them again. Sends of `paused` providers are left
+    to the caller (the last list), which asks the gate whether they wait."""
     lease_until = run.now + timedelta(seconds=run.ctx.lease_seconds)
     claimed = _claim(tx, run.now, limit, lease_until, run.token)
     settled, rest = _settle_interrupted(run, claimed)
-    held, free = _hold_paused(run, rest)
-    stored = each(tx, settled + held)
-    return claimed, stored, _check_all(tx, run, free)
+    gated = [send for send in rest if _provider_of(run, send) in paused]
+    free = [send for send in rest if _provider_of(run, send) not in paused]
+    stored = each(tx, settled)
+    return claimed, stored, _check_all(tx, run, free), gated
+
+
+def _provider_of(run: Round, send: PendingSend) -> str | None:
+    live = run.catalog.by_id.get(send.automation_id)
+    return None if live is None else live.model.provider
 
 
 def _claim(
@@ -175,7 +191,11 @@ def _hold_paused(run: Round, claimed: list[PendingSend]) -> tuple[list[Work], li
     return held, free
 
 
-def _check_all(tx: WriteTx, run: Round, sends: list[PendingSend]) -> list[Ready]:
+def _check_all(
+    tx: WriteTx, run: Round, sends: list[PendingSend], *, claimed_here: bool = True
+) -> list[Ready]:
+    """The checks of `sends`; `claimed_here`: claimed in this transaction, so current."""
+
     def failed(send: PendingSend, error: Exception) -> None:  # one broken send must not stop
         log.exception("send %s of %s failed unexpectedly", send.id, send.automation_id)
 
@@ -183,7 +203,10 @@ def _check_all(tx: WriteTx, run: Round, sends: list[PendingSend]) -> list[Ready]
     subscribers = tx.subscribers_by_ids({send.subscriber_id for send in sends}) if sends else {}
 
     def one(send: PendingSend) -> Ready | None:
-        return check(tx, run.catalog, run.ctx, send, run.token, run.now, subscribers)
+        current = send if claimed_here else tx.pending_send(send.id)
+        if current is None:
+            return None
+        return check(tx, run.catalog, run.ctx, current, run.token, run.now, subscribers)
 
     return [ready for _, ready in apply_isolated(tx, sends, one, failed) if ready is not None]
 
