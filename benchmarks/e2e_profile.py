@@ -53,8 +53,10 @@ def summarise(collapsed: str, top: int = 40) -> str:
             inclusive[frame] = inclusive.get(frame, 0) + count
         own[frames[-1]] = own.get(frames[-1], 0) + count
     lines = [
-        f"{total} samples (py-spy, 100/s per thread, idle threads left out;"
-        " uvloop's C code counts as Runner.run)",
+        f"{total} samples (py-spy, 100/s per thread, threads py-spy sees as idle left out;"
+        " waits inside C code are not seen as idle: uvloop's epoll counts as Runner.run,"
+        " the file watcher's wait as WorkerThread.run, fsync at COMMIT as `transaction`;"
+        " --profile-gil counts only CPU spent in Python)",
         "",
         "inclusive (on the stack):",
     ]
