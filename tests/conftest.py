@@ -69,6 +69,7 @@ E2E_MODULES = frozenset(
     {
         "test_against",
         "test_backlog",
+        "test_bench_e2e",
         "test_cli_runner",
         "test_cli_subscribers",
         "test_container",

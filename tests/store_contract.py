@@ -394,6 +394,14 @@ async def check_subscribers(store: Store, clock: FakeClock) -> None:
     rest = await store.read(lambda tx: tx.subscribers(ann, 10))
     assert [s.id for s in rest] == [cat]
     assert await store.read(lambda tx: tx.subscriber("nobody@example.com")) is None
+    # Several at once, deleted ones included, unknown ids left out.
+    many = await store.read(lambda tx: tx.subscribers_by_ids([cat, ann, bob, 10**9, ann]))
+    assert many == {
+        ann: await store.read(lambda tx: tx.subscriber_by_id(ann)),
+        bob: await store.read(lambda tx: tx.subscriber_by_id(bob)),
+        cat: await store.read(lambda tx: tx.subscriber_by_id(cat)),
+    }
+    assert await store.read(lambda tx: tx.subscribers_by_ids([])) == {}
 
 
 async def check_automations_and_history(store: Store, clock: FakeClock) -> None:

@@ -40,7 +40,7 @@ from runner.providers import (
 )
 from runner.providers.outbox import OutboxProvider
 from runner.store import open_store
-from runner.store.base import Store, WriteTx
+from runner.store.base import ReadTx, Store, WriteTx
 from runner.templating.renderpool import RenderPool
 
 T = TypeVar("T")
@@ -166,7 +166,15 @@ class World:
         return await self.store.read(lambda tx: tx.messages(100))
 
     async def internal_events(self) -> list[StoredEvent]:
-        return await self.write(lambda tx: tx.unprocessed_events(100))
+        """The stored `email.*` events, processed or not (processed at once when nothing
+        listens), of everyone a message went to."""
+
+        def read(tx: ReadTx) -> list[StoredEvent]:
+            emails = sorted({message.to for message in tx.messages(100)})
+            found = [e for email in emails for e in tx.events_of(email) if e.id is None]
+            return sorted(found, key=lambda event: event.seq)
+
+        return await self.store.read(read)
 
     async def run(
         self,
@@ -1218,5 +1226,48 @@ def test_a_rate_limit_wait_longer_than_the_lease_allows_puts_sends_back(db: str)
             (SendStatus.PENDING, 0, later),
             (SendStatus.SENT, 1, T0),
         ]
+
+    scenario(db, body)
+
+
+@pytest.mark.parametrize(
+    ("other", "waiting"),
+    [
+        (None, []),  # nobody listens: stored already processed
+        (  # an email trigger on the sending automation hears all of its email events
+            "{type: email, action: opened, automation: welcome}",
+            ["email.sent", "email.delivered"],
+        ),
+        ("{type: api}\nexit_on:\n  - event: email.sent", ["email.sent"]),  # an exit on one
+    ],
+)
+def test_email_events_wait_for_processing_only_when_an_automation_listens(
+    db: str, other: str | None, waiting: list[str]
+) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        if other is not None:
+            await w.automation("other", source("other", trigger=other))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        await w.run(T0)
+        stored = await w.internal_events()
+        assert [e.type for e in stored] == ["email.sent", "email.delivered"]
+        unprocessed = await w.write(lambda tx: tx.unprocessed_events(100))
+        assert [e.type for e in unprocessed] == waiting
+
+    scenario(db, body)
+
+
+def test_observer_is_told_each_stored_message_delay_after_its_commit(db: str) -> None:
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0 - timedelta(seconds=90))
+        await w.pending("welcome", ann, T0 + HOUR)  # not due: no message, no delay
+        delays: list[float] = []
+        assert await w.run(T0, observe=delays.append) == 1
+        assert delays == [90.0]
+        assert len(await w.messages()) == 1
 
     scenario(db, body)

@@ -114,6 +114,11 @@ class Catalog:
         for exit_on in live.model.exit_on:
             self.by_exit_event.setdefault(exit_on.event, []).append(live)
 
+    def listens_to_email_event(self, name: str, source_id: str) -> bool:
+        """Whether an `email.<action>` event `name` of a message of `source_id` can matter to
+        processing: an automation has an email trigger on `source_id` or exits on `name`."""
+        return bool(self.by_source.get(source_id) or self.by_exit_event.get(name))
+
     def listeners_at(self, source_id: str, instant: datetime) -> list[str]:
         """Automations with an email trigger on `source_id` running at `instant`
         (docs/events.md "Email events")."""

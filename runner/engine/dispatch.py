@@ -21,13 +21,23 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.delivery import Outcome, Request, call, plan_requests
 from runner.engine.inflight import InFlight, Marker
-from runner.engine.outcomes import PROVIDER_ERROR, Attempt, Scope, failed, finish, sent, unknown
+from runner.engine.isolated import apply_isolated
+from runner.engine.outcomes import (
+    PROVIDER_ERROR,
+    Attempt,
+    Scope,
+    Stored,
+    failed,
+    finish,
+    sent,
+    unknown,
+)
 from runner.providers import retry
 from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
 from runner.store.base import Store, WriteTx
-from runner.store.errors import StoreUnavailable, TransactionAborted
+from runner.store.errors import StoreUnavailable
 
 log = logging.getLogger("runner.engine.sender")
 
@@ -61,6 +71,8 @@ class Round:
     rng: random.Random
     gate: ProviderGate
     limiters: Mapping[str, RateLimiter]
+    # Told each stored message's due-to-hand-over delay once its transaction committed.
+    observe: Callable[[float], None] | None = None
 
     def __post_init__(self) -> None:
         self.scope = Scope(self.catalog, self.ctx, self.token, self.now)
@@ -69,18 +81,23 @@ class Round:
     async def write_each(self, works: list[Work]) -> None:
         """Apply `works` in one transaction; one that raises is undone and logged alone."""
         if works:
-            await self.store.write(lambda tx: _each(tx, works))
+            self.observed(await self.store.write(lambda tx: each(tx, works)))
+
+    def observed(self, stored: list[Stored]) -> None:
+        """Tell `observe` the delays of messages stored by a committed transaction."""
+        if self.observe is not None:
+            for item in stored:
+                self.observe(item.delay)
 
 
-def _each(tx: WriteTx, works: list[Work]) -> None:
-    for work in works:
-        try:
-            with tx.savepoint():
-                work(tx)
-        except TransactionAborted:
-            raise
-        except Exception:  # one broken send must not stop the others
-            log.exception("recording a send failed unexpectedly")
+def each(tx: WriteTx, works: list[Work]) -> list[Stored]:
+    """Apply `works`, one that raises undone alone and logged; the messages they stored."""
+
+    def failed(work: Work, error: Exception) -> None:  # one broken send must not stop the others
+        log.exception("recording a send failed unexpectedly")
+
+    done = apply_isolated(tx, works, lambda work: work(tx), failed)
+    return [result for _, result in done if isinstance(result, Stored)]
 
 
 def putter(run: Round, send: PendingSend, due: datetime) -> Work:
@@ -240,12 +257,12 @@ def _recorder(
     outcome: Outcome,
     decision: retry.Decision | None,
 ) -> Work:
-    def record(tx: WriteTx) -> None:
+    def record(tx: WriteTx) -> Stored | None:
         if isinstance(outcome, SendResult):
-            sent(tx, run.scope, job.attempt, outcome, reports_delivery=provider.reports_delivery)
-        else:
-            assert decision is not None
-            _provider_failed(tx, run, provider, job, mark, outcome, decision)
+            reports = provider.reports_delivery
+            return sent(tx, run.scope, job.attempt, outcome, reports_delivery=reports)
+        assert decision is not None
+        return _provider_failed(tx, run, provider, job, mark, outcome, decision)
 
     return record
 
@@ -258,22 +275,20 @@ def _provider_failed(
     mark: InFlight,
     error: ProviderError,
     decision: retry.Decision,
-) -> None:
-    """Apply the retry policy's decision to one failed message."""
+) -> Stored | None:
+    """Apply the retry policy's decision to one failed message; the message stored, if any."""
     attempt, now, send = job.attempt, run.now, job.send
     if decision.action in ("retry", "pause_provider"):
         current = tx.pending_send(send.id)
         if current is not None and current.halted is not None:
-            _halted(tx, run, attempt, error, current.halted)
-            return
+            return _halted(tx, run, attempt, error, current.halted)
     if decision.action == "unknown":
-        unknown(tx, run.scope, attempt, error.message)
-        return
+        return unknown(tx, run.scope, attempt, error.message)
     if decision.action == "pause_provider":
         # Not the send's fault: back unattempted, due when the provider is probed again.
         until = run.gate.paused().get(provider.name, now + timedelta(seconds=decision.delay or 0))
         putter(run, send, until)(tx)
-        return
+        return None
     if decision.action == "retry":
         due = now + timedelta(seconds=decision.delay or 0.0)
         # With an idempotency key every retry repeats this very request: an earlier try may
@@ -281,7 +296,7 @@ def _provider_failed(
         keep = mark.carry().dump() if provider.idempotent else None
         if not tx.retry_claim(send.id, run.token, due, now, error.message, in_flight=keep):
             log.warning("send %s: lease lost before its retry was recorded", send.id)
-        return
+        return None
     if decision.action == "suppress":  # the recipient was suppressed first (_suppress_refused)
         reason = SUPPRESSED
     else:
@@ -291,18 +306,17 @@ def _provider_failed(
             f"retries exhausted after {send.attempts + 1} attempts: {error.message}",
             retryable=False,
         )
-    failed(tx, run.scope, attempt, error, reason=reason)
+    return failed(tx, run.scope, attempt, error, reason=reason)
 
 
 def _halted(
     tx: WriteTx, run: Round, attempt: Attempt, error: ProviderError, reason: CancelReason
-) -> None:
+) -> Stored | None:
     """A send stopped while its request was in flight is not tried again: `outcome_unknown`
     when the request may have reached the provider (its events reconcile it), else
     cancelled for the reason it was halted."""
     if error.outcome_unknown:
-        unknown(tx, run.scope, attempt, error.message)
-        return
+        return unknown(tx, run.scope, attempt, error.message)
     send = attempt.ready.send
     finish(
         tx,
@@ -313,6 +327,7 @@ def _halted(
         reason=reason.value,
         last_error=error.message,
     )
+    return None
 
 
 async def _suppress_refused(

@@ -17,9 +17,9 @@ from runner.core.records import CancelReason, SendStatus, StoredEvent, Subscribe
 from runner.engine.catalog import Catalog, Live
 from runner.engine.context import EngineContext
 from runner.engine.entering import enter
+from runner.engine.isolated import apply_isolated
 from runner.engine.subscribers import DELETED, apply_event, normalise_email
 from runner.store.base import WriteTx
-from runner.store.errors import TransactionAborted
 
 EMAIL_EVENTS = frozenset(
     f"email.{action}" for action in ("sent", "delivered", "opened", "clicked", "failed")
@@ -32,18 +32,19 @@ def process_pending(tx: WriteTx, catalog: Catalog, ctx: EngineContext, limit: in
     """Process up to `limit` unprocessed events in seq order; returns how many."""
     tx.lock_engine()  # replicas on one database take turns: events stay in seq order
     events = tx.unprocessed_events(limit)
-    for event in events:
-        try:
-            with tx.savepoint():  # one event's failure undoes its own work only
-                if event.id is None and event.type in EMAIL_EVENTS:
-                    _internal(tx, catalog, ctx, event)
-                else:
-                    _received(tx, catalog, ctx, event)
-        except TransactionAborted:
-            raise
-        except Exception as error:  # a bad event must not block the queue forever
-            log.exception("event %d (%s) failed and is skipped", event.seq, event.type)
-            tx.mark_failed(event.seq, f"{type(error).__name__}: {error}")
+
+    def process(event: StoredEvent) -> None:
+        if event.id is None and event.type in EMAIL_EVENTS:
+            _internal(tx, catalog, ctx, event)
+        else:
+            _received(tx, catalog, ctx, event)
+
+    def failed(event: StoredEvent, error: Exception) -> None:
+        # A bad event must not block the queue forever; its own work is undone.
+        log.exception("event %d (%s) failed and is skipped", event.seq, event.type)
+        tx.mark_failed(event.seq, f"{type(error).__name__}: {error}")
+
+    apply_isolated(tx, events, process, failed)
     if events:
         tx.mark_processed([event.seq for event in events])
     return len(events)

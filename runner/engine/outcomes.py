@@ -35,6 +35,19 @@ RENDER_ERROR = CancelReason.RENDER_ERROR.value
 
 
 @dataclass(frozen=True)
+class Stored:
+    """A message this transaction stored, with its send's due time (for the send metrics)."""
+
+    message: Message
+    due_at: datetime
+
+    @property
+    def delay(self) -> float:
+        """Seconds from the send's due time to the message's hand-over (never negative)."""
+        return max(0.0, (self.message.sent_at - self.due_at).total_seconds())
+
+
+@dataclass(frozen=True)
 class Ready:
     """A send that passed its checks, with what rendering needs (read in the claim tx)."""
 
@@ -82,17 +95,19 @@ def render_failed(
 
 def sent(
     tx: WriteTx, scope: Scope, attempt: Attempt, result: SendResult, *, reports_delivery: bool
-) -> None:
+) -> Stored | None:
     """The provider accepted the message: `email.sent` (and `email.delivered` for a
-    provider without delivery reports, the outbox)."""
+    provider without delivery reports, the outbox). The message stored, if any."""
     send, now = attempt.ready.send, scope.now
     if not finish(tx, send, scope.token, SendStatus.SENT, now):
-        return
-    tx.insert_message(message_of(scope, attempt, result))
-    internal_event(tx, "email.sent", send, attempt.outgoing.message_id, now)
+        return None
+    message = message_of(scope, attempt, result)
+    tx.insert_message(message)
+    internal_event(tx, scope.catalog, "email.sent", send, attempt.outgoing.message_id, now)
     if not reports_delivery:
-        internal_event(tx, "email.delivered", send, attempt.outgoing.message_id, now)
+        internal_event(tx, scope.catalog, "email.delivered", send, attempt.outgoing.message_id, now)
     next_repeat(tx, attempt.ready.live, scope.ctx, send, attempt.ready.subscriber, now)
+    return Stored(message, send.due_at)
 
 
 def failed(
@@ -102,31 +117,35 @@ def failed(
     error: ProviderError,
     *,
     reason: str = PROVIDER_ERROR,
-) -> None:
+) -> Stored | None:
     """A permanent failure: the message is kept as `failed` and `email.failed` is raised."""
     send, now = attempt.ready.send, scope.now
     if not finish(
         tx, send, scope.token, SendStatus.FAILED, now, reason=reason, last_error=error.message
     ):
-        return
-    tx.insert_message(message_of(scope, attempt, None, status="failed"))
-    internal_event(tx, "email.failed", send, attempt.outgoing.message_id, now)
+        return None
+    message = message_of(scope, attempt, None, status="failed")
+    tx.insert_message(message)
+    internal_event(tx, scope.catalog, "email.failed", send, attempt.outgoing.message_id, now)
     next_repeat(tx, attempt.ready.live, scope.ctx, send, attempt.ready.subscriber, now)
     log.warning("send %s of %s failed: %s", send.id, send.automation_id, error.message)
+    return Stored(message, send.due_at)
 
 
 def unknown(
     tx: WriteTx, scope: Scope, attempt: Attempt, last_error: str, *, sent_at: datetime | None = None
-) -> None:
+) -> Stored | None:
     """The request may have reached the provider and is not repeated: the send is
     `outcome_unknown`, and its message is kept (sent at `sent_at`, default now) so that
     provider events naming it reconcile the send. No `email.sent` / `email.failed`."""
     send, now = attempt.ready.send, scope.now
     if not finish(tx, send, scope.token, SendStatus.OUTCOME_UNKNOWN, now, last_error=last_error):
-        return
-    tx.insert_message(message_of(scope, attempt, None, status=UNKNOWN, sent_at=sent_at))
+        return None
+    message = message_of(scope, attempt, None, status=UNKNOWN, sent_at=sent_at)
+    tx.insert_message(message)
     next_repeat(tx, attempt.ready.live, scope.ctx, send, attempt.ready.subscriber, now)
     log.warning("send %s of %s: %s", send.id, send.automation_id, last_error)
+    return Stored(message, send.due_at)
 
 
 def finish(
@@ -179,14 +198,19 @@ def message_of(
 
 
 def internal_event(
-    tx: WriteTx, name: str, send: PendingSend, message_id: str, now: datetime
+    tx: WriteTx, catalog: Catalog, name: str, send: PendingSend, message_id: str, now: datetime
 ) -> None:
+    """Store `email.<action>` of a send. Stored processed when no automation listens (no
+    email trigger on its automation, no `exit_on` of that name): processing would find
+    nothing to do. It is stored all the same, for the pre-send `exit_on` check of an
+    automation applied later and for erasure."""
     data: dict[str, object] = {
         "automation": send.automation_id,
         "message_id": message_id,
         "sent_at": now.isoformat(),
     }
-    tx.add_event(name, send.email, data, now, processed=False)
+    listened = catalog.listens_to_email_event(name, send.automation_id)
+    tx.add_event(name, send.email, data, now, processed=not listened)
 
 
 # --- cancellation and the next repeat ----------------------------------------------

@@ -27,11 +27,21 @@ _STATUS_REASONS = {
 
 
 def check(
-    tx: WriteTx, catalog: Catalog, ctx: EngineContext, send: PendingSend, token: str, now: datetime
+    tx: WriteTx,
+    catalog: Catalog,
+    ctx: EngineContext,
+    send: PendingSend,
+    token: str,
+    now: datetime,
+    subscribers: Mapping[int, Subscriber],
 ) -> Ready | None:
-    """Cancel, reschedule, or hand back a send ready to render (None: nothing to send)."""
-    current = tx.pending_send(send.id)
-    if current is None or current.status != SendStatus.CLAIMED or current.lease_token != token:
+    """Cancel, reschedule, or hand back a send ready to render (None: nothing to send).
+
+    `send` is the row as read in this very transaction (at its claim, or again since).
+    `subscribers` holds its subscriber unless that no longer exists (read with the round's).
+    """
+    current = send
+    if current.status != SendStatus.CLAIMED or current.lease_token != token:
         return None  # taken over or cancelled since the claim
     if current.halted is not None:  # a retry not made yet when its automation stopped
         cancel(tx, None, ctx, current, token, now, current.halted, None)
@@ -40,7 +50,7 @@ def check(
     if live is None:
         cancel(tx, None, ctx, current, token, now, CancelReason.DELETED, None)
         return None
-    subscriber = tx.subscriber_by_id(current.subscriber_id)
+    subscriber = subscribers.get(current.subscriber_id)
     reason = _cancel_reason(tx, live, current, subscriber, now)
     if reason is not None:
         cancel(tx, live, ctx, current, token, now, reason, subscriber)

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from runner.core.records import PendingSend, SendStatus
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext, new_id
-from runner.engine.dispatch import Job, Round, Work, deliver, putter, unknown_recorder
+from runner.engine.dispatch import Job, Round, Work, deliver, each, putter, unknown_recorder
 from runner.engine.inflight import InFlight
-from runner.engine.outcomes import Attempt, Ready, failed, finish, render_failed
+from runner.engine.isolated import apply_isolated
+from runner.engine.outcomes import Attempt, Ready, Stored, failed, finish, render_failed
 from runner.engine.presend import check
 from runner.engine.rendering import render_ready, retry_render
 from runner.providers import Providers
 from runner.providers.base import OutgoingMessage, Provider, ProviderError
 from runner.store.base import Store, WriteTx
-from runner.store.errors import TransactionAborted
 from runner.templating.render import RenderedEmail, RenderError, RenderUnavailable
 from runner.templating.renderpool import RenderPool, shared_pool
 
@@ -48,6 +48,7 @@ async def send_due(
     rng: random.Random | None = None,
     concurrency: int = CONCURRENCY,
     renderer: RenderPool | None = None,
+    observe: Callable[[float], None] | None = None,
 ) -> int:
     """Claim up to `limit` due sends and take each to its end; returns how many were claimed.
 
@@ -58,13 +59,10 @@ async def send_due(
     provider's rate limiter allows it, up to `concurrency` requests in flight; the 401/403
     gate and the rate limiters are those `providers` share. `rng` draws the
     retry jitter (tests pass a seeded one). Emails are rendered by `renderer` (default: the
-    process's shared pool of render workers), the whole round in one hand-over.
+    process's shared pool of render workers), the whole round in one hand-over. `observe`
+    is told each stored message's delay from due time to hand-over, in seconds, once stored.
     """
     token = new_id(now)
-    lease_until = now + timedelta(seconds=ctx.lease_seconds)
-    claimed = await store.write(lambda tx: _claim(tx, now, limit, lease_until, token))
-    if not claimed:
-        return 0
     run = Round(
         store,
         catalog,
@@ -75,16 +73,46 @@ async def send_due(
         rng if rng is not None else random.Random(),
         providers.gate,
         providers.limiters,
+        observe,
     )
-    settled, rest = _settle_interrupted(run, claimed)
-    await run.write_each(settled)
-    held, free = _hold_paused(run, rest)
-    await run.write_each(held)
-    ready = await store.write(lambda tx: _check_all(tx, run, free)) if free else []
+    # The gate is the event loop's: the transaction only learns which providers are paused.
+    paused = frozenset(providers.gate.paused())
+    claimed, stored, ready, gated = await store.write(
+        lambda tx: _claim_and_check(tx, run, limit, paused)
+    )
+    run.observed(stored)
+    if not claimed:
+        return 0
+    if gated:  # sends of a paused provider: held, or let through as its probe
+        held, free = _hold_paused(run, gated)
+        await run.write_each(held)
+        if free:
+            ready += await store.write(lambda tx: _check_all(tx, run, free, claimed_here=False))
     jobs, records = await _prepare(run, providers, ready, renderer or shared_pool())
     await run.write_each(records)
     await deliver(run, jobs, concurrency)
     return len(claimed)
+
+
+def _claim_and_check(
+    tx: WriteTx, run: Round, limit: int, paused: frozenset[str]
+) -> tuple[list[PendingSend], list[Stored], list[Ready], list[PendingSend]]:
+    """Claim, settle the interrupted sends and check the rest, in one transaction: one commit
+    per round for all of it. The claimed rows are current here (nothing else writes in
+    between), so the checks need not read them again. Sends of `paused` providers are left
+    to the caller (the last list), which asks the gate whether they wait."""
+    lease_until = run.now + timedelta(seconds=run.ctx.lease_seconds)
+    claimed = _claim(tx, run.now, limit, lease_until, run.token)
+    settled, rest = _settle_interrupted(run, claimed)
+    gated = [send for send in rest if _provider_of(run, send) in paused]
+    free = [send for send in rest if _provider_of(run, send) not in paused]
+    stored = each(tx, settled)
+    return claimed, stored, _check_all(tx, run, free), gated
+
+
+def _provider_of(run: Round, send: PendingSend) -> str | None:
+    live = run.catalog.by_id.get(send.automation_id)
+    return None if live is None else live.model.provider
 
 
 def _claim(
@@ -137,14 +165,14 @@ def _interrupted(run: Round, send: PendingSend, mark: InFlight) -> Work:
     """The provider may have accepted the request and cannot be asked again safely."""
     why = f"{mark.provider}: interrupted in flight; the provider may have accepted it, not resent"
 
-    def record(tx: WriteTx) -> None:
+    def record(tx: WriteTx) -> object:
         live = run.catalog.by_id.get(send.automation_id)
         subscriber = tx.subscriber_by_id(send.subscriber_id)
         if live is None or subscriber is None:
             finish(tx, send, run.token, SendStatus.OUTCOME_UNKNOWN, run.now, last_error=why)
-            return
+            return None
         attempt = mark.attempt(Ready(send, live, subscriber))
-        unknown_recorder(run, attempt, why, mark.since)(tx)
+        return unknown_recorder(run, attempt, why, mark.since)(tx)
 
     return record
 
@@ -163,20 +191,24 @@ def _hold_paused(run: Round, claimed: list[PendingSend]) -> tuple[list[Work], li
     return held, free
 
 
-def _check_all(tx: WriteTx, run: Round, sends: list[PendingSend]) -> list[Ready]:
-    ready: list[Ready] = []
-    for send in sends:
-        try:
-            with tx.savepoint():
-                checked = check(tx, run.catalog, run.ctx, send, run.token, run.now)
-        except TransactionAborted:
-            raise
-        except Exception:  # one broken send must not stop the others
-            log.exception("send %s of %s failed unexpectedly", send.id, send.automation_id)
-            continue
-        if checked is not None:
-            ready.append(checked)
-    return ready
+def _check_all(
+    tx: WriteTx, run: Round, sends: list[PendingSend], *, claimed_here: bool = True
+) -> list[Ready]:
+    """The checks of `sends`; `claimed_here`: claimed in this transaction, so current."""
+
+    def failed(send: PendingSend, error: Exception) -> None:  # one broken send must not stop
+        log.exception("send %s of %s failed unexpectedly", send.id, send.automation_id)
+
+    # One read for the round's subscribers, not one per send.
+    subscribers = tx.subscribers_by_ids({send.subscriber_id for send in sends}) if sends else {}
+
+    def one(send: PendingSend) -> Ready | None:
+        current = send if claimed_here else tx.pending_send(send.id)
+        if current is None:
+            return None
+        return check(tx, run.catalog, run.ctx, current, run.token, run.now, subscribers)
+
+    return [ready for _, ready in apply_isolated(tx, sends, one, failed) if ready is not None]
 
 
 async def _prepare(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from enum import Enum
@@ -29,7 +28,6 @@ from runner.store.errors import StoreUnavailable
 
 log = logging.getLogger("postwright.worker")
 
-_SEEN_MESSAGES = 4096
 EVENT_ID_RETENTION = timedelta(days=30)  # Config.event_id_retention's default
 _PURGE_EVERY = timedelta(hours=1)
 # Events processed per write transaction: small enough that an ingest never waits long
@@ -92,7 +90,6 @@ class Worker:
         self._send_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._send_wake = asyncio.Event()
-        self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
         self.event_id_retention = event_id_retention
         self._purged_at: datetime | None = None
         self.catch_up_seconds = CATCH_UP_SECONDS
@@ -148,11 +145,11 @@ class Worker:
         """Claim and send due sends; never waits for the engine lock. True on work."""
         async with self._send_lock:
             catalog = await self.catalog()
+            # The delays come from the round's own outcomes: no store read for a metric.
+            observe = None if self.metrics is None else self.metrics.send_latency.observe
             sent = await sender.send_due(
-                self.store, catalog, self.ctx, self.providers, self.clock.now()
+                self.store, catalog, self.ctx, self.providers, self.clock.now(), observe=observe
             )
-            if sent and self.metrics is not None:
-                await self._observe_latency(sent)
             return bool(sent)
 
     async def count_backlog(self) -> None:
@@ -236,24 +233,6 @@ class Worker:
             _loop("engine", self.engine_round, self._wake, stop, interval),
             _loop("send", self.send_round, self._send_wake, stop, interval),
         )
-
-    async def _observe_latency(self, count: int) -> None:
-        """Record due-to-sent for the messages this round stored."""
-
-        def recent(tx: ReadTx) -> list[float]:
-            delays: list[float] = []
-            for message in tx.messages(count):
-                if message.id in self._seen:
-                    continue
-                self._seen.append(message.id)
-                send = tx.pending_send(message.pending_send_id)
-                if send is not None:
-                    delays.append(max(0.0, (message.sent_at - send.due_at).total_seconds()))
-            return delays
-
-        assert self.metrics is not None
-        for delay in await self.store.read(recent):
-            self.metrics.send_latency.observe(delay)
 
 
 def _help(tx: WriteTx, catalog: Catalog, ctx: EngineContext, through: int) -> tuple[_Help, int]:

@@ -79,6 +79,10 @@ class ReadTx(Protocol):
     def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
         """A subscriber by id."""
 
+    def subscribers_by_ids(self, subscriber_ids: Collection[int]) -> dict[int, Subscriber]:
+        """The subscribers of `subscriber_ids` that exist, by id (the sender's checks read a
+        round's subscribers at once)."""
+
     def subscribers(self, after_id: int, limit: int) -> list[Subscriber]:
         """Live (not deleted) subscribers with id > after_id, by id: pages for firings."""
 

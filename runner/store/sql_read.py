@@ -95,6 +95,18 @@ class SqlReadTx:
         row = self._one(self.reads.subscriber_by_id, subscriber_id)
         return None if row is None else self.dialect.codec.subscriber_of(row)
 
+    def subscribers_by_ids(self, subscriber_ids: Collection[int]) -> dict[int, Subscriber]:
+        """The subscribers of `subscriber_ids` that exist, by id (one read per batch of ids)."""
+        subscriber_of = self.dialect.codec.subscriber_of
+        found: dict[int, Subscriber] = {}
+        for batch in self.dialect.batches(sorted(set(subscriber_ids))):
+            test, args = self.dialect.one_of("id", batch, "bigint")
+            for row in self._all(f"SELECT * FROM subscribers WHERE {test}", *args):
+                subscriber = subscriber_of(row)
+                if subscriber.id is not None:
+                    found[subscriber.id] = subscriber
+        return found
+
     def subscribers(self, after_id: int, limit: int) -> list[Subscriber]:
         """Live (not deleted) subscribers with id > after_id, by id."""
         subscriber_of = self.dialect.codec.subscriber_of
