@@ -30,6 +30,7 @@ from runner.core.unsubscribe import read_token
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.sender import send_due
+from runner.engine.status_changes import REVISION_META
 from runner.providers import (
     OutgoingMessage,
     Provider,
@@ -124,7 +125,9 @@ class World:
 
     async def reload(self) -> None:
         self.catalog = await self.store.read(
-            lambda tx: Catalog.build(tx.automations(), tx.status_changes())
+            lambda tx: Catalog.build(
+                tx.automations(), tx.status_changes(), revision=tx.meta(REVISION_META) or ""
+            )
         )
 
     async def subscriber(self, email: str = "ann@shop.test", **values: Any) -> Subscriber:
@@ -1255,6 +1258,24 @@ def test_email_events_wait_for_processing_only_when_an_automation_listens(
         assert [e.type for e in stored] == ["email.sent", "email.delivered"]
         unprocessed = await w.write(lambda tx: tx.unprocessed_events(100))
         assert [e.type for e in unprocessed] == waiting
+
+    scenario(db, body)
+
+
+def test_email_events_wait_when_a_reload_committed_after_the_round_read_its_catalog(
+    db: str,
+) -> None:
+    """The round's catalog shows no listener, but a reload committed since may have added one
+    (running before the email went out): its events must reach processing."""
+
+    async def body(w: World) -> None:
+        await w.automation("welcome", source("welcome"))
+        await w.write(lambda tx: tx.set_meta(REVISION_META, "after-the-round-read-it"))
+        ann = await w.subscriber()
+        await w.pending("welcome", ann, T0)
+        await w.run(T0)
+        unprocessed = await w.write(lambda tx: tx.unprocessed_events(100))
+        assert [e.type for e in unprocessed] == ["email.sent", "email.delivered"]
 
     scenario(db, body)
 

@@ -71,6 +71,9 @@ class Catalog:
     by_event: dict[str, list[Live]] = field(default_factory=dict)
     by_source: dict[str, list[Live]] = field(default_factory=dict)
     by_exit_event: dict[str, list[Live]] = field(default_factory=dict)
+    # The store's catalog revision this was built at ("": none written yet; None: built
+    # outside the worker, where no reload runs concurrently).
+    revision: str | None = None
 
     @classmethod
     def build(
@@ -78,8 +81,11 @@ class Catalog:
         rows: Iterable[AppliedAutomation],
         changes: Iterable[HistoryEntry],
         previous: Catalog | None = None,
+        *,
+        revision: str | None = None,
     ) -> Catalog:
-        """Index `rows` with the status moments in `changes` (kind "status").
+        """Index `rows` with the status moments in `changes` (kind "status"), read at the
+        store's catalog `revision`.
 
         Versions of `previous` whose source and templates did not change are reused:
         parsing a thousand stored sources on every reload would dominate it.
@@ -88,7 +94,7 @@ class Catalog:
         for entry in changes:
             if entry.kind == "status":
                 moments.setdefault(entry.automation_id, []).append((entry.at, str(entry.value)))
-        catalog = cls()
+        catalog = cls(revision=revision)
         for row in rows:
             ordered = sorted(moments.get(row.id, []), key=lambda pair: pair[0])
             known = previous.by_id.get(row.id) if previous is not None else None

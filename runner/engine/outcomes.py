@@ -23,6 +23,7 @@ from runner.core.records import (
 )
 from runner.engine.catalog import Catalog, Live
 from runner.engine.context import EngineContext, new_id
+from runner.engine.status_changes import REVISION_META
 from runner.providers import retry
 from runner.providers.base import OutgoingMessage, ProviderError, SendResult
 from runner.store.base import WriteTx
@@ -203,14 +204,20 @@ def internal_event(
     """Store `email.<action>` of a send. Stored processed when no automation listens (no
     email trigger on its automation, no `exit_on` of that name): processing would find
     nothing to do. It is stored all the same, for the pre-send `exit_on` check of an
-    automation applied later and for erasure."""
+    automation applied later and for erasure. A reload committed since `catalog` was built
+    may have added a listener, so the event then waits for processing like any other."""
     data: dict[str, object] = {
         "automation": send.automation_id,
         "message_id": message_id,
         "sent_at": now.isoformat(),
     }
-    listened = catalog.listens_to_email_event(name, send.automation_id)
-    tx.add_event(name, send.email, data, now, processed=not listened)
+    heard = catalog.listens_to_email_event(name, send.automation_id) or not _current(tx, catalog)
+    tx.add_event(name, send.email, data, now, processed=not heard)
+
+
+def _current(tx: WriteTx, catalog: Catalog) -> bool:
+    """Whether `catalog` still shows the applied automations (no reload committed since)."""
+    return catalog.revision is None or (tx.meta(REVISION_META) or "") == catalog.revision
 
 
 # --- cancellation and the next repeat ----------------------------------------------

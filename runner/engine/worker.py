@@ -280,4 +280,8 @@ async def _loop(
 
 def _build(tx: ReadTx, previous: Catalog | None) -> tuple[str | None, Catalog]:
     revision = tx.meta(REVISION_META)
-    return revision, Catalog.build(tx.automations(), tx.status_changes(), previous)
+    # "" for a store no reload has written yet: still a revision the sender can compare.
+    catalog = Catalog.build(
+        tx.automations(), tx.status_changes(), previous, revision=revision or ""
+    )
+    return revision, catalog
