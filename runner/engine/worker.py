@@ -86,6 +86,7 @@ class Worker:
         self.metrics = metrics
         self._catalog: Catalog | None = None
         self._revision: str | None = None
+        self._catalog_lock = asyncio.Lock()  # one rebuild at a time
         self._engine_lock = asyncio.Lock()  # rounds of one kind never overlap
         self._send_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -103,12 +104,17 @@ class Worker:
     async def catalog(self) -> Catalog:
         """The catalog of the applied automations, rebuilt when their revision changed."""
         revision = await self.store.read(lambda tx: tx.meta(REVISION_META))
-        if self._catalog is None or revision != self._revision:
-            previous = self._catalog
-            self._revision, catalog = await self.store.read(lambda tx: _build(tx, previous))
-            self._catalog = catalog
-            return catalog
-        return self._catalog
+        if self._catalog is not None and revision == self._revision:
+            return self._catalog
+        # After a reload the engine round, the send round and the watcher all ask at once:
+        # one of them rebuilds (reading every applied row), the others wait for its result.
+        async with self._catalog_lock:
+            revision = await self.store.read(lambda tx: tx.meta(REVISION_META))
+            if self._catalog is None or revision != self._revision:
+                previous = self._catalog
+                self._revision, catalog = await self.store.read(lambda tx: _build(tx, previous))
+                self._catalog = catalog
+            return self._catalog
 
     async def run_once(self) -> bool:
         """One engine round, then one send round; True when either did any work."""
