@@ -9,6 +9,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from runner.providers import (
 from runner.providers.outbox import OutboxProvider
 from runner.store import open_store
 from runner.store.base import ReadTx, Store, WriteTx
+from runner.templating.render import EmailJob
 from runner.templating.renderpool import RenderPool
 
 T = TypeVar("T")
@@ -559,6 +561,21 @@ def test_a_render_over_its_cpu_cap_fails_only_its_send(db: str) -> None:
         pool.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def kill_once_busy(pid: int, busy: float = 0.1, bound: float = 60.0) -> None:
+    """SIGKILL the idle worker `pid` once it has spent `busy` s of CPU beyond now: mid-render,
+    however slowly a loaded machine hands the job to it."""
+    start, deadline = cpu_seconds(pid), time.monotonic() + bound
+    while cpu_seconds(pid) - start < busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+
+
 def test_a_render_worker_killed_mid_render_is_retried_not_failed(db: str) -> None:
     pool = RenderPool(1)
 
@@ -566,8 +583,9 @@ def test_a_render_worker_killed_mid_render_is_retried_not_failed(db: str) -> Non
         await w.automation("slow", hostile("slow", SLOW))
         ann = await w.subscriber()
         await w.pending("slow", ann, T0)
-        pool.render([])  # nothing: the worker starts with the first job
-        killer = threading.Timer(0.3, lambda: os.kill(pool.worker_pids()[0], signal.SIGKILL))
+        # A first email starts the worker, so the CPU it spends next is the slow render's.
+        pool.render([EmailJob("warm", None, "warm", None, {}, "https://u/t")])
+        killer = threading.Thread(target=kill_once_busy, args=(pool.worker_pids()[0],))
         killer.start()
         assert await w.run(T0, rng=random.Random(1), renderer=pool) == 1
         killer.join()
