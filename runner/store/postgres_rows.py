@@ -40,6 +40,7 @@ POSTGRES = Dialect(
         "CASE WHEN strpos(subscribers.fields, '\\u0000') > 0 THEN TRUE"
         " ELSE (subscribers.fields::json #>> '{{{commas}}}') IN ({marks}) END"
     ),
+    exact_fields=False,
     day="to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     codec=CODEC,
     batch=None,
