@@ -70,7 +70,10 @@ def _field_in(condition: FieldCondition) -> FieldIn | None:
         return None
     if not values or not all(isinstance(v, str) and not is_instant(v) for v in values):
         return None
-    return FieldIn(path, tuple(str(v) for v in values))
+    texts = tuple(str(v) for v in values)
+    if any("\x00" in text for text in texts):  # a store's JSON reading may cut text at a NUL
+        return None
+    return FieldIn(path, texts)
 
 
 def decided(audience: Condition | None, exact_fields: bool) -> bool:

@@ -92,6 +92,7 @@ class Worker:
         self._send_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._send_wake = asyncio.Event()
+        self._sweeping = False  # the last tick left a sweep unfinished
         self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
         self.event_id_retention = event_id_retention
         self._purged_at: datetime | None = None
@@ -141,7 +142,9 @@ class Worker:
             await self._purge(now)  # housekeeping: not work that calls for another round
             if ticked.changed or ticked.handled or processed:
                 self._send_wake.set()  # new sends may be due now
-            # An unfinished sweep is work: the next tick comes at once, not after the interval.
+            # An unfinished sweep is work: the next tick comes at once, not after the interval
+            # and not even after the coalescing pause (the sends it made go out meanwhile).
+            self._sweeping = ticked.more
             return bool(ticked.changed or ticked.more or processed)
 
     async def send_round(self) -> bool:
@@ -233,9 +236,13 @@ class Worker:
         until the server ends its session), and due sends still go out meanwhile.
         """
         await asyncio.gather(
-            _loop("engine", self.engine_round, self._wake, stop, interval),
+            _loop("engine", self.engine_round, self._wake, stop, interval, self._still_sweeping),
             _loop("send", self.send_round, self._send_wake, stop, interval),
         )
+
+    def _still_sweeping(self) -> bool:
+        """Whether the last tick left a sweep unfinished."""
+        return self._sweeping
 
     async def _observe_latency(self, count: int) -> None:
         """Record due-to-sent for the messages this round stored."""
@@ -273,8 +280,10 @@ async def _loop(
     wake: asyncio.Event,
     stop: asyncio.Event,
     interval: float,
+    at_once: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Rounds until `stop` is set; a failed round is logged and the loop goes on."""
+    """Rounds until `stop` is set; a failed round is logged and the loop goes on. A busy
+    round is followed by the next one after a short pause, or at once when `at_once()`."""
     while not stop.is_set():
         # Cleared before the round: a wake-up during it starts another one.
         wake.clear()
@@ -286,6 +295,9 @@ async def _loop(
         except Exception:
             log.exception("%s round failed; retrying", name)
             busy = False
+        if busy and at_once():
+            await asyncio.sleep(0)  # the other loop's rounds still take turns with this one
+            continue
         if busy:
             # Let events arriving meanwhile join the next round: bigger rounds cost
             # less per event and leave the single writer to the ingests in between.
