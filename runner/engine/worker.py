@@ -36,6 +36,9 @@ _PURGE_EVERY = timedelta(hours=1)
 # for the single writer, large enough to amortise the transaction.
 PROCESS_BATCH = 200
 COALESCE_SECONDS = 0.01
+# Engine rounds in a row that skip their tick while another replica holds the engine lock,
+# before one waits for it.
+SKIPPED_TICKS = 20
 # How long a request waits for the events received before it (read your writes), and how
 # often it looks again while another replica holds the engine lock.
 CATCH_UP_SECONDS = 10.0
@@ -93,6 +96,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._send_wake = asyncio.Event()
         self._sweeping = False  # the last tick left a sweep unfinished
+        self._skipped = 0  # ticks skipped in a row: another replica held the engine lock
         self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
         self.event_id_retention = event_id_retention
         self._purged_at: datetime | None = None
@@ -127,11 +131,18 @@ class Worker:
             now = self.clock.now()
             if self.backlog.recount_due(now):  # before waiting for another replica's lock
                 await self.count_backlog()
+            # Replicas do not queue for the engine lock to tick: while another holds it (a
+            # sweep goes on there at once) this one sends instead, waiting for the lock
+            # only after SKIPPED_TICKS skipped rounds in a row, so it still ticks for sure.
+            wait = self._skipped >= SKIPPED_TICKS
             ticked = await self.store.write(
                 lambda tx: scheduler.run_tick(
-                    tx, catalog, self.ctx, now, seconds=scheduler.TICK_SECONDS
+                    tx, catalog, self.ctx, now, seconds=scheduler.TICK_SECONDS, wait=wait
                 )
             )
+            self._skipped = self._skipped + 1 if ticked.skipped else 0
+            if ticked.skipped:
+                return False  # the holder processes the events too
             if ticked.changed:
                 catalog = await self.catalog()
             mark = self.backlog.mark()
