@@ -1,14 +1,16 @@
 """The schedule fan-out's short path: where a store's SQL test of an audience is exact, so
 rows skip the audience check and are not decoded, and the sends written from one encoded
-template equal the sends built one by one (a real SQLite store; SQLite's own JSON reading)."""
+template equal the sends built one by one (real SQLite and PostgreSQL JSON reading)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from runner.core.prefilter import decided, prefilters
 from runner.engine import worker as worker_module
 from runner.engine.entering import enter_firing, enter_firing_rows
 from runner.store.base import WriteTx
+from runner.store.postgres_rows import POSTGRES
 from runner.store.rows import dumps
 from runner.store.sqlite_rows import SQLITE
 from tests.test_apply import Db, apply, automation, db, files
@@ -35,7 +38,11 @@ WORDS = st.text(min_size=1, max_size=6).filter(
     lambda s: not s.startswith(("[", "{")) and not is_instant(s) and "\x00" not in s
 )
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=6)
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
 )
 VALUES = st.recursive(
     SCALARS,
@@ -56,23 +63,15 @@ def sqlite_field_in(fields: dict[str, Any], path: tuple[str, ...], values: list[
         return bool(found.fetchone()[0])
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(
-    expected=st.lists(WORDS, min_size=1, max_size=3),
-    actual=st.one_of(
-        VALUES, WORDS, st.sampled_from(["pro", "pro\x00x", "pro\x00", "[1]", '{"a":1}'])
-    ),
-    nested=st.booleans(),
-    same=st.booleans(),
-)
-@example(expected=["pro"], actual="pro\x00x", nested=False, same=False)
-@example(expected=["pro", "x"], actual="pro\x00", nested=True, same=False)
-@example(expected=["1"], actual=1, nested=False, same=False)
-@example(expected=["1"], actual=True, nested=False, same=False)
-@example(expected=["x"], actual=["x"], nested=False, same=False)
-def test_sqlite_field_test_decides_a_string_audience_as_python_does(
-    expected: list[str], actual: Any, nested: bool, same: bool
+def decides_as_python(
+    matches: Callable[[dict[str, Any], tuple[str, ...], list[str]], bool],
+    expected: list[str],
+    actual: Any,
+    nested: bool,
+    same: bool,
 ) -> None:
+    """A store's field test (`matches`) on a field holding `actual`, as the sweep uses it,
+    says what the runner's evaluation of the audience says."""
     if same:
         actual = expected[0]
     path = ("a", "b") if nested else ("plan",)
@@ -84,10 +83,53 @@ def test_sqlite_field_test_decides_a_string_audience_as_python_does(
     fields: dict[str, Any] = {"a": {"b": actual}} if nested else {"plan": actual}
     python = evaluate(audience, {"subscriber": {"email": "a@x.io", "fields": fields}})
     (test,) = prefilters(audience)
-    sql = sqlite_field_in(fields, path, list(test.values))  # type: ignore[union-attr]
+    sql = matches(fields, path, list(test.values))  # type: ignore[union-attr]
     # The sweep checks rows holding an escaped NUL in Python; every other row as SQL says.
     short_path = sql and ("\\u0000" not in dumps(fields) or python)
     assert short_path == python
+
+
+EXPECTED = st.lists(WORDS, min_size=1, max_size=3)
+ACTUAL = st.one_of(VALUES, WORDS, st.sampled_from(["pro", "pro\x00x", "pro\x00", "[1]", '{"a":1}']))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(expected=EXPECTED, actual=ACTUAL, nested=st.booleans(), same=st.booleans())
+@example(expected=["pro"], actual="pro\x00x", nested=False, same=False)
+@example(expected=["pro", "x"], actual="pro\x00", nested=True, same=False)
+@example(expected=["1"], actual=1, nested=False, same=False)
+@example(expected=["1"], actual=True, nested=False, same=False)
+@example(expected=["x"], actual=["x"], nested=False, same=False)
+def test_sqlite_field_test_decides_a_string_audience_as_python_does(
+    expected: list[str], actual: Any, nested: bool, same: bool
+) -> None:
+    decides_as_python(sqlite_field_in, expected, actual, nested, same)
+
+
+def test_postgres_field_test_decides_a_string_audience_as_python_does(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE subscribers (fields TEXT)")
+
+        def matches(fields: dict[str, Any], path: tuple[str, ...], values: list[str]) -> bool:
+            test = POSTGRES.field_in.format(
+                dotted=".".join(path), commas=",".join(path), marks=", ".join(["%s"] * len(values))
+            )
+            conn.execute("DELETE FROM subscribers")
+            conn.execute("INSERT INTO subscribers VALUES (%s)", (dumps(fields),))
+            found = conn.execute(f"SELECT count(*) FROM subscribers WHERE {test}", values)
+            row = found.fetchone()
+            return row is not None and bool(row[0])
+
+        @settings(max_examples=150, suppress_health_check=list(HealthCheck), deadline=None)
+        @given(expected=EXPECTED, actual=ACTUAL, nested=st.booleans(), same=st.booleans())
+        @example(expected=["1"], actual=1, nested=False, same=False)
+        @example(expected=["true"], actual=True, nested=True, same=False)
+        @example(expected=["x"], actual=["x"], nested=False, same=False)
+        @example(expected=["x"], actual="x\x00", nested=True, same=False)
+        def check(expected: list[str], actual: Any, nested: bool, same: bool) -> None:
+            decides_as_python(matches, expected, actual, nested, same)
+
+        check()
 
 
 @pytest.mark.parametrize(
