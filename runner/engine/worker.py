@@ -95,13 +95,13 @@ class Worker:
         self._send_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._send_wake = asyncio.Event()
-        self._sweeping = False  # the last tick left a sweep unfinished
-        self._skipped = 0  # ticks skipped in a row: another replica held the engine lock
         self._seen: deque[str] = deque(maxlen=_SEEN_MESSAGES)
         self.event_id_retention = event_id_retention
         self._purged_at: datetime | None = None
         self.catch_up_seconds = CATCH_UP_SECONDS
         self.backlog = Backlog()  # read by load shedding on every POST /v1/events
+        self._sweeping = False  # the last tick left a sweep unfinished
+        self._skipped = 0  # ticks skipped in a row: another replica held the engine lock
 
     def wake(self) -> None:
         """Start the next rounds now (called after an ingest or a trigger)."""
@@ -117,6 +117,10 @@ class Worker:
             self._catalog = catalog
             return catalog
         return self._catalog
+
+    def _still_sweeping(self) -> bool:
+        """Whether the last tick left a sweep unfinished."""
+        return self._sweeping
 
     async def run_once(self) -> bool:
         """One engine round, then one send round; True when either did any work."""
@@ -250,10 +254,6 @@ class Worker:
             _loop("engine", self.engine_round, self._wake, stop, interval, self._still_sweeping),
             _loop("send", self.send_round, self._send_wake, stop, interval),
         )
-
-    def _still_sweeping(self) -> bool:
-        """Whether the last tick left a sweep unfinished."""
-        return self._sweeping
 
     async def _observe_latency(self, count: int) -> None:
         """Record due-to-sent for the messages this round stored."""
