@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from runner.engine.worker import SKIPPED_TICKS
 from runner.store.errors import StoreUnavailable
 from runner.store.postgres_write import ENGINE_LOCK
 from tests import harness
@@ -73,11 +74,14 @@ def test_a_replica_counts_the_events_another_one_stored(tmp_path: Path) -> None:
         assert post(first, batch("a", 8)) == 202
         assert backlog(second) == 0  # counted at its start, before these arrived
         with psycopg.connect(first.settings.database_url) as holder:
-            # A third replica is processing: the second waits for the engine lock, but
-            # counts the queue first (at most once a second).
+            # A third replica is processing: the second counts the queue first (at most
+            # once a second), then skips its round rather than queue for the engine lock,
+            # until it has skipped SKIPPED_TICKS in a row: then it waits for the lock.
             holder.execute("SELECT pg_advisory_xact_lock(%s)", (ENGINE_LOCK,))
             second.advance(timedelta(seconds=1))
             assert second.worker is not None
+            skipped = [second.call(second.worker.engine_round) for _ in range(SKIPPED_TICKS)]
+            assert skipped == [False] * SKIPPED_TICKS
             with pytest.raises(StoreUnavailable, match="lock timeout"):
                 second.call(second.worker.engine_round)
         assert backlog(second) == 8

@@ -25,7 +25,18 @@ __all__ = ["db"]
 
 DAILY = "{type: schedule, cron: '0 9 * * *'}"
 NINE = at("2026-03-02T09:00")
-PLANS: list[Any] = ["pro", "free", "5", 5, {"x": "pro"}, "pro", "Pro", None, "2026-01-01"]
+PLANS: list[Any] = [
+    "pro",
+    "free",
+    "5",
+    5,
+    {"x": "pro"},
+    "pro",
+    "Pro",
+    None,
+    "2026-01-01",
+    "pro\x00",
+]
 
 
 def run_tick(db: Db, when: str, budget: int, seconds: float | None = None) -> Any:

@@ -235,6 +235,24 @@ def test_due_query_uses_the_partial_index(tmp_path: Path) -> None:
     assert any("USING INDEX pending_due" in str(row[-1]) for row in plan), plan
 
 
+def test_pending_sends_keep_one_index_per_hot_query(tmp_path: Path) -> None:
+    """A fan-out's inserts pay for every index: the active sends of a subscriber are found
+    through sends_by_subscriber (pending_by_subscriber was a second index for them)."""
+    path = tmp_path / "s.db"
+    run(path, lambda store, clock: seed(store))
+    db = sqlite3.connect(path)
+    names = {row[1] for row in db.execute("PRAGMA index_list(pending_sends)")}
+    active = (
+        "SELECT * FROM pending_sends WHERE subscriber_id = 1 AND status IN ('pending', 'claimed')"
+        " AND automation_id = 'a'"
+    )
+    plan = db.execute(f"EXPLAIN QUERY PLAN {active}").fetchall()
+    db.close()
+    assert "pending_by_subscriber" not in names
+    assert {"pending_due", "pending_by_automation", "sends_by_subscriber"} <= names
+    assert any("sends_by_subscriber" in str(row[-1]) for row in plan), plan
+
+
 CHILD = """
 import asyncio, json, os, sys
 from datetime import UTC, datetime

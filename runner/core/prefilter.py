@@ -70,4 +70,23 @@ def _field_in(condition: FieldCondition) -> FieldIn | None:
         return None
     if not values or not all(isinstance(v, str) and not is_instant(v) for v in values):
         return None
-    return FieldIn(path, tuple(str(v) for v in values))
+    texts = tuple(str(v) for v in values)
+    if any("\x00" in text for text in texts):  # a store's JSON reading may cut text at a NUL
+        return None
+    return FieldIn(path, texts)
+
+
+def decided(audience: Condition | None, exact_fields: bool) -> bool:
+    """Whether the `prefilters` of `audience` decide it on their own, so a row they pass
+    needs no audience check: group membership always; a field's strings only where the
+    store's field test is `exact_fields` (true for the string's value at that path, false
+    for any other value) and no string could be the JSON text of a list or object (which a
+    store may compare as text)."""
+    if audience is None or isinstance(audience, GroupCondition):
+        return True
+    if isinstance(audience, AllCondition):
+        return all(decided(part, exact_fields) for part in audience.all)
+    if not exact_fields or not isinstance(audience, FieldCondition):
+        return False
+    found = _field_in(audience)
+    return found is not None and not any(v.startswith(("[", "{")) for v in found.values)

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from runner.core.prefilter import Prefilter
 from runner.core.records import Subscriber
 from runner.engine.catalog import TICK, Live
-from runner.store.base import ReadTx, WriteTx
+from runner.store.base import ReadTx, SweepRow, WriteTx
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -99,15 +102,41 @@ def next_window(
 ) -> list[Subscriber]:
     """The next page of a sweep of live, unsuppressed subscribers passing `tests` (in SQL),
     scanning at most SCAN_WINDOW ids past the cursor; charged to the tick's budget."""
+    return _window(tx, cursor, budget, tests, tx.sweep_page, _subscriber_id)
+
+
+def next_rows(
+    tx: WriteTx, cursor: Cursor, budget: Budget, tests: tuple[Prefilter, ...]
+) -> list[SweepRow]:
+    """`next_window` as undecoded rows (`sweep_rows`)."""
+    return _window(tx, cursor, budget, tests, tx.sweep_rows, _row_id)
+
+
+def _subscriber_id(subscriber: Subscriber) -> int:
+    assert subscriber.id is not None
+    return subscriber.id
+
+
+def _row_id(row: SweepRow) -> int:
+    return row[0]
+
+
+def _window(
+    tx: WriteTx,
+    cursor: Cursor,
+    budget: Budget,
+    tests: tuple[Prefilter, ...],
+    fetch: Callable[[int, int, int, tuple[Prefilter, ...]], list[T]],
+    ident: Callable[[T], int],
+) -> list[T]:
     if budget.left <= 0:
         return []
     wanted, until = min(budget.left, PAGE), cursor.after_id + SCAN_WINDOW
     budget.pages += 1
-    page = tx.sweep_page(cursor.after_id, until, wanted, tests)
+    page = fetch(cursor.after_id, until, wanted, tests)
     budget.left -= len(page)
     if len(page) == wanted:
-        assert page[-1].id is not None
-        cursor.after_id = page[-1].id
+        cursor.after_id = ident(page[-1])
         return page
     cursor.after_id = until  # every id up to `until` has been looked at
     if until >= tx.last_subscriber_id():

@@ -110,6 +110,52 @@ def enter_firing(
     return sum(send.status is SendStatus.PENDING for send in sends)
 
 
+def enter_firing_rows(
+    tx: WriteTx,
+    ctx: EngineContext,
+    live: Live,
+    rows: Sequence[tuple[int, str, dict[str, Any] | None]],
+    trigger_at: datetime,
+    event_var: dict[str, Any],
+) -> int:
+    """`enter_firing` for live, unsuppressed subscribers given as (id, email, fields), their
+    audience already checked: the same entries and sends, written without building a send
+    per subscriber. `fields` is read only when the send window is in the subscriber's zone
+    (`needs_fields`); otherwise it may be None. The number accepted."""
+    if not isinstance(live.model.trigger, DateTrigger | ScheduleTrigger):
+        raise ValueError(f"{live.id!r} is not a date or schedule automation")
+    if not rows:
+        return 0
+    ids = new_ids(trigger_at, len(rows))
+    first = Subscriber(rows[0][0], rows[0][1], rows[0][2] or {})
+    template = _new_send(ctx, live, first, trigger_at, event_var, None, send_id=ids[0])
+    if needs_fields(live):
+        dues: dict[object, datetime] = {}
+
+        def due_of(fields: dict[str, Any] | None) -> datetime:
+            key = (fields or {}).get("timezone")
+            key = key if isinstance(key, str) else None
+            found = dues.get(key)
+            if found is None:
+                person = Subscriber(first.id, first.email, fields or {})
+                found = dues[key] = _new_send(ctx, live, person, trigger_at, event_var, None).due_at
+            return found
+
+        varying = [(i, s, e, due_of(f)) for i, (s, e, f) in zip(ids, rows, strict=True)]
+    else:
+        due = template.due_at
+        varying = [(i, s, e, due) for i, (s, e, _) in zip(ids, rows, strict=True)]
+    tx.record_entries(live.id, [row[0] for row in rows], trigger_at)
+    tx.insert_pendings_like(template, varying)
+    return len(rows)
+
+
+def needs_fields(live: Live) -> bool:
+    """Whether a send's due time depends on the subscriber (a window in their zone)."""
+    window = live.model.send_window
+    return window is not None and window.timezone == "subscriber"
+
+
 def api_trigger(
     tx: WriteTx,
     catalog: Catalog,

@@ -35,11 +35,13 @@ _STOPPED = Status.STOPPED.value
 
 @dataclass(frozen=True)
 class TickResult:
-    """What a tick did: status history changed; subscribers handled; a sweep is unfinished."""
+    """What a tick did: status history changed; subscribers handled; a sweep is unfinished;
+    skipped because another replica held the engine lock (only when not waiting for it)."""
 
     changed: bool
     handled: int
     more: bool
+    skipped: bool = False
 
 
 def tick(
@@ -62,10 +64,17 @@ def run_tick(
     *,
     budget: int = SUBSCRIBER_BUDGET,
     seconds: float | None = None,
+    wait: bool = True,
 ) -> TickResult:
     """One round of time-driven work at `now`, saying whether more is waiting; sweeps start
-    no page after `seconds` (None: only `budget` bounds them)."""
-    tx.lock_engine()  # one replica ticks at a time: sweep cursors are read and written whole
+    no page after `seconds` (None: only `budget` bounds them). Without `wait`, a tick while
+    another replica holds the engine lock is skipped: that replica is ticking or processing
+    events, and ticks again itself."""
+    # One replica ticks at a time: sweep cursors are read and written whole.
+    if wait:
+        tx.lock_engine()
+    elif not tx.try_lock_engine():
+        return TickResult(False, 0, False, skipped=True)
     changed = advance_lifecycle(tx, catalog, now)
     if changed:  # later steps ask "was it running then?": use the moments just recorded
         catalog = Catalog.build(tx.automations(), tx.status_changes())

@@ -34,6 +34,9 @@ _PURGE_EVERY = timedelta(hours=1)
 # for the single writer, large enough to amortise the transaction.
 PROCESS_BATCH = 200
 COALESCE_SECONDS = 0.01
+# Engine rounds in a row that skip their tick while another replica holds the engine lock,
+# before one waits for it.
+SKIPPED_TICKS = 20
 # How long a request waits for the events received before it (read your writes), and how
 # often it looks again while another replica holds the engine lock.
 CATCH_UP_SECONDS = 10.0
@@ -95,6 +98,8 @@ class Worker:
         self._purged_at: datetime | None = None
         self.catch_up_seconds = CATCH_UP_SECONDS
         self.backlog = Backlog()  # read by load shedding on every POST /v1/events
+        self._sweeping = False  # the last tick left a sweep unfinished
+        self._skipped = 0  # ticks skipped in a row: another replica held the engine lock
 
     def wake(self) -> None:
         """Start the next rounds now (called after an ingest or a trigger)."""
@@ -116,6 +121,10 @@ class Worker:
                 self._catalog = catalog
             return self._catalog
 
+    def _still_sweeping(self) -> bool:
+        """Whether the last tick left a sweep unfinished."""
+        return self._sweeping
+
     async def run_once(self) -> bool:
         """One engine round, then one send round; True when either did any work."""
         engine = await self.engine_round()
@@ -129,11 +138,18 @@ class Worker:
             now = self.clock.now()
             if self.backlog.recount_due(now):  # before waiting for another replica's lock
                 await self.count_backlog()
+            # Replicas do not queue for the engine lock to tick: while another holds it (a
+            # sweep goes on there at once) this one sends instead, waiting for the lock
+            # only after SKIPPED_TICKS skipped rounds in a row, so it still ticks for sure.
+            wait = self._skipped >= SKIPPED_TICKS
             ticked = await self.store.write(
                 lambda tx: scheduler.run_tick(
-                    tx, catalog, self.ctx, now, seconds=scheduler.TICK_SECONDS
+                    tx, catalog, self.ctx, now, seconds=scheduler.TICK_SECONDS, wait=wait
                 )
             )
+            self._skipped = self._skipped + 1 if ticked.skipped else 0
+            if ticked.skipped:
+                return False  # the holder processes the events too
             if ticked.changed:
                 catalog = await self.catalog()
             mark = self.backlog.mark()
@@ -144,7 +160,9 @@ class Worker:
             await self._purge(now)  # housekeeping: not work that calls for another round
             if ticked.changed or ticked.handled or processed:
                 self._send_wake.set()  # new sends may be due now
-            # An unfinished sweep is work: the next tick comes at once, not after the interval.
+            # An unfinished sweep is work: the next tick comes at once, not after the interval
+            # and not even after the coalescing pause (the sends it made go out meanwhile).
+            self._sweeping = ticked.more
             return bool(ticked.changed or ticked.more or processed)
 
     async def send_round(self) -> bool:
@@ -236,7 +254,7 @@ class Worker:
         until the server ends its session), and due sends still go out meanwhile.
         """
         await asyncio.gather(
-            _loop("engine", self.engine_round, self._wake, stop, interval),
+            _loop("engine", self.engine_round, self._wake, stop, interval, self._still_sweeping),
             _loop("send", self.send_round, self._send_wake, stop, interval),
         )
 
@@ -258,8 +276,10 @@ async def _loop(
     wake: asyncio.Event,
     stop: asyncio.Event,
     interval: float,
+    at_once: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Rounds until `stop` is set; a failed round is logged and the loop goes on."""
+    """Rounds until `stop` is set; a failed round is logged and the loop goes on. A busy
+    round is followed by the next one after a short pause, or at once when `at_once()`."""
     while not stop.is_set():
         # Cleared before the round: a wake-up during it starts another one.
         wake.clear()
@@ -271,6 +291,9 @@ async def _loop(
         except Exception:
             log.exception("%s round failed; retrying", name)
             busy = False
+        if busy and at_once():
+            await asyncio.sleep(0)  # the other loop's rounds still take turns with this one
+            continue
         if busy:
             # Let events arriving meanwhile join the next round: bigger rounds cost
             # less per event and leave the single writer to the ingests in between.

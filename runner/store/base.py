@@ -33,6 +33,9 @@ from runner.core.records import (
 from runner.store.claims import ClaimsTx
 from runner.store.dashboard_stats import DayStats, MessageCounts, Rates, RevisionStats
 
+# A subscriber of a sweep, undecoded: id, email, fields and groups (JSON text).
+SweepRow = tuple[int, str, str, str]
+
 T = TypeVar("T")
 
 
@@ -91,6 +94,15 @@ class ReadTx(Protocol):
     ) -> list[Subscriber]:
         """Live, unsuppressed subscribers with after_id < id <= until_id passing every test,
         by id, at most `limit`: a page of a firing's sweep."""
+
+    def sweep_rows(
+        self, after_id: int, until_id: int, limit: int, tests: Sequence[Prefilter] = ()
+    ) -> list[SweepRow]:
+        """`sweep_page` as undecoded rows: id, email, fields and groups (JSON text)."""
+
+    def exact_field_tests(self) -> bool:
+        """Whether this store's field tests match exactly where the audience check would,
+        except on fields holding an escaped NUL (`\\u0000`), see `decided` in prefilter."""
 
     def last_subscriber_id(self) -> int:
         """The highest subscriber id (0 without subscribers)."""
@@ -261,6 +273,12 @@ class WriteTx(ReadTx, ClaimsTx, Protocol):
 
     def insert_pendings(self, sends: Sequence[PendingSend]) -> None:
         """`insert_pending` for many sends at once (one statement, many rows)."""
+
+    def insert_pendings_like(
+        self, template: PendingSend, varying: Sequence[tuple[str, int, str, datetime]]
+    ) -> None:
+        """`insert_pendings` of sends equal to `template`, a new series' first send, but for
+        their (id, subscriber id, email, due time); each is its own series."""
 
     def insert_pending(self, send: PendingSend) -> None:
         """Store a new pending send (or a send cancelled at once)."""

@@ -33,6 +33,9 @@ class Dialect:
     # path of plain keys: `{dotted}` is the path as `a.b`, `{commas}` as `a,b`, `{marks}` the
     # placeholders. It may pass extra rows (the audience is evaluated after), never miss one.
     field_in: str
+    # Whether `field_in` matches exactly the rows the audience check would (`decided` in
+    # runner/core/prefilter.py), so those rows skip it.
+    exact_fields: bool
     day: str  # the UTC day (`YYYY-MM-DD` text) of the time column named `{}`
     codec: RowCodec
     batch: int | None  # values per list test (SQLite bounds its host parameters); None: all

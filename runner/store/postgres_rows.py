@@ -35,11 +35,15 @@ POSTGRES = Dialect(
     unprocessed="NOT processed",
     in_group="jsonb_exists(groups::jsonb, %s)",
     # `json` (not jsonb) reads any stored text; only de-escaping a NUL fails, so a row holding
-    # one is passed through to the audience check rather than failing the whole page.
+    # one is passed through to the audience check rather than failing the whole page. `#>>`
+    # gives a number's or a list's text too: only a JSON string is let through, so the test
+    # is exact (`decided` in runner/core/prefilter.py).
     field_in=(
         "CASE WHEN strpos(subscribers.fields, '\\u0000') > 0 THEN TRUE"
-        " ELSE (subscribers.fields::json #>> '{{{commas}}}') IN ({marks}) END"
+        " ELSE (subscribers.fields::json #>> '{{{commas}}}') IN ({marks})"
+        " AND json_typeof(subscribers.fields::json #> '{{{commas}}}') = 'string' END"
     ),
+    exact_fields=True,
     day="to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     codec=CODEC,
     batch=None,

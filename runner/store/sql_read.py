@@ -18,7 +18,7 @@ from runner.core.records import (
     Subscriber,
     normalise_email,
 )
-from runner.store.base import Stats
+from runner.store.base import Stats, SweepRow
 from runner.store.dialect import Dialect
 from runner.store.read_queries import ReadQueries
 from runner.store.rows import Row, stats_of
@@ -117,9 +117,28 @@ class SqlReadTx:
     ) -> list[Subscriber]:
         """Live, unsuppressed subscribers with after_id < id <= until_id passing every test,
         by id, at most `limit`: a page of a firing's sweep."""
+        sql, args = self._sweep_sql("*", after_id, until_id, limit, tests)
+        subscriber_of = self.dialect.codec.subscriber_of
+        return [subscriber_of(r) for r in self._all(sql, *args)]
+
+    def sweep_rows(
+        self, after_id: int, until_id: int, limit: int, tests: Sequence[Prefilter] = ()
+    ) -> list[SweepRow]:
+        """`sweep_page` as undecoded rows: id, email, fields and groups (JSON text)."""
+        sql, args = self._sweep_sql("id, email, fields, groups", after_id, until_id, limit, tests)
+        return [(r["id"], r["email"], r["fields"], r["groups"]) for r in self._all(sql, *args)]
+
+    def exact_field_tests(self) -> bool:
+        """Whether this store's field tests match exactly where the audience check would,
+        except on fields holding an escaped NUL (`\\u0000`), see `decided` in prefilter."""
+        return self.dialect.exact_fields
+
+    def _sweep_sql(
+        self, columns: str, after_id: int, until_id: int, limit: int, tests: Sequence[Prefilter]
+    ) -> tuple[str, list[object]]:
         mark = self.dialect.positional
         sql = (
-            f"SELECT * FROM subscribers WHERE id > {mark} AND id <= {mark}"
+            f"SELECT {columns} FROM subscribers WHERE id > {mark} AND id <= {mark}"
             " AND deleted_at IS NULL AND suppressed IS NULL"
         )
         args: list[object] = [after_id, until_id]
@@ -132,10 +151,7 @@ class SqlReadTx:
             dotted, commas = ".".join(test.path), ",".join(test.path)
             sql += " AND " + self.dialect.field_in.format(dotted=dotted, commas=commas, marks=marks)
             args.extend(test.values)
-        subscriber_of = self.dialect.codec.subscriber_of
-        return [
-            subscriber_of(r) for r in self._all(f"{sql} ORDER BY id LIMIT {mark}", *args, limit)
-        ]
+        return f"{sql} ORDER BY id LIMIT {mark}", [*args, limit]
 
     def last_subscriber_id(self) -> int:
         """The highest subscriber id (0 without subscribers)."""

@@ -29,6 +29,26 @@ class SqlSendsTx(SqlReadTx):
         """Store many new pending sends with one statement (ids already stored are kept)."""
         self._insert_rows(self.writes.insert_pending, self.dialect.codec.send_rows(sends))
 
+    def insert_pendings_like(
+        self, template: PendingSend, varying: Sequence[tuple[str, int, str, datetime]]
+    ) -> None:
+        """`insert_pendings` of sends equal to `template`, a new series' first send, but for
+        their (id, subscriber id, email, due time): the shared values are encoded once."""
+        if template.series_id != template.id:
+            raise ValueError("insert_pendings_like() takes the first send of a new series")
+        values = self.dialect.codec.send_values(template)
+        # The columns of SEND_COLUMNS: id, automation, subscriber, email, due, then shared
+        # ones up to series_id (the send's own id), then shared ones again.
+        automation, middle, tail = values[1], values[5:9], values[10:]
+        write_time, dues = self.dialect.write_time, {template.due_at: values[4]}
+        rows = []
+        for send_id, subscriber_id, email, due_at in varying:
+            due = dues.get(due_at)
+            if due is None:
+                due = dues[due_at] = write_time(due_at)
+            rows.append((send_id, automation, subscriber_id, email, due, *middle, send_id, *tail))
+        self._insert_rows(self.writes.insert_pending, rows)
+
     def set_status(
         self,
         send_ids: Sequence[str],

@@ -38,6 +38,7 @@ SQLITE = Dialect(
     unprocessed="processed = 0",
     in_group="EXISTS (SELECT 1 FROM json_each(subscribers.groups) WHERE value = ?)",
     field_in="json_extract(subscribers.fields, '$.{dotted}') IN ({marks})",
+    exact_fields=True,
     day="substr({}, 1, 10)",
     codec=CODEC,
     batch=500,  # well under SQLite's bound-variable limit
