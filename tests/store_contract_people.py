@@ -97,6 +97,18 @@ async def check_subscribers_by_prefix(store: Store, clock: FakeClock) -> None:
     assert await store.read(lambda tx: tx.subscribers_by_prefix("nothing:")) == []
 
 
+async def check_subscribers_by_emails(store: Store, clock: FakeClock) -> None:
+    ann, bob = await seed(store, "ann@example.com", "bob@example.com")
+    wanted = ["bob@example.com", "ann@example.com", "nobody@example.com", "ann@example.com"]
+    found = await store.read(lambda tx: tx.subscribers_by_emails(wanted))
+    assert {email: s.id for email, s in found.items()} == {
+        "ann@example.com": ann,
+        "bob@example.com": bob,
+    }
+    assert found["ann@example.com"] == await store.read(lambda tx: tx.subscriber_by_id(ann))
+    assert await store.read(lambda tx: tx.subscribers_by_emails([])) == {}
+
+
 async def check_events_of_one_email(store: Store, clock: FakeClock) -> None:
     await store.ingest([event("e1"), event("e2", email="bob@example.com"), event("e3")])
     await store.write(lambda tx: tx.add_event("subscriber.added", "ANN@example.com", {}, START))
@@ -214,6 +226,7 @@ PEOPLE_CONTRACT: list[Check] = [
     check_try_lock_engine_in_a_lone_transaction,
     check_subscribers_are_listed_by_filters_and_pages,
     check_subscribers_by_prefix,
+    check_subscribers_by_emails,
     check_events_of_one_email,
     check_sends_and_messages_of_subscribers,
     check_suppression_lifts_and_their_notes,

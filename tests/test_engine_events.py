@@ -205,6 +205,70 @@ def test_first_event_creates_subscriber_and_derived_events_are_stored_in_order(
     assert h.process() == 0, "everything was marked processed"
 
 
+def test_a_batch_reads_its_subscribers_at_once_and_later_events_see_earlier_ones(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.store.sqlite_write import SqliteWriteTx
+
+    h.post("signup", "carl@example.com", fields={"plan": "free"})
+    assert h.process() == 1
+    h.post("signup", "ann@example.com", fields={"name": "Ann"})
+    h.post("profile", "ANN@example.com", fields={"plan": "pro"})
+    h.post("signup", "bob@example.com")
+    h.post("profile", "carl@example.com", fields={"plan": "pro"})
+    reads: list[str] = []
+    single = SqliteWriteTx.subscriber
+    batch = SqliteWriteTx.subscribers_by_emails
+
+    def subscriber(tx: SqliteWriteTx, email: str) -> Subscriber | None:
+        reads.append(email)
+        return single(tx, email)
+
+    def subscribers_by_emails(tx: SqliteWriteTx, emails: Any) -> dict[str, Subscriber]:
+        reads.append("batch:" + ",".join(sorted(emails)))
+        return batch(tx, emails)
+
+    monkeypatch.setattr(SqliteWriteTx, "subscriber", subscriber)
+    monkeypatch.setattr(SqliteWriteTx, "subscribers_by_emails", subscribers_by_emails)
+    assert h.process() == 4
+    assert reads == ["batch:ann@example.com,bob@example.com,carl@example.com", "ann@example.com"]
+    ann, carl = h.subscriber(), h.subscriber("carl@example.com")
+    assert ann is not None and ann.fields == {"name": "Ann", "plan": "pro"}
+    assert carl is not None and carl.fields == {"plan": "pro"}
+    assert [e.type for e in h.events("ann@example.com", ["subscriber.added"])] == [
+        "subscriber.added"
+    ]
+    assert [e.data["changed"] for e in h.events("carl@example.com", ["subscriber.updated"])] == [
+        ["plan"]
+    ]
+    assert h.read(lambda tx: tx.failed_events(10)) == []
+
+
+def test_a_batch_applied_again_after_a_failure_starts_from_the_subscribers_before_it(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runner.engine.entering import enter as real_enter
+
+    def enter(tx: WriteTx, *args: Any, **kwargs: Any) -> Any:
+        if args[2].email == "bad@example.com":
+            raise RuntimeError("boom")
+        return real_enter(tx, *args, **kwargs)
+
+    monkeypatch.setattr(events_module, "enter", enter)
+    h.apply("welcome", {"type": "event", "event": "signup"})
+    h.post("signup", "ann@example.com", fields={"name": "Ann"})
+    h.post("signup", "bad@example.com")
+    h.post("profile", "ann@example.com", fields={"plan": "pro"})
+    with caplog.at_level(logging.CRITICAL, logger="runner.engine.events"):
+        assert h.process() == 3
+    ann = h.subscriber()
+    assert ann is not None and ann.fields == {"name": "Ann", "plan": "pro"}
+    assert len(h.events("ann@example.com", ["subscriber.added"])) == 1
+    assert len(h.events("ann@example.com", ["subscriber.updated"])) == 1
+    assert [s.email for s in h.sends("welcome")] == ["ann@example.com"]
+    assert h.subscriber("bad@example.com") is None
+
+
 def test_derived_events_trigger_before_the_event_and_see_the_updated_subscriber(
     h: Harness,
 ) -> None:

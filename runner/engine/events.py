@@ -1,8 +1,9 @@
 """Processing received events in seq order (docs/events.md): subscriber upserts, derived
 events, `exit_on` cancellation, and event and email trigger matching with gating.
 
-This is the hot path: each event costs one subscriber read and write, one index lookup per
-derived event, and store reads only when an automation actually listens.
+This is the hot path: each event costs one subscriber write (a batch's subscribers are read
+at once), one index lookup per derived event, and store reads only when an automation
+actually listens.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ def process_pending(tx: WriteTx, catalog: Catalog, ctx: EngineContext, limit: in
     """Process up to `limit` unprocessed events in seq order; returns how many."""
     tx.lock_engine()  # replicas on one database take turns: events stay in seq order
     events = tx.unprocessed_events(limit)
+    known = _BatchSubscribers(tx, events)
 
     def process(event: StoredEvent) -> None:
         if event.id is None and event.type in EMAIL_EVENTS:
-            _internal(tx, catalog, ctx, event)
+            _internal(tx, catalog, ctx, event, known)
         else:
-            _received(tx, catalog, ctx, event)
+            _received(tx, catalog, ctx, event, known)
 
     def failed(event: StoredEvent, error: Exception) -> None:
         # A bad event must not block the queue forever; its own work is undone.
@@ -50,12 +52,43 @@ def process_pending(tx: WriteTx, catalog: Catalog, ctx: EngineContext, limit: in
     return len(events)
 
 
-def _received(tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent) -> None:
+class _BatchSubscribers:
+    """The subscribers of a batch's emails as they were before the batch, read at once.
+
+    Only the first event of an email in the batch is given that snapshot: a later one must
+    see what the earlier ones wrote, so it reads the store. A batch applied again after a
+    failure (apply_isolated) starts from the snapshot's state again, so it stays right.
+    """
+
+    def __init__(self, tx: WriteTx, events: list[StoredEvent]) -> None:
+        self._tx = tx
+        self._first: dict[str, int] = {}  # email -> seq of its first event in the batch
+        for event in events:
+            try:
+                self._first.setdefault(normalise_email(event.email), event.seq)
+            except ValueError:
+                continue
+        self._before = tx.subscribers_by_emails(self._first) if self._first else {}
+
+    def get(self, email: str, event: StoredEvent) -> Subscriber | None:
+        """The subscriber of normalised `email` as `event`'s processing must see it."""
+        if self._first.get(email) == event.seq:
+            return self._before.get(email)
+        return self._tx.subscriber(email)
+
+
+def _received(
+    tx: WriteTx,
+    catalog: Catalog,
+    ctx: EngineContext,
+    event: StoredEvent,
+    known: _BatchSubscribers,
+) -> None:
     try:
         email = normalise_email(event.email)
     except ValueError:  # the API refuses these; a bad row must not stop the queue
         return
-    existing = tx.subscriber(email)
+    existing = known.get(email, event)
     if existing is None and event.type == DELETED:
         return  # nothing to erase: deleting an unknown email creates nobody
     update = apply_event(existing, event)
@@ -70,10 +103,16 @@ def _received(tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEv
         _handle(tx, catalog, ctx, event, subscriber, made)
 
 
-def _internal(tx: WriteTx, catalog: Catalog, ctx: EngineContext, event: StoredEvent) -> None:
+def _internal(
+    tx: WriteTx,
+    catalog: Catalog,
+    ctx: EngineContext,
+    event: StoredEvent,
+    known: _BatchSubscribers,
+) -> None:
     """An `email.<action>` event recorded from provider feedback or by the sender."""
     try:
-        subscriber = tx.subscriber(normalise_email(event.email))
+        subscriber = known.get(normalise_email(event.email), event)
     except ValueError:
         return
     if subscriber is None or subscriber.deleted_at is not None:

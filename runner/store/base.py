@@ -86,6 +86,10 @@ class ReadTx(Protocol):
         """The subscribers of `subscriber_ids` that exist, by id (the sender's checks read a
         round's subscribers at once)."""
 
+    def subscribers_by_emails(self, emails: Collection[str]) -> dict[str, Subscriber]:
+        """The subscribers of the normalised `emails` that exist, by email (event processing
+        reads a batch's subscribers at once)."""
+
     def subscribers(self, after_id: int, limit: int) -> list[Subscriber]:
         """Live (not deleted) subscribers with id > after_id, by id: pages for firings."""
 

@@ -107,6 +107,18 @@ class SqlReadTx:
                     found[subscriber.id] = subscriber
         return found
 
+    def subscribers_by_emails(self, emails: Collection[str]) -> dict[str, Subscriber]:
+        """The subscribers of the normalised `emails` that exist, by email (one read per
+        batch of emails, on the email's unique index)."""
+        subscriber_of = self.dialect.codec.subscriber_of
+        found: dict[str, Subscriber] = {}
+        for batch in self.dialect.batches(sorted(set(emails))):
+            test, args = self.dialect.one_of("email", batch)
+            for row in self._all(f"SELECT * FROM subscribers WHERE {test}", *args):
+                subscriber = subscriber_of(row)
+                found[subscriber.email] = subscriber
+        return found
+
     def subscribers(self, after_id: int, limit: int) -> list[Subscriber]:
         """Live (not deleted) subscribers with id > after_id, by id."""
         subscriber_of = self.dialect.codec.subscriber_of

@@ -8,7 +8,7 @@ primitives (`_one`, `_all`, `_run`, `_many`), the event insert and what truly di
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from runner.core.records import (
     AppliedAutomation,
@@ -19,7 +19,7 @@ from runner.core.records import (
     normalise_email,
 )
 from runner.store.errors import EventConflict
-from runner.store.rows import dumps, opt_dumps
+from runner.store.rows import dumps, loads, opt_dumps
 from runner.store.sql_dashboard import DashboardWrites
 from runner.store.sql_sends import SqlSendsTx
 
@@ -118,17 +118,32 @@ class SqlWriteTx(DashboardWrites, SqlSendsTx):
         processed: bool = True,
     ) -> StoredEvent:
         """Store a derived or internal event (no client id)."""
+        email = normalise_email(email)
+        text = dumps(data)
         row = self._one(
             self.writes.insert_event,
             type,
-            normalise_email(email),
-            dumps(data),
+            email,
+            text,
             self.dialect.write_time(received_at),
             derived_from,
             self.dialect.flag(processed),
         )
         assert row is not None
-        return self.dialect.codec.event_of(row)
+        # Built from what was written rather than read back (RETURNING *): the same values
+        # as the row's, without fetching and decoding every column of every derived event.
+        return StoredEvent(
+            seq=row["seq"],
+            id=None,
+            type=type,
+            email=email,
+            fields=None,
+            groups=None,
+            data=loads(text),
+            occurred_at=None,
+            received_at=received_at.astimezone(UTC),  # as either store reads it back
+            derived_from=derived_from,
+        )
 
     def mark_failed(self, seq: int, error: str) -> None:
         """Mark a received event processed, recording why its processing failed."""

@@ -35,7 +35,7 @@ class WriteQueries:
         self.insert_event = r(
             "INSERT INTO events (client_id, type, email, fields, groups, data, occurred_at,"
             " received_at, derived_from, processed)"
-            " VALUES (NULL, ?, ?, NULL, NULL, ?, NULL, ?, ?, ?) RETURNING *"
+            " VALUES (NULL, ?, ?, NULL, NULL, ?, NULL, ?, ?, ?) RETURNING seq"
         )
         self.insert_events = r(
             "INSERT INTO events (seq, client_id, type, email, fields, groups, data, occurred_at,"
