@@ -16,23 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
-import sqlite3
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
-import uvicorn
 import uvloop
 from aiohttp import web
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from asgi_kit import GroupCommitWriter, Receive, Scope, Send, answer_json, read_body, run_app
 
 # --- the fake Resend ---------------------------------------------------------------------------
 
@@ -46,22 +38,12 @@ def _note(email: Any, now: float) -> None:
     _last[0] = now
 
 
-async def _body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    more = True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
 async def fake_resend(scope: Scope, receive: Receive, send: Send) -> None:
     """Resend's success answers, and the arrivals for the load client."""
     if scope["type"] != "http":
         return
     path = scope["path"]
-    body = await _body(receive)
+    body = await read_body(receive)
     now = time.monotonic()
     answer: Any
     if path == "/emails":
@@ -80,61 +62,14 @@ async def fake_resend(scope: Scope, receive: Receive, send: Send) -> None:
         answer = {"count": len(_times), "last": _last[0]}
         if b"dump=1" in scope.get("query_string", b""):
             answer["times"] = _times
-    data = json.dumps(answer).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-
-
-def run_fake(port: int) -> None:
-    uvicorn.run(
-        fake_resend,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        backlog=4096,
-    )
+    await answer_json(send, answer)
 
 
 # --- the relay baseline ------------------------------------------------------------------------
 
 
-class GroupCommit:
-    """One writer thread: inserts every queued event and commits them in one transaction."""
-
-    def __init__(self, path: str) -> None:
-        self.queue: queue.Queue[tuple[bytes, asyncio.Future[None], asyncio.AbstractEventLoop]]
-        self.queue = queue.Queue()
-        self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA synchronous=FULL")
-        self.connection.execute("CREATE TABLE IF NOT EXISTS events (body BLOB NOT NULL)")
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            batch = [self.queue.get()]
-            while not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            self.connection.execute("BEGIN IMMEDIATE")
-            self.connection.executemany(
-                "INSERT INTO events (body) VALUES (?)", [(body,) for body, _, _ in batch]
-            )
-            self.connection.execute("COMMIT")
-            for _, future, loop in batch:
-                loop.call_soon_threadsafe(future.set_result, None)
-
-    async def store(self, body: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self.queue.put((body, future, loop))
-        await future
-
-
 def relay_app(database: str, provider: str) -> web.Application:
-    writer = GroupCommit(database)
+    writer = GroupCommitWriter(database)
     state: dict[str, aiohttp.ClientSession] = {}
 
     async def start(app: web.Application) -> None:
@@ -173,7 +108,7 @@ def relay_app(database: str, provider: str) -> web.Application:
 def main() -> None:
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "fake":
-        run_fake(port)
+        run_app(fake_resend, port)
     else:
         # The same event loop as serve's, so the baseline is not slowed by asyncio's own.
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

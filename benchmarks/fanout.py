@@ -26,13 +26,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
+from asgi_kit import Receive, Scope, Send, answer_json, read_body, run_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,10 +48,6 @@ from runner.providers import Providers
 from runner.providers.http import make_client
 from runner.providers.resend import ResendProvider
 from runner.store import open_store
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 BEFORE = datetime(2026, 3, 2, 8, 59, tzinfo=UTC)  # where the workers start, warmed up
 CTX = EngineContext("UTC", "https://mail.shop.test", b"unsubscribe-key-for-bench-000000")
@@ -72,15 +68,10 @@ async def fake_resend(scope: Scope, receive: Receive, send: Send) -> None:
     """Resend's success answers for /emails and /emails/batch; GET /counts reports."""
     if scope["type"] != "http":
         return
-    chunks: list[bytes] = []
-    more = True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
+    received = await read_body(receive)
     answer: Any = dict(_counts)
     if scope["path"].startswith("/emails"):
-        body = json.loads(b"".join(chunks))
+        body = json.loads(received)
         items = body if isinstance(body, list) else [body]
         for item in items:
             ident = _send_id(item)
@@ -89,18 +80,12 @@ async def fake_resend(scope: Scope, receive: Receive, send: Send) -> None:
             _seen.add(ident)
         ids = [{"id": str(uuid.uuid4())} for _ in items]
         answer = {"data": ids} if isinstance(body, list) else ids[0]
-    data = json.dumps(answer).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    await answer_json(send, answer)
 
 
 def serve_forever(port: int) -> None:
     """Run the fake on 127.0.0.1:port until killed."""
-    uvicorn.run(
-        fake_resend, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-        lifespan="off", backlog=4096,
-    )  # fmt: skip
+    run_app(fake_resend, port)
 
 
 def fake_counts(url: str) -> dict[str, int]:

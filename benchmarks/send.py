@@ -20,14 +20,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
-import uvicorn
+from asgi_kit import Receive, Scope, Send, answer_json, read_body, run_app
 from httpx_aiohttp import AiohttpTransport
 
 from runner.core.clock import FakeClock
@@ -42,10 +42,6 @@ from runner.providers.http import make_client
 from runner.providers.postmark import PostmarkProvider, payload
 from runner.store import open_store
 from runner.store.base import Store, WriteTx
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 TOKEN = "bench-token"
@@ -70,34 +66,18 @@ async def fake_postmark(scope: Scope, receive: Receive, send: Send) -> None:
     """Postmark's success answers: one object for /email, one per item for /email/batch."""
     if scope["type"] != "http":
         return
-    chunks: list[bytes] = []
-    more = True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     if scope["path"] == "/email/batch":
-        count = len(json.loads(b"".join(chunks)))
+        count = len(json.loads(body))
         answer: Any = [{**_OK, "MessageID": str(uuid.uuid4())} for _ in range(count)]
     else:
         answer = {**_OK, "MessageID": str(uuid.uuid4())}
-    body = json.dumps(answer).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await answer_json(send, answer)
 
 
 def serve_forever(port: int) -> None:
     """Run the fake on 127.0.0.1:port until killed."""
-    uvicorn.run(
-        fake_postmark,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        backlog=4096,
-    )
+    run_app(fake_postmark, port)
 
 
 def start_fake(script: str = __file__) -> tuple[subprocess.Popen[bytes], str]:
