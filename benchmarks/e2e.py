@@ -39,6 +39,10 @@ import aiohttp
 from e2e_profile import sampling
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from tests.serving import stop  # noqa: E402
+
 PYTHON = sys.executable
 POSTWRIGHT = str(Path(PYTHON).parent / "postwright")
 CONNECTIONS = 32
@@ -119,12 +123,7 @@ def running(
             print(f"server output ({log}):\n{log.read_text()[-3000:]}", file=sys.stderr)
             raise
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 # --- the load -------------------------------------------------------------------------------

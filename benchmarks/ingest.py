@@ -37,6 +37,10 @@ import httpx
 from runner.store.base import WriteTx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from tests.serving import stop  # noqa: E402
+
 PYTHON = sys.executable
 POSTWRIGHT = str(Path(PYTHON).parent / "postwright")
 RATE = 100  # events/s of the latency run
@@ -127,12 +131,7 @@ def running(
             print(f"server output ({log}):\n{log.read_text()[-3000:]}", file=sys.stderr)
             raise
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def wrk(url: str, script: str, seconds: int, connections: int = 64) -> float:
