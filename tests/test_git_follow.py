@@ -218,3 +218,22 @@ def test_a_restart_with_the_remote_down_serves_the_applied_state(
         state = run.git_state()
         assert state["error_reason"] == "unreachable" and state["applied_commit"] == head
         assert "applying the checkout of the last run" in run.output()
+
+
+def test_commit_links_come_from_a_github_remote_without_a_setting(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    # The remote is named by its GitHub address as an operator would; git's `insteadOf`
+    # (given through the environment) fetches it from the local daemon instead.
+    forge = "https://github.com/acme/mail.git"
+    with git_daemon(tmp_path / "remotes") as base:
+        environ = {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"url.{base}/automations.git.insteadOf",
+            "GIT_CONFIG_VALUE_0": forge,
+        }
+        with serve_git(forge, tmp_path / "data", "--interval", NEVER, environ=environ) as run:
+            head = upstream.head()
+            assert run.applied(head)
+            page = run.http.get("/ui").text
+    assert f'href="https://github.com/acme/mail/commit/{head}"' in page, page[-2000:]
