@@ -167,6 +167,8 @@ def test_every_page_is_clean_accessible_and_saved(browser: Any, tmp_path: Path) 
                 if suffix:
                     watched.open("/ui")
                     wide_tables_scroll_in_their_region(page)
+                    watched.open("/ui/automations/nudge")
+                    queue_actions_fit_the_screen(page)
             finally:
                 watched.close()
 
@@ -186,6 +188,20 @@ def wide_tables_scroll_in_their_region(page: Any) -> None:
         " wide.textContent = 'wide'; document.querySelector('main').append(wide); }"
     )
     assert page_overflow(page) == {"scrollWidth": 2012, "innerWidth": 375, "wide": ["DIV."]}
+
+
+def queue_actions_fit_the_screen(page: Any) -> None:
+    """On a phone the pending queue reflows instead of scrolling: every row's buttons are on
+    the screen without scrolling its region sideways."""
+    region = page.get_by_role("region", name="Pending queue table")
+    widths = region.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1], widths
+    buttons = page.get_by_role("button", name="Send now to ")
+    assert buttons.count() > 0
+    inner = page.evaluate("window.innerWidth")
+    for index in range(buttons.count()):
+        box = buttons.nth(index).bounding_box()
+        assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= inner, box
 
 
 def test_the_message_body_runs_no_script_and_loads_nothing(browser: Any, tmp_path: Path) -> None:
