@@ -16,6 +16,7 @@ class ReadQueries:
         self.status_changes = r("SELECT * FROM history WHERE kind = 'status' ORDER BY at, seq")
         self.subscriber = r("SELECT * FROM subscribers WHERE email = ?")
         self.subscriber_by_id = r("SELECT * FROM subscribers WHERE id = ?")
+        self.subscribers_where = r("SELECT * FROM subscribers WHERE ")  # + an IN test
         self.subscribers = r(
             "SELECT * FROM subscribers WHERE id > ? AND deleted_at IS NULL ORDER BY id LIMIT ?"
         )

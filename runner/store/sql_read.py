@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from runner.core.prefilter import InGroup, Prefilter
@@ -97,27 +97,23 @@ class SqlReadTx:
 
     def subscribers_by_ids(self, subscriber_ids: Collection[int]) -> dict[int, Subscriber]:
         """The subscribers of `subscriber_ids` that exist, by id (one read per batch of ids)."""
-        subscriber_of = self.dialect.codec.subscriber_of
-        found: dict[int, Subscriber] = {}
-        for batch in self.dialect.batches(sorted(set(subscriber_ids))):
-            test, args = self.dialect.one_of("id", batch, "bigint")
-            for row in self._all(f"SELECT * FROM subscribers WHERE {test}", *args):
-                subscriber = subscriber_of(row)
-                if subscriber.id is not None:
-                    found[subscriber.id] = subscriber
-        return found
+        found = self._subscribers_where("id", sorted(set(subscriber_ids)), "bigint")
+        return {s.id: s for s in found if s.id is not None}
 
     def subscribers_by_emails(self, emails: Collection[str]) -> dict[str, Subscriber]:
         """The subscribers of the normalised `emails` that exist, by email (one read per
         batch of emails, on the email's unique index)."""
+        return {s.email: s for s in self._subscribers_where("email", sorted(set(emails)))}
+
+    def _subscribers_where(
+        self, column: str, values: Sequence[object], sql_type: str = "text"
+    ) -> Iterator[Subscriber]:
+        """The subscribers whose `column` is one of `values`, a batch of values per read."""
         subscriber_of = self.dialect.codec.subscriber_of
-        found: dict[str, Subscriber] = {}
-        for batch in self.dialect.batches(sorted(set(emails))):
-            test, args = self.dialect.one_of("email", batch)
-            for row in self._all(f"SELECT * FROM subscribers WHERE {test}", *args):
-                subscriber = subscriber_of(row)
-                found[subscriber.email] = subscriber
-        return found
+        for batch in self.dialect.batches(values):
+            test, args = self.dialect.one_of(column, batch, sql_type)
+            for row in self._all(self.reads.subscribers_where + test, *args):
+                yield subscriber_of(row)
 
     def subscribers(self, after_id: int, limit: int) -> list[Subscriber]:
         """Live (not deleted) subscribers with id > after_id, by id."""
