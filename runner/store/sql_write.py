@@ -211,6 +211,11 @@ class SqlWriteTx(DashboardWrites, SqlSendsTx):
         assert row is not None
         return self.dialect.codec.entry_of(row)
 
+    def enter_first(self, automation_id: str, subscriber_id: int, at: datetime) -> bool:
+        """Record a first entry; False, with nothing written, when one exists."""
+        when = self.dialect.write_time(at)
+        return self._run(self.writes.enter_first, (automation_id, subscriber_id, when, when)) == 1
+
     def claim_once(self, key: str, at: datetime) -> bool:
         """True the first time `key` is claimed (a concurrent claimer waits, then gets False)."""
         return self._run(self.writes.claim_once, (key, self.dialect.write_time(at))) == 1
