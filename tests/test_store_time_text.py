@@ -53,3 +53,11 @@ def test_fixed_width_examples() -> None:
         "2026-02-28T23:30:00.000000Z"
     )
     assert time_text(datetime(2026, 1, 1, 0, 0, 0, 7, tzinfo=UTC)) == "2026-01-01T00:00:00.000007Z"
+
+
+@given(st.lists(instants, min_size=1, max_size=6), st.lists(st.integers(0, 5), max_size=30))
+def test_repeated_instants_keep_their_own_text(pool: list[datetime], picks: list[int]) -> None:
+    # time_text remembers the last two instants: any order of repeats gives each its text
+    for pick in picks:
+        instant = pool[pick % len(pool)]
+        assert time_text(instant) == instant.astimezone(UTC).strftime(_REFERENCE)

@@ -90,6 +90,12 @@ _ENCODER = json.JSONEncoder(
 
 def dumps(value: object) -> str:
     """Canonical JSON text of a value (sorted keys, no spaces)."""
+    if not value:  # most stored fields, groups and overrides are empty
+        kind = type(value)
+        if kind is dict:
+            return "{}"
+        if kind is list:
+            return "[]"
     return _ENCODER.encode(value)
 
 

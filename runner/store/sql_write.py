@@ -139,7 +139,7 @@ class SqlWriteTx(DashboardWrites, SqlSendsTx):
             email=email,
             fields=None,
             groups=None,
-            data=loads(text),
+            data={} if text == "{}" else loads(text),
             occurred_at=None,
             received_at=received_at.astimezone(UTC),  # as either store reads it back
             derived_from=derived_from,
