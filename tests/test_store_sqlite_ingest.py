@@ -19,7 +19,9 @@ def _store(tmp_path: Path) -> SqliteStore:
     return SqliteStore(tmp_path / "pw.sqlite3", FakeClock(START))
 
 
-def _hold_writer(store: SqliteStore) -> tuple[threading.Event, threading.Event]:
+def _hold_writer(
+    store: SqliteStore,
+) -> tuple[threading.Event, threading.Event, asyncio.Future[None]]:
     """Keep the writer thread busy until the returned `release` is set."""
     holding, release = threading.Event(), threading.Event()
 
@@ -27,8 +29,7 @@ def _hold_writer(store: SqliteStore) -> tuple[threading.Event, threading.Event]:
         holding.set()
         release.wait(10)
 
-    asyncio.ensure_future(store.write(work))
-    return holding, release
+    return holding, release, asyncio.ensure_future(store.write(work))
 
 
 def test_a_group_answers_every_call(tmp_path: Path) -> None:
@@ -38,7 +39,7 @@ def test_a_group_answers_every_call(tmp_path: Path) -> None:
 async def _a_group_answers_every_call(tmp_path: Path) -> None:
     store = _store(tmp_path)
     try:
-        holding, release = _hold_writer(store)
+        holding, release, held = _hold_writer(store)
         await asyncio.to_thread(holding.wait, 10)
         first = asyncio.ensure_future(store.ingest([event("a")]))
         calls = [asyncio.ensure_future(store.ingest([event(f"e{n}")])) for n in range(20)]
@@ -46,6 +47,7 @@ async def _a_group_answers_every_call(tmp_path: Path) -> None:
         other = asyncio.ensure_future(store.ingest([event("a", body="other")]))
         await asyncio.sleep(0.05)
         release.set()
+        await held
         assert await first == ["stored"]
         assert [await call for call in calls] == [["stored"]] * 20
         assert await again == ["duplicate"]
@@ -62,7 +64,7 @@ def test_a_call_cancelled_before_its_commit_stores_nothing(tmp_path: Path) -> No
 async def _a_call_cancelled_before_its_commit_stores_nothing(tmp_path: Path) -> None:
     store = _store(tmp_path)
     try:
-        holding, release = _hold_writer(store)
+        holding, release, held = _hold_writer(store)
         await asyncio.to_thread(holding.wait, 10)
         gone = asyncio.ensure_future(store.ingest([event("gone")]))
         kept = asyncio.ensure_future(store.ingest([event("kept")]))
@@ -70,6 +72,7 @@ async def _a_call_cancelled_before_its_commit_stores_nothing(tmp_path: Path) -> 
         gone.cancel()
         await asyncio.sleep(0.01)
         release.set()
+        await held
         assert await kept == ["stored"]
         stored = await store.write(lambda tx: tx.unprocessed_events(10))
         assert [e.id for e in stored] == ["kept"]
