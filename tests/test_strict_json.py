@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from runner.server.strict_json import JsonRefused, loads
 
-_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
 _SCALARS = (
     st.none()
     | st.booleans()
