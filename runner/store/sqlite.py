@@ -273,8 +273,7 @@ class SqliteStore:
                 tx = SqliteWriteTx(self._writer)
                 outcomes = tx.ingest_group([item.events for item in calls], received_at)
         except BaseException as error:
-            failure = _failure(error)
-            _answer([(item, failure) for item in calls])
+            _answer([(item, _failure(error)) for item in calls])
             return
         self.transactions += 1
         _answer(list(zip(calls, outcomes, strict=True)))
