@@ -55,6 +55,8 @@ UNIT_MODULES = frozenset(
         "test_semantics",
         "test_steps",
         "test_store_dialect",
+        "test_store_time_text",
+        "test_strict_json",
         "test_subscribers",
         "test_templates",
         "test_tiers",

@@ -63,6 +63,12 @@ def test_foreign_host_is_refused_without_api_keys(app: Harness) -> None:
     # probes may come with the pod's address
     for probe in ("/healthz", "/readyz", "/metrics"):
         assert app.http.get(probe, headers={"Host": "10.1.2.3:8080"}).status_code == 200
+    # the gate remembers verdicts per Host header: asked again, and past its bound, the same
+    for round_ in range(2):
+        for n in range(300):
+            host = f"h{n}.example" if n % 2 else f"{n}.app.localhost"
+            status = app.http.get("/v1/outbox", headers={"Host": host}).status_code
+            assert status == (400 if n % 2 else 200), (round_, host)
 
 
 def test_configured_hosts_and_public_url_are_served(tmp_path: Path) -> None:

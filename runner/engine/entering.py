@@ -60,10 +60,9 @@ def enter(
         and not evaluate(model.audience, audience_context)
     ):
         return EnterResult(False, CancelReason.AUDIENCE.value)
-    refused = _retrigger_refusal(tx, model, live.id, subscriber.id, trigger_at)
+    refused = _admit(tx, model, live.id, subscriber.id, trigger_at)
     if refused is not None:
         return EnterResult(False, refused)
-    tx.record_entry(live.id, subscriber.id, trigger_at)
 
     if subscriber.suppressed is not None:
         send = _new_send(ctx, live, subscriber, trigger_at, event_var, overrides)
@@ -195,19 +194,21 @@ def _in_series(model: Automation) -> bool:
     return model.repeat is not None and not isinstance(model.trigger, DateTrigger | ScheduleTrigger)
 
 
-def _retrigger_refusal(
+def _admit(
     tx: WriteTx, model: Automation, automation_id: str, subscriber_id: int, at: datetime
 ) -> str | None:
-    if model.retrigger is True or isinstance(model.trigger, DateTrigger | ScheduleTrigger):
-        return None
-    entry = tx.entry(automation_id, subscriber_id)
-    if entry is None:
-        return None
-    if isinstance(model.retrigger, Cooldown):
-        if at - entry.last_at < timedelta(seconds=model.retrigger.cooldown):
+    """Apply `retrigger` and record the entry it admits; the refusal's reason, if any."""
+    if model.retrigger is False and not isinstance(model.trigger, DateTrigger | ScheduleTrigger):
+        # Once only: the insert of the first entry is the check (no read, no read-back).
+        return None if tx.enter_first(automation_id, subscriber_id, at) else "already_entered"
+    if isinstance(model.retrigger, Cooldown) and not isinstance(
+        model.trigger, DateTrigger | ScheduleTrigger
+    ):
+        entry = tx.entry(automation_id, subscriber_id)
+        if entry is not None and at - entry.last_at < timedelta(seconds=model.retrigger.cooldown):
             return "cooldown"
-        return None
-    return "already_entered"
+    tx.record_entries(automation_id, [subscriber_id], at)
+    return None
 
 
 def _reanchor(

@@ -80,6 +80,36 @@ class _Hooks:
         return value
 
 
+class _Suspicious(Exception):
+    """Raised by the fast parser's hooks at the first thing the marking parse must see."""
+
+
+def _plain_pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(items)
+    if len(value) != len(items):
+        raise _Suspicious
+    return value
+
+
+def _plain_constant(name: str) -> Any:
+    raise _Suspicious
+
+
+def _plain_number(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _Suspicious
+    return value
+
+
+# Built once (json.loads with hooks builds a decoder and its scanner per call) and without
+# state, so threads may share it: a body with nothing suspicious, nearly every body, is
+# parsed once; any other is parsed again by the marking parser below, which names the place.
+_PLAIN = json.JSONDecoder(
+    object_pairs_hook=_plain_pairs, parse_constant=_plain_constant, parse_float=_plain_number
+)
+
+
 def loads(raw: bytes) -> Any:
     """The JSON value of `raw`, refusing anything a later step could not store or encode."""
     try:
@@ -90,12 +120,17 @@ def loads(raw: bytes) -> Any:
     containers = text.count("{") + text.count("[")
     try:
         with _parser_depth(containers):
-            value = json.loads(
-                text,
-                object_pairs_hook=hooks.pairs,
-                parse_constant=hooks.constant,
-                parse_float=hooks.number,
-            )
+            try:
+                if text.startswith("\ufeff"):  # json.loads refuses a BOM; the decoder does not
+                    raise _Suspicious
+                value = _PLAIN.decode(text)
+            except _Suspicious:
+                value = json.loads(
+                    text,
+                    object_pairs_hook=hooks.pairs,
+                    parse_constant=hooks.constant,
+                    parse_float=hooks.number,
+                )
     except RecursionError:
         raise JsonRefused("(body)", f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as error:  # JSONDecodeError, or an integer of more than 4,300 digits

@@ -275,6 +275,10 @@ class WriteTx(ReadTx, ClaimsTx, Protocol):
     ) -> None:
         """`record_entry` for many distinct subscribers at once (one statement, many rows)."""
 
+    def enter_first(self, automation_id: str, subscriber_id: int, at: datetime) -> bool:
+        """Record a subscriber's first entry into an automation at `at`; False, with nothing
+        written, when they entered it before (one statement instead of a read and a write)."""
+
     def insert_pendings(self, sends: Sequence[PendingSend]) -> None:
         """`insert_pending` for many sends at once (one statement, many rows)."""
 

@@ -139,7 +139,7 @@ class SqlWriteTx(DashboardWrites, SqlSendsTx):
             email=email,
             fields=None,
             groups=None,
-            data=loads(text),
+            data={} if text == "{}" else loads(text),
             occurred_at=None,
             received_at=received_at.astimezone(UTC),  # as either store reads it back
             derived_from=derived_from,
@@ -210,6 +210,11 @@ class SqlWriteTx(DashboardWrites, SqlSendsTx):
         row = self._one(self.writes.record_entry, automation_id, subscriber_id, when, when)
         assert row is not None
         return self.dialect.codec.entry_of(row)
+
+    def enter_first(self, automation_id: str, subscriber_id: int, at: datetime) -> bool:
+        """Record a first entry; False, with nothing written, when one exists."""
+        when = self.dialect.write_time(at)
+        return self._run(self.writes.enter_first, (automation_id, subscriber_id, when, when)) == 1
 
     def claim_once(self, key: str, at: datetime) -> bool:
         """True the first time `key` is claimed (a concurrent claimer waits, then gets False)."""

@@ -8,6 +8,7 @@ resolves after COMMIT returns, reads run in worker threads (asyncio.to_thread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -35,8 +36,31 @@ MAX_GROUP = 256  # ingest calls committed together at most
 
 @dataclass
 class _Ingest:
+    """An ingest call; its caller awaits `waiter` (a future of its own loop), which the writer
+    resolves through that loop: one wake-up answers a whole group commit."""
+
     events: Sequence[IncomingEvent]
-    done: Future[list[str]] = field(default_factory=Future)
+    waiter: asyncio.Future[list[str]]
+
+
+def _answer(replies: Sequence[tuple[_Ingest, Any]]) -> None:
+    """Resolve ingest calls (with their result, or the exception raised) from the writer."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Ingest, Any]]] = {}
+    for item, outcome in replies:
+        by_loop.setdefault(item.waiter.get_loop(), []).append((item, outcome))
+    for loop, mine in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop was closed: nobody is waiting
+            loop.call_soon_threadsafe(_settle, mine)
+
+
+def _settle(replies: list[tuple[_Ingest, Any]]) -> None:
+    for item, outcome in replies:
+        if item.waiter.done():  # cancelled while the group was committed
+            continue
+        if isinstance(outcome, BaseException):
+            item.waiter.set_exception(outcome)
+        else:
+            item.waiter.set_result(outcome)
 
 
 @dataclass
@@ -75,7 +99,8 @@ class SqliteStore:
 
     async def ingest(self, events: Sequence[IncomingEvent]) -> list[str]:
         """Store received events atomically; group-committed with concurrent calls."""
-        return await asyncio.wrap_future(self._submit(_Ingest(list(events))).done)
+        waiter: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        return await self._submit(_Ingest(list(events), waiter)).waiter
 
     async def write(self, work: Callable[[WriteTx], T]) -> T:
         """Run `work` in the writer thread inside BEGIN IMMEDIATE; commit when it returns."""
@@ -176,7 +201,9 @@ class SqliteStore:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, _Ingest | _Write) and item.done.set_running_or_notify_cancel():
+            if isinstance(item, _Ingest):
+                _answer([(item, StoreError("the store is closed"))])
+            elif isinstance(item, _Write) and item.done.set_running_or_notify_cancel():
                 item.done.set_exception(StoreError("the store is closed"))
 
     def _handle(self, batch: list[object]) -> bool:
@@ -236,7 +263,8 @@ class SqliteStore:
         return True, result
 
     def _commit_group(self, group: list[_Ingest]) -> None:
-        calls = [item for item in group if item.done.set_running_or_notify_cancel()]
+        # A call cancelled before its commit (its client left) stores nothing.
+        calls = [item for item in group if not item.waiter.cancelled()]
         if not calls:
             return
         try:
@@ -245,12 +273,7 @@ class SqliteStore:
                 tx = SqliteWriteTx(self._writer)
                 outcomes = tx.ingest_group([item.events for item in calls], received_at)
         except BaseException as error:
-            for item in calls:
-                item.done.set_exception(_failure(error))
+            _answer([(item, _failure(error)) for item in calls])
             return
         self.transactions += 1
-        for item, outcome in zip(calls, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                item.done.set_exception(outcome)
-            else:
-                item.done.set_result(outcome)
+        _answer(list(zip(calls, outcomes, strict=True)))

@@ -30,6 +30,13 @@ _LAST_SEQ = (
     " IFNULL((SELECT MAX(seq) FROM events), 0)) AS last"
 )
 _WRITES = WriteQueries(SQLITE)
+# Constant texts, so sqlite3's statement cache finds them without building them per save;
+# the id of an insert is its rowid (INTEGER PRIMARY KEY), read without RETURNING.
+_SUBSCRIBER_MARKS = marks(len(SUBSCRIBER_COLUMNS.split(",")))
+_INSERT_SUBSCRIBER = f"INSERT INTO subscribers ({SUBSCRIBER_COLUMNS}) VALUES ({_SUBSCRIBER_MARKS})"
+_UPDATE_SUBSCRIBER = (
+    f"UPDATE subscribers SET ({SUBSCRIBER_COLUMNS}) = ({_SUBSCRIBER_MARKS}) WHERE id = ?"
+)
 
 # Savepoint names: unique within the process, so nested scopes never share one.
 _SAVEPOINTS = itertools.count(1)
@@ -76,18 +83,9 @@ class SqliteWriteTx(SqliteClaimsTx, PeopleWrites, SqlWriteTx):
         values = rows.CODEC.subscriber_values(subscriber, email)
         try:
             if subscriber.id is None:
-                row = self._one(
-                    f"INSERT INTO subscribers ({SUBSCRIBER_COLUMNS})"
-                    f" VALUES ({marks(len(values))}) RETURNING id",
-                    *values,
-                )
-                assert row is not None
-                return dataclasses.replace(subscriber, id=row["id"], email=email)
-            changed = self.db.execute(
-                f"UPDATE subscribers SET ({SUBSCRIBER_COLUMNS}) = ({marks(len(values))})"
-                " WHERE id = ?",
-                (*values, subscriber.id),
-            ).rowcount
+                ident = self.db.execute(_INSERT_SUBSCRIBER, values).lastrowid
+                return dataclasses.replace(subscriber, id=ident, email=email)
+            changed = self.db.execute(_UPDATE_SUBSCRIBER, (*values, subscriber.id)).rowcount
         except sqlite3.IntegrityError as error:
             raise StoreError(f"subscriber {email!r} cannot be saved: {error}") from None
         if changed != 1:

@@ -69,6 +69,10 @@ class WriteQueries:
             " VALUES (?, ?, ?, ?, 1) ON CONFLICT (automation_id, subscriber_id)"
             " DO UPDATE SET last_at = excluded.last_at, count = entries.count + 1"
         )
+        self.enter_first = r(
+            "INSERT INTO entries (automation_id, subscriber_id, first_at, last_at, count)"
+            " VALUES (?, ?, ?, ?, 1) ON CONFLICT (automation_id, subscriber_id) DO NOTHING"
+        )
         self.insert_pending = r(
             f"INSERT INTO pending_sends ({SEND_COLUMNS})"
             f" VALUES ({_placeholders(SEND_COLUMNS)}) ON CONFLICT (id) DO NOTHING"

@@ -151,11 +151,13 @@ def unauthorised(message: str) -> dict[str, Any]:
     return {"error": "unauthorized", "message": message}
 
 
+# Built once: json.dumps with options builds an encoder per call (every ingest answer).
+_ANSWER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
 def json_bytes(payload: dict[str, Any]) -> bytes:
     """`payload` as JSONResponse renders it."""
-    return json.dumps(
-        payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
+    return _ANSWER.encode(payload).encode("utf-8")
 
 
 async def send_json(

@@ -32,6 +32,7 @@ RETRY_AFTER_SECONDS = 1
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+_HOSTS_REMEMBERED = 256  # Host headers whose verdict is kept (clients use one or two)
 
 
 class Gate:
@@ -48,6 +49,9 @@ class Gate:
         self.backlog = backlog
         self.metrics = metrics
         self.in_flight = 0
+        # Host header -> trusted: the settings do not change while serving, and parsing an
+        # IP address for the loopback test costs more than the rest of the gate.
+        self._hosts: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,12 +91,20 @@ class Gate:
     def _browser_refusal(
         self, path: str, method: str, headers: _Headers
     ) -> tuple[int, dict[str, Any]] | None:
-        if headers.host is not None and not self._trusted(host_name(headers.host)):
+        if headers.host is not None and not self._trusted_host(headers.host):
             return 400, _foreign_host(headers.host)
         origin = headers.origin
         if origin is None or method not in _STATE_CHANGING or path.startswith("/u/"):
             return None
         return None if self._trusted(origin_host(origin)) else (403, _foreign_origin(origin))
+
+    def _trusted_host(self, header: bytes) -> bool:
+        verdict = self._hosts.get(header)
+        if verdict is None:
+            if len(self._hosts) >= _HOSTS_REMEMBERED:  # bounded whatever clients send
+                self._hosts.clear()
+            verdict = self._hosts[header] = self._trusted(host_name(header))
+        return verdict
 
     def _trusted(self, host: str | None) -> bool:
         return host is not None and (host in self.hosts or is_loopback_name(host))
