@@ -30,6 +30,7 @@ from runner.engine.outcomes import (
     failed,
     finish,
     sent,
+    sent_all,
     unknown,
 )
 from runner.providers import retry
@@ -37,7 +38,7 @@ from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
 from runner.store.base import Store, WriteTx
-from runner.store.errors import StoreUnavailable
+from runner.store.errors import StoreUnavailable, TransactionAborted
 
 log = logging.getLogger("runner.engine.sender")
 
@@ -97,7 +98,13 @@ def each(tx: WriteTx, works: list[Work]) -> list[Stored]:
         log.exception("recording a send failed unexpectedly")
 
     done = apply_isolated(tx, works, lambda work: work(tx), failed)
-    return [result for _, result in done if isinstance(result, Stored)]
+    stored: list[Stored] = []
+    for _, result in done:
+        if isinstance(result, Stored):
+            stored.append(result)
+        elif isinstance(result, list):  # a work recording several sends at once
+            stored += [item for item in result if isinstance(item, Stored)]
+    return stored
 
 
 def putter(run: Round, send: PendingSend, due: datetime) -> Work:
@@ -201,9 +208,16 @@ async def _request(run: Round, request: Request[Job]) -> None:
     _watch_credentials(run, provider, outcomes)
     decisions = _decisions(run, request, outcomes)
     await _suppress_refused(run, provider, request.jobs, decisions)
-    works = [
+    accepted = [
+        (job.attempt, outcome)
+        for job, outcome in zip(request.jobs, outcomes, strict=True)
+        if isinstance(outcome, SendResult)
+    ]
+    works = [_accepted_recorder(run, provider, accepted)] if accepted else []
+    works += [
         _recorder(run, provider, job, marks[job.send.id], outcome, decision)
         for job, outcome, decision in zip(request.jobs, outcomes, decisions, strict=True)
+        if not isinstance(outcome, SendResult)
     ]
     await run.write_each(works)
 
@@ -247,6 +261,32 @@ def _decisions(
             )
         decisions.append(shared[id(outcome)])
     return decisions
+
+
+def _accepted_recorder(
+    run: Round, provider: Provider, accepted: list[tuple[Attempt, SendResult]]
+) -> Work:
+    """Record the messages of a request the provider accepted, all at once; should that
+    fail, each alone, so that one broken send does not hold back the others."""
+    reports = provider.reports_delivery
+
+    def record(tx: WriteTx) -> list[Stored]:
+        try:
+            with tx.savepoint():
+                return sent_all(tx, run.scope, accepted, reports_delivery=reports)
+        except TransactionAborted:
+            raise
+        except Exception:
+            pass
+        done = apply_isolated(
+            tx,
+            accepted,
+            lambda item: sent(tx, run.scope, item[0], item[1], reports_delivery=reports),
+            lambda item, error: log.exception("recording a send failed unexpectedly"),
+        )
+        return [stored for _, stored in done if stored is not None]
+
+    return record
 
 
 def _recorder(
