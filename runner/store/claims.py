@@ -11,6 +11,11 @@ from typing import Any, NamedTuple, Protocol
 from runner.core.records import CancelReason, Message, PendingSend, SendStatus
 
 
+class JsonText(str):
+    """A JSON value already encoded as the store would encode it (sorted keys, no spaces):
+    `mark_in_flight` stores the text as it is instead of encoding a value."""
+
+
 class EmailEvent(NamedTuple):
     """An internal `email.*` event of a send, to store with `add_email_events`."""
 
@@ -36,8 +41,11 @@ class ClaimsTx(Protocol):
         """Lease those of `send_ids` that `claim_due` could lease at `now` (the members of a
         batch request that must be repeated together); the others are left alone."""
 
-    def mark_in_flight(self, token: str, requests: Mapping[str, dict[str, Any] | None]) -> set[str]:
-        """Record, before it is written, the request of each send (id -> JSON-like value):
+    def mark_in_flight(
+        self, token: str, requests: Mapping[str, dict[str, Any] | JsonText | None]
+    ) -> set[str]:
+        """Record, before it is written, the request of each send (id -> JSON-like value, or
+        its text already encoded):
         it may reach the provider from now on (None clears the mark). Only sends still
         CLAIMED under `token` are marked; returns their ids (the others were taken over and
         must not be sent). The mark stays until the claim ends or a retry replaces it."""
