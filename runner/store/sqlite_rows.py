@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 from runner.store.dialect import Dialect
@@ -17,6 +18,9 @@ def marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
+# Both conversions are pure and the same instants come by the hundred (a round's `now` on
+# every outcome, a claim's lease on every claimed row): cached, they cost a lookup.
+@functools.lru_cache(maxsize=1024)
 def time_text(instant: datetime) -> str:
     """An aware datetime as fixed-width UTC text with microseconds (sorts like the instant)."""
     if instant.tzinfo is None or instant.utcoffset() is None:
@@ -24,6 +28,7 @@ def time_text(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_time(text: str) -> datetime:
     """The aware UTC datetime of a stored time."""
     return datetime.fromisoformat(text).astimezone(UTC)
