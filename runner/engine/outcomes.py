@@ -267,7 +267,7 @@ class Heard:
         if self._catalog.listens_to_email_event(name, automation_id):
             return True
         if self._current is None:
-            self._current = _current(self._tx, self._catalog)
+            self._current = catalog_current(self._tx, self._catalog)
         return not self._current
 
 
@@ -283,7 +283,7 @@ def email_event(
     return EmailEvent(name, send.email, data, now, not heard(name, send.automation_id))
 
 
-def _current(tx: WriteTx, catalog: Catalog) -> bool:
+def catalog_current(tx: WriteTx, catalog: Catalog) -> bool:
     """Whether `catalog` still shows the applied automations (no reload committed since)."""
     return catalog.revision is None or (tx.meta(REVISION_META) or "") == catalog.revision
 
