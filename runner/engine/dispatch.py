@@ -21,7 +21,6 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.delivery import Outcome, Request, call, plan_requests
 from runner.engine.inflight import InFlight, Marker
-from runner.engine.isolated import apply_isolated
 from runner.engine.outcomes import (
     PROVIDER_ERROR,
     Attempt,
@@ -30,19 +29,18 @@ from runner.engine.outcomes import (
     failed,
     finish,
     sent,
-    sent_all,
     unknown,
 )
+from runner.engine.recording import Recorder, Work, each
 from runner.providers import retry
 from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
 from runner.providers.ratelimit import RateLimiter
 from runner.store.base import Store, WriteTx
-from runner.store.errors import StoreUnavailable, TransactionAborted
+from runner.store.errors import StoreUnavailable
 
 log = logging.getLogger("runner.engine.sender")
 
-Work = Callable[[WriteTx], object]
 SUPPRESSED = CancelReason.SUPPRESSED.value
 
 
@@ -78,6 +76,7 @@ class Round:
     def __post_init__(self) -> None:
         self.scope = Scope(self.catalog, self.ctx, self.token, self.now)
         self.marker = Marker(self.store, self.token)
+        self.recorder = Recorder(self.store, self.scope, self.observed)
 
     async def write_each(self, works: list[Work]) -> None:
         """Apply `works` in one transaction; one that raises is undone and logged alone."""
@@ -89,22 +88,6 @@ class Round:
         if self.observe is not None:
             for item in stored:
                 self.observe(item.delay)
-
-
-def each(tx: WriteTx, works: list[Work]) -> list[Stored]:
-    """Apply `works`, one that raises undone alone and logged; the messages they stored."""
-
-    def failed(work: Work, error: Exception) -> None:  # one broken send must not stop the others
-        log.exception("recording a send failed unexpectedly")
-
-    done = apply_isolated(tx, works, lambda work: work(tx), failed)
-    stored: list[Stored] = []
-    for _, result in done:
-        if isinstance(result, Stored):
-            stored.append(result)
-        elif isinstance(result, list):  # a work recording several sends at once
-            stored += [item for item in result if isinstance(item, Stored)]
-    return stored
 
 
 def putter(run: Round, send: PendingSend, due: datetime) -> Work:
@@ -213,13 +196,12 @@ async def _request(run: Round, request: Request[Job]) -> None:
         for job, outcome in zip(request.jobs, outcomes, strict=True)
         if isinstance(outcome, SendResult)
     ]
-    works = [_accepted_recorder(run, provider, accepted)] if accepted else []
-    works += [
+    works = [
         _recorder(run, provider, job, marks[job.send.id], outcome, decision)
         for job, outcome, decision in zip(request.jobs, outcomes, decisions, strict=True)
         if not isinstance(outcome, SendResult)
     ]
-    await run.write_each(works)
+    await run.recorder.record(accepted, works, provider.reports_delivery)
 
 
 def _watch_credentials(run: Round, provider: Provider, outcomes: list[Outcome]) -> None:
@@ -261,32 +243,6 @@ def _decisions(
             )
         decisions.append(shared[id(outcome)])
     return decisions
-
-
-def _accepted_recorder(
-    run: Round, provider: Provider, accepted: list[tuple[Attempt, SendResult]]
-) -> Work:
-    """Record the messages of a request the provider accepted, all at once; should that
-    fail, each alone, so that one broken send does not hold back the others."""
-    reports = provider.reports_delivery
-
-    def record(tx: WriteTx) -> list[Stored]:
-        try:
-            with tx.savepoint():
-                return sent_all(tx, run.scope, accepted, reports_delivery=reports)
-        except TransactionAborted:
-            raise
-        except Exception:
-            pass
-        done = apply_isolated(
-            tx,
-            accepted,
-            lambda item: sent(tx, run.scope, item[0], item[1], reports_delivery=reports),
-            lambda item, error: log.exception("recording a send failed unexpectedly"),
-        )
-        return [stored for _, stored in done if stored is not None]
-
-    return record
 
 
 def _recorder(

@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from runner.core.records import PendingSend, SendStatus
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext, new_id
-from runner.engine.dispatch import Job, Round, Work, deliver, each, putter, unknown_recorder
+from runner.engine.dispatch import Job, Round, deliver, putter, unknown_recorder
 from runner.engine.inflight import InFlight
 from runner.engine.isolated import apply_isolated
 from runner.engine.outcomes import Attempt, Ready, Stored, failed, finish, render_failed
 from runner.engine.presend import check
+from runner.engine.recording import Work, each
 from runner.engine.rendering import render_ready, retry_render
 from runner.providers import Providers
 from runner.providers.base import OutgoingMessage, Provider, ProviderError
