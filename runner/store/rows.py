@@ -81,11 +81,15 @@ def _encode_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# Built once: json.dumps with options builds an encoder on every call.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_encode_default
+)
+
+
 def dumps(value: object) -> str:
     """Canonical JSON text of a value (sorted keys, no spaces)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_encode_default
-    )
+    return _ENCODER.encode(value)
 
 
 def opt_dumps(value: object | None) -> str | None:
