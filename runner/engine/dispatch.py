@@ -1,9 +1,10 @@
 """Provider requests of one sender round: planned, marked in flight, made, and judged.
 
 Each request waits for its provider's rate limiter, then its sends are marked in flight
-durably (runner.engine.inflight), then it is written; its outcomes are recorded in one short
-transaction through the retry policy (runner.providers.retry). A send whose lease was taken
-over before its mark is not sent at all.
+durably (runner.engine.inflight), then it is written; its outcomes are judged by the retry
+policy (runner.providers.retry) and recorded in one short transaction, shared with the
+requests answered meanwhile (runner.engine.recording). A send whose lease was taken over
+before its mark is not sent at all.
 """
 
 from __future__ import annotations

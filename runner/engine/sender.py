@@ -1,8 +1,8 @@
 """The send loop: claim due sends, re-check them, render, hand them to a provider.
 
 Writes run in short transactions (the claim; the checks of every claimed send; the in-flight
-marks of requests about to be written; the outcomes of each request); rendering and
-provider calls run outside any transaction, through `dispatch`. The claim's lease token
+marks of requests about to be written; the outcomes of requests answered together);
+rendering and provider calls run outside any transaction, through `dispatch`. The claim's lease token
 fences every later write, so a sender whose lease expired (another took the send over)
 neither sends it nor finishes it: its late result is dropped and logged. A claimed send
 still marked in flight was interrupted mid-request (runner.engine.inflight): it is repeated
