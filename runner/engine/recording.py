@@ -114,7 +114,10 @@ class Recorder:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            self._observed(stored)
+            try:
+                self._observed(stored)
+            except Exception:  # a metric must not leave the requests waiting
+                log.exception("observing the stored messages failed")
             for future in waiting:
                 if not future.done():
                     future.set_result(None)
