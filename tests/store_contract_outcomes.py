@@ -3,11 +3,12 @@ messages and the internal events of the sends the provider accepted); shared by 
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from runner.core.clock import FakeClock
-from runner.core.records import SendStatus
-from runner.store.base import Store
+from runner.core.records import PendingSend, SendStatus
+from runner.store.base import ReadTx, Store
 from runner.store.claims import EmailEvent
 from tests.store_contract import START, Check, insert, message, seed, send
 
@@ -29,7 +30,7 @@ async def check_finish_claims_ends_only_the_claims_of_its_token(
     assert fenced == set()
     assert await store.write(lambda tx: tx.finish_claims([], "t", SendStatus.SENT, later)) == set()
     for send_id in ("s1", "s2"):
-        found = await store.read(lambda tx, i=send_id: tx.pending_send(i))
+        found = await store.read(functools.partial(_send, send_id=send_id))
         assert found is not None
         assert (found.status, found.attempts, found.updated_at) == (SendStatus.SENT, 1, later)
         assert (found.lease_token, found.lease_until, found.in_flight) == (None, None, None)
@@ -56,6 +57,10 @@ async def check_insert_messages_and_email_events(store: Store, clock: FakeClock)
     assert all(e.id is None and e.received_at == START for e in stored)
     waiting = await store.write(lambda tx: tx.unprocessed_events(10))
     assert [e.type for e in waiting] == ["email.delivered"]
+
+
+def _send(tx: ReadTx, send_id: str) -> PendingSend | None:
+    return tx.pending_send(send_id)
 
 
 OUTCOMES_CONTRACT: list[Check] = [

@@ -2,12 +2,12 @@
 
 Writes run in short transactions (the claim; the checks of every claimed send; the in-flight
 marks of requests about to be written; the outcomes of requests answered together);
-rendering and provider calls run outside any transaction, through `dispatch`. The claim's lease token
-fences every later write, so a sender whose lease expired (another took the send over)
-neither sends it nor finishes it: its late result is dropped and logged. A claimed send
-still marked in flight was interrupted mid-request (runner.engine.inflight): it is repeated
-only under an idempotency key, otherwise recorded `outcome_unknown`. A failure of one send
-never stops the loop.
+rendering and provider calls run outside any transaction, through `dispatch`. The claim's
+lease token fences every later write, so a sender whose lease expired (another took the
+send over) neither sends it nor finishes it: its late result is dropped and logged. A
+claimed send still marked in flight was interrupted mid-request (runner.engine.inflight):
+it is repeated only under an idempotency key, otherwise recorded `outcome_unknown`. A
+failure of one send never stops the loop.
 """
 
 from __future__ import annotations
