@@ -38,6 +38,7 @@ UNIT_MODULES = frozenset(
         "test_dependencies",
         "test_examples_dir",
         "test_examples_render",
+        "test_inflight_encoding",
         "test_findings_one_run",
         "test_git_webhook",
         "test_http_classify",

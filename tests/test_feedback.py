@@ -87,7 +87,9 @@ class Feedback:
         return found
 
     async def internal(self) -> list[StoredEvent]:
-        return await self.store.write(lambda tx: tx.unprocessed_events(100))
+        """The internal events raised (stored processed, as no automation listens here)."""
+        found = await self.store.read(lambda tx: tx.events_of("ann@shop.test"))
+        return [e for e in found if e.type.startswith("email.")]
 
     async def stored(self) -> list[MessageEvent]:
         return await self.store.read(lambda tx: tx.message_events("m1"))
@@ -243,5 +245,48 @@ def test_an_event_reconciles_a_send_whose_outcome_was_unknown(tmp_path: Path) ->
         assert send is not None and send.status == SendStatus.SENT
         assert (await f.message()).status == "sent"
         assert [e.type for e in await f.internal()] == ["email.sent", "email.delivered"]
+
+    scenario(tmp_path, body)
+
+
+LISTENER = """\
+id: follow
+status: running
+trigger: {type: email, action: opened, automation: intro}
+email: {from: "Shop <s@shop.test>", subject: Thanks, text: thanks}
+"""
+
+
+def test_internal_event_waits_for_processing_only_when_an_automation_may_listen(
+    tmp_path: Path,
+) -> None:
+    async def body(f: Feedback) -> None:
+        unheard = await f.post(event("e1", "opened"))
+        assert unheard == ["stored"] and len(await f.internal()) == 1
+        assert await f.store.write(lambda tx: tx.unprocessed_events(10)) == []
+
+        def listen(tx: WriteTx) -> Catalog:
+            tx.save_automation(
+                AppliedAutomation(
+                    "follow", 1, "running", LISTENER, {}, "automations/follow.yaml",
+                    None, T0, T0, None,
+                )
+            )  # fmt: skip
+            return Catalog.build(tx.automations(), tx.status_changes(), revision="r1")
+
+        listening = await f.store.write(listen)
+        heard = await f.store.write(
+            lambda tx: record_provider_event(tx, listening, "default", event("e2", "opened"))
+        )
+        assert heard == "stored"
+        waiting = await f.store.write(lambda tx: tx.unprocessed_events(10))
+        assert [e.type for e in waiting] == ["email.opened"]
+        # A reload committed since the catalog was built: it may listen now, so it waits.
+        stale = Catalog.build([], [], revision="r0")
+        await f.store.write(
+            lambda tx: record_provider_event(tx, stale, "default", event("e3", "delivered"))
+        )
+        waiting = await f.store.write(lambda tx: tx.unprocessed_events(10))
+        assert [e.type for e in waiting] == ["email.opened", "email.delivered"]
 
     scenario(tmp_path, body)

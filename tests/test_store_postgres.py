@@ -22,6 +22,7 @@ from runner.store.postgres_read import PgReadTx
 from runner.store.postgres_write import ENGINE_LOCK, PgWriteTx
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
 from tests.store_contract_dashboard import DASHBOARD_CONTRACT
+from tests.store_contract_outcomes import OUTCOMES_CONTRACT
 from tests.store_contract_people import PEOPLE_CONTRACT
 from tests.store_contract_sweep import SWEEP_CONTRACT
 
@@ -47,7 +48,7 @@ def run(url: str, body: Callable[[PostgresStore, FakeClock], Awaitable[T]]) -> T
 
 @pytest.mark.parametrize(
     "check",
-    CONTRACT + PEOPLE_CONTRACT + DASHBOARD_CONTRACT + SWEEP_CONTRACT,
+    CONTRACT + PEOPLE_CONTRACT + DASHBOARD_CONTRACT + SWEEP_CONTRACT + OUTCOMES_CONTRACT,
     ids=lambda check: check.__name__,
 )
 def test_contract(check: Check, postgres_url: str) -> None:

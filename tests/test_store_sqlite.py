@@ -31,6 +31,7 @@ from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_write import SqliteWriteTx
 from tests.store_contract import CONTRACT, START, Check, event, seed, send
 from tests.store_contract_dashboard import DASHBOARD_CONTRACT
+from tests.store_contract_outcomes import OUTCOMES_CONTRACT
 from tests.store_contract_people import PEOPLE_CONTRACT
 from tests.store_contract_sweep import SWEEP_CONTRACT
 
@@ -56,7 +57,7 @@ def run(path: Path, body: Callable[[SqliteStore, FakeClock], Awaitable[T]]) -> T
 
 @pytest.mark.parametrize(
     "check",
-    CONTRACT + PEOPLE_CONTRACT + DASHBOARD_CONTRACT + SWEEP_CONTRACT,
+    CONTRACT + PEOPLE_CONTRACT + DASHBOARD_CONTRACT + SWEEP_CONTRACT + OUTCOMES_CONTRACT,
     ids=lambda check: check.__name__,
 )
 def test_contract(check: Check, tmp_path: Path) -> None:

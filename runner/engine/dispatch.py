@@ -1,9 +1,10 @@
 """Provider requests of one sender round: planned, marked in flight, made, and judged.
 
 Each request waits for its provider's rate limiter, then its sends are marked in flight
-durably (runner.engine.inflight), then it is written; its outcomes are recorded in one short
-transaction through the retry policy (runner.providers.retry). A send whose lease was taken
-over before its mark is not sent at all.
+durably (runner.engine.inflight), then it is written; its outcomes are judged by the retry
+policy (runner.providers.retry) and recorded in one short transaction, shared with the
+requests answered meanwhile (runner.engine.recording). A send whose lease was taken over
+before its mark is not sent at all.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext
 from runner.engine.delivery import Outcome, Request, call, plan_requests
 from runner.engine.inflight import InFlight, Marker
-from runner.engine.isolated import apply_isolated
 from runner.engine.outcomes import (
     PROVIDER_ERROR,
     Attempt,
@@ -32,6 +32,7 @@ from runner.engine.outcomes import (
     sent,
     unknown,
 )
+from runner.engine.recording import Recorder, Work, each
 from runner.providers import retry
 from runner.providers.base import Provider, ProviderError, SendResult
 from runner.providers.gate import ProviderGate
@@ -41,7 +42,6 @@ from runner.store.errors import StoreUnavailable
 
 log = logging.getLogger("runner.engine.sender")
 
-Work = Callable[[WriteTx], object]
 SUPPRESSED = CancelReason.SUPPRESSED.value
 
 
@@ -77,6 +77,7 @@ class Round:
     def __post_init__(self) -> None:
         self.scope = Scope(self.catalog, self.ctx, self.token, self.now)
         self.marker = Marker(self.store, self.token)
+        self.recorder = Recorder(self.store, self.scope, self.observed)
 
     async def write_each(self, works: list[Work]) -> None:
         """Apply `works` in one transaction; one that raises is undone and logged alone."""
@@ -88,16 +89,6 @@ class Round:
         if self.observe is not None:
             for item in stored:
                 self.observe(item.delay)
-
-
-def each(tx: WriteTx, works: list[Work]) -> list[Stored]:
-    """Apply `works`, one that raises undone alone and logged; the messages they stored."""
-
-    def failed(work: Work, error: Exception) -> None:  # one broken send must not stop the others
-        log.exception("recording a send failed unexpectedly")
-
-    done = apply_isolated(tx, works, lambda work: work(tx), failed)
-    return [result for _, result in done if isinstance(result, Stored)]
 
 
 def putter(run: Round, send: PendingSend, due: datetime) -> Work:
@@ -201,11 +192,17 @@ async def _request(run: Round, request: Request[Job]) -> None:
     _watch_credentials(run, provider, outcomes)
     decisions = _decisions(run, request, outcomes)
     await _suppress_refused(run, provider, request.jobs, decisions)
+    accepted = [
+        (job.attempt, outcome)
+        for job, outcome in zip(request.jobs, outcomes, strict=True)
+        if isinstance(outcome, SendResult)
+    ]
     works = [
         _recorder(run, provider, job, marks[job.send.id], outcome, decision)
         for job, outcome, decision in zip(request.jobs, outcomes, decisions, strict=True)
+        if not isinstance(outcome, SendResult)
     ]
-    await run.write_each(works)
+    await run.recorder.record(accepted, works, provider.reports_delivery)
 
 
 def _watch_credentials(run: Round, provider: Provider, outcomes: list[Outcome]) -> None:

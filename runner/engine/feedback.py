@@ -18,6 +18,7 @@ from runner.core.records import Message, MessageEvent, SendStatus
 from runner.engine import suppression
 from runner.engine.catalog import Catalog
 from runner.engine.erasure import erased
+from runner.engine.outcomes import catalog_current
 from runner.store.base import WriteTx
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: M
 
     `event.message_id` may be our message id or the provider's id for the message; the
     stored event always names our id. An event for a message we never sent is not stored.
-    `catalog` is unused today: gating of the internal events happens when the event
-    processor matches them.
+    The internal event it raises is stored already processed when `catalog` shows no
+    automation listening to it (runner.engine.outcomes.internal_event).
     """
     lock_for(tx, [event])
     message = tx.message(event.message_id)
@@ -52,8 +53,8 @@ def record_provider_event(tx: WriteTx, catalog: Catalog, provider: str, event: M
     if not tx.insert_message_event(stored):
         return DUPLICATE
     if message.status == OUTCOME_UNKNOWN:
-        _reconcile(tx, message, stored)
-    _apply(tx, message, stored)
+        _reconcile(tx, catalog, message, stored)
+    _apply(tx, catalog, message, stored)
     return STORED
 
 
@@ -70,7 +71,7 @@ def lock_for(tx: WriteTx, events: Iterable[MessageEvent]) -> None:
         tx.lock_engine()
 
 
-def _reconcile(tx: WriteTx, message: Message, event: MessageEvent) -> None:
+def _reconcile(tx: WriteTx, catalog: Catalog, message: Message, event: MessageEvent) -> None:
     """A send whose request timed out reached the provider after all: it was sent."""
     tx.set_status(
         [message.pending_send_id],
@@ -79,7 +80,7 @@ def _reconcile(tx: WriteTx, message: Message, event: MessageEvent) -> None:
         from_statuses={SendStatus.OUTCOME_UNKNOWN},
     )
     tx.set_message_status(message.id, "sent")
-    _internal(tx, "email.sent", message, event)
+    _internal(tx, catalog, "email.sent", message, event)
 
 
 def is_hard_bounce(event: MessageEvent) -> bool:
@@ -87,13 +88,13 @@ def is_hard_bounce(event: MessageEvent) -> bool:
     return event.type == "bounced" and (event.bounce or "hard") == "hard"
 
 
-def _apply(tx: WriteTx, message: Message, event: MessageEvent) -> None:
+def _apply(tx: WriteTx, catalog: Catalog, message: Message, event: MessageEvent) -> None:
     if event.type == "bounced":
         if is_hard_bounce(event):
             _suppress(tx, message, "bounced", event)
             tx.set_message_status(message.id, "bounced")
         # A soft bounce neither suppresses nor ends the message, but it is a failure to deliver.
-        _internal(tx, "email.failed", message, event)
+        _internal(tx, catalog, "email.failed", message, event)
         return
     if event.type in _SUPPRESSING:
         _suppress(tx, message, _SUPPRESSING[event.type], event)
@@ -103,7 +104,7 @@ def _apply(tx: WriteTx, message: Message, event: MessageEvent) -> None:
         return
     if event.type == "delivered" and message.provider_type == "outbox":
         return  # the outbox reports no deliveries: its messages counted delivered when sent
-    _internal(tx, f"email.{event.type}", message, event)
+    _internal(tx, catalog, f"email.{event.type}", message, event)
 
 
 def _suppress(tx: WriteTx, message: Message, reason: str, event: MessageEvent) -> None:
@@ -112,7 +113,11 @@ def _suppress(tx: WriteTx, message: Message, reason: str, event: MessageEvent) -
     suppression.suppress(tx, message.subscriber_id, reason, event.received_at, source)
 
 
-def _internal(tx: WriteTx, name: str, message: Message, event: MessageEvent) -> None:
+def _internal(
+    tx: WriteTx, catalog: Catalog, name: str, message: Message, event: MessageEvent
+) -> None:
+    """Store `name` of `message`: processed at once when no automation listens to it and no
+    reload committed since `catalog` was built (processing would find nothing to do)."""
     data: dict[str, object] = {
         "automation": message.automation_id,
         "message_id": message.id,
@@ -120,4 +125,7 @@ def _internal(tx: WriteTx, name: str, message: Message, event: MessageEvent) -> 
     }
     if name == "email.clicked" and event.url is not None:
         data["link"] = event.url
-    tx.add_event(name, message.to, data, event.received_at, processed=False)
+    heard = catalog.listens_to_email_event(name, message.automation_id) or not catalog_current(
+        tx, catalog
+    )
+    tx.add_event(name, message.to, data, event.received_at, processed=not heard)

@@ -21,6 +21,8 @@ from runner.core.records import PendingSend
 from runner.engine.outcomes import Attempt, Ready
 from runner.providers.base import OutgoingMessage
 from runner.store.base import Store, WriteTx
+from runner.store.claims import JsonText
+from runner.store.rows import dumps
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,16 @@ class InFlight:
             },
         }
 
+    def encoded(self, batch: str | None = None) -> JsonText:
+        """`dump()` as the store encodes it; `batch` is the text of the batch list when the
+        caller encoded it already (once for every member of a batch request, whose marks
+        would otherwise each encode the whole list again)."""
+        rest = self.dump()
+        members = rest.pop("batch")
+        # "batch" is the first of the sorted keys, and the rest is never empty.
+        head = dumps(members) if batch is None else batch
+        return JsonText('{"batch":' + head + "," + dumps(rest)[1:])
+
     @classmethod
     def of(cls, send: PendingSend) -> InFlight | None:
         """The mark of `send`, or None when no request of it may be in flight."""
@@ -139,8 +151,8 @@ class Marker:
     async def _flush(self) -> None:
         while self._waiting:
             waiting, self._waiting = self._waiting, []
-            values = {key: mark.dump() for marks, _ in waiting for key, mark in marks.items()}
             try:
+                values = _encoded([marks for marks, _ in waiting])
                 marked = await self._store.write(_marking(self._token, values))
             except Exception as error:  # each waiting request fails with it
                 for _, future in waiting:
@@ -152,5 +164,18 @@ class Marker:
                     future.set_result(marked & marks.keys())
 
 
-def _marking(token: str, values: dict[str, dict[str, Any]]) -> Callable[[WriteTx], set[str]]:
+def _marking(token: str, values: dict[str, JsonText]) -> Callable[[WriteTx], set[str]]:
     return lambda tx: tx.mark_in_flight(token, values)
+
+
+def _encoded(waiting: list[dict[str, InFlight]]) -> dict[str, JsonText]:
+    """The stored text of every mark, each batch list encoded once for all its members."""
+    batches: dict[tuple[str, ...], str] = {}
+    values: dict[str, JsonText] = {}
+    for marks in waiting:
+        for key, mark in marks.items():
+            text = batches.get(mark.batch)
+            if text is None:
+                text = batches[mark.batch] = dumps(list(mark.batch))
+            values[key] = mark.encoded(text)
+    return values

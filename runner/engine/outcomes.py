@@ -7,6 +7,7 @@ lease token: a sender whose lease expired cannot finish a send another sender to
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from runner.engine.status_changes import REVISION_META
 from runner.providers import retry
 from runner.providers.base import OutgoingMessage, ProviderError, SendResult
 from runner.store.base import WriteTx
+from runner.store.claims import EmailEvent
 
 log = logging.getLogger("runner.engine.sender")
 
@@ -109,6 +111,47 @@ def sent(
         internal_event(tx, scope.catalog, "email.delivered", send, attempt.outgoing.message_id, now)
     next_repeat(tx, attempt.ready.live, scope.ctx, send, attempt.ready.subscriber, now)
     return Stored(message, send.due_at)
+
+
+def sent_all(
+    tx: WriteTx,
+    scope: Scope,
+    accepted: Sequence[tuple[Attempt, SendResult]],
+    *,
+    reports_delivery: bool,
+) -> list[Stored]:
+    """`sent` for the accepted messages of one request, the same rows written with one
+    statement each for the claims, the messages and the events instead of one per send
+    (events in the same order: each send's `email.sent`, then its `email.delivered`)."""
+    now = scope.now
+    ended = tx.finish_claims(
+        [attempt.ready.send.id for attempt, _ in accepted], scope.token, SendStatus.SENT, now
+    )
+    done = [(attempt, result) for attempt, result in accepted if attempt.ready.send.id in ended]
+    for attempt, _ in accepted:
+        if attempt.ready.send.id not in ended:
+            log.warning("send %s: lease lost, its sent result is dropped", attempt.ready.send.id)
+    if not done:
+        return []
+    messages = [message_of(scope, attempt, result) for attempt, result in done]
+    tx.insert_messages(messages)
+    names = ("email.sent",) if reports_delivery else ("email.sent", "email.delivered")
+    heard = Heard(tx, scope.catalog)
+    tx.add_email_events(
+        [
+            email_event(heard, name, attempt.ready.send, attempt.outgoing.message_id, now)
+            for attempt, _ in done
+            for name in names
+        ]
+    )
+    for attempt, _ in done:
+        next_repeat(
+            tx, attempt.ready.live, scope.ctx, attempt.ready.send, attempt.ready.subscriber, now
+        )
+    return [
+        Stored(message, attempt.ready.send.due_at)
+        for message, (attempt, _) in zip(messages, done, strict=True)
+    ]
 
 
 def failed(
@@ -206,16 +249,41 @@ def internal_event(
     nothing to do. It is stored all the same, for the pre-send `exit_on` check of an
     automation applied later and for erasure. A reload committed since `catalog` was built
     may have added a listener, so the event then waits for processing like any other."""
+    tx.add_email_events([email_event(Heard(tx, catalog), name, send, message_id, now)])
+
+
+class Heard:
+    """Whether an automation may listen to an internal event of a send: one the catalog
+    shows listening, or any while the catalog is not current (a reload committed since it
+    was built). The store's revision is read once, and only when the catalog hears nobody."""
+
+    def __init__(self, tx: WriteTx, catalog: Catalog) -> None:
+        self._tx = tx
+        self._catalog = catalog
+        self._current: bool | None = None
+
+    def __call__(self, name: str, automation_id: str) -> bool:
+        """Whether `name` of a send of `automation_id` must wait for processing."""
+        if self._catalog.listens_to_email_event(name, automation_id):
+            return True
+        if self._current is None:
+            self._current = catalog_current(self._tx, self._catalog)
+        return not self._current
+
+
+def email_event(
+    heard: Heard, name: str, send: PendingSend, message_id: str, now: datetime
+) -> EmailEvent:
+    """The internal event `name` of `send` (see `internal_event`)."""
     data: dict[str, object] = {
         "automation": send.automation_id,
         "message_id": message_id,
         "sent_at": now.isoformat(),
     }
-    heard = catalog.listens_to_email_event(name, send.automation_id) or not _current(tx, catalog)
-    tx.add_event(name, send.email, data, now, processed=not heard)
+    return EmailEvent(name, send.email, data, now, not heard(name, send.automation_id))
 
 
-def _current(tx: WriteTx, catalog: Catalog) -> bool:
+def catalog_current(tx: WriteTx, catalog: Catalog) -> bool:
     """Whether `catalog` still shows the applied automations (no reload committed since)."""
     return catalog.revision is None or (tx.meta(REVISION_META) or "") == catalog.revision
 

@@ -1,13 +1,13 @@
 """The send loop: claim due sends, re-check them, render, hand them to a provider.
 
 Writes run in short transactions (the claim; the checks of every claimed send; the in-flight
-marks of requests about to be written; the outcomes of each request); rendering and
-provider calls run outside any transaction, through `dispatch`. The claim's lease token
-fences every later write, so a sender whose lease expired (another took the send over)
-neither sends it nor finishes it: its late result is dropped and logged. A claimed send
-still marked in flight was interrupted mid-request (runner.engine.inflight): it is repeated
-only under an idempotency key, otherwise recorded `outcome_unknown`. A failure of one send
-never stops the loop.
+marks of requests about to be written; the outcomes of requests answered together);
+rendering and provider calls run outside any transaction, through `dispatch`. The claim's
+lease token fences every later write, so a sender whose lease expired (another took the
+send over) neither sends it nor finishes it: its late result is dropped and logged. A
+claimed send still marked in flight was interrupted mid-request (runner.engine.inflight):
+it is repeated only under an idempotency key, otherwise recorded `outcome_unknown`. A
+failure of one send never stops the loop.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from runner.core.records import PendingSend, SendStatus
 from runner.engine.catalog import Catalog
 from runner.engine.context import EngineContext, new_id
-from runner.engine.dispatch import Job, Round, Work, deliver, each, putter, unknown_recorder
+from runner.engine.dispatch import Job, Round, deliver, putter, unknown_recorder
 from runner.engine.inflight import InFlight
 from runner.engine.isolated import apply_isolated
 from runner.engine.outcomes import Attempt, Ready, Stored, failed, finish, render_failed
 from runner.engine.presend import check
+from runner.engine.recording import Work, each
 from runner.engine.rendering import render_ready, retry_render
 from runner.providers import Providers
 from runner.providers.base import OutgoingMessage, Provider, ProviderError

@@ -4,11 +4,26 @@ lease was taken over can neither send nor finish a send."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from runner.core.records import CancelReason, PendingSend, SendStatus
+from runner.core.records import CancelReason, Message, PendingSend, SendStatus
+
+
+class JsonText(str):
+    """A JSON value already encoded as the store would encode it (sorted keys, no spaces):
+    `mark_in_flight` stores the text as it is instead of encoding a value."""
+
+
+class EmailEvent(NamedTuple):
+    """An internal `email.*` event of a send, to store with `add_email_events`."""
+
+    type: str
+    email: str
+    data: dict[str, object]
+    at: datetime  # its received time
+    processed: bool  # stored processed: no automation listens to it
 
 
 class ClaimsTx(Protocol):
@@ -26,8 +41,11 @@ class ClaimsTx(Protocol):
         """Lease those of `send_ids` that `claim_due` could lease at `now` (the members of a
         batch request that must be repeated together); the others are left alone."""
 
-    def mark_in_flight(self, token: str, requests: Mapping[str, dict[str, Any] | None]) -> set[str]:
-        """Record, before it is written, the request of each send (id -> JSON-like value):
+    def mark_in_flight(
+        self, token: str, requests: Mapping[str, dict[str, Any] | JsonText | None]
+    ) -> set[str]:
+        """Record, before it is written, the request of each send (id -> JSON-like value, or
+        its text already encoded):
         it may reach the provider from now on (None clears the mark). Only sends still
         CLAIMED under `token` are marked; returns their ids (the others were taken over and
         must not be sent). The mark stays until the claim ends or a retry replaces it."""
@@ -48,6 +66,18 @@ class ClaimsTx(Protocol):
         `to` is a final status: a claim goes back to PENDING only through `reschedule`
         (with its token) or `retry_claim` (ValueError otherwise).
         """
+
+    def finish_claims(
+        self, send_ids: Sequence[str], token: str, to: SendStatus, now: datetime
+    ) -> set[str]:
+        """`finish_claim` of many sends ending alike in `to` (no reason, no error) at once;
+        returns the ids whose claim it ended (the others: fenced, left alone)."""
+
+    def insert_messages(self, messages: Sequence[Message]) -> None:
+        """Store messages handed to a provider (an id stored already changes nothing)."""
+
+    def add_email_events(self, events: Sequence[EmailEvent]) -> None:
+        """Store internal `email.*` events of sends, in the order given (seqs ascending)."""
 
     def retry_claim(
         self,

@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 
 from runner.core.records import PendingSend
 from runner.store import postgres_rows as rows
+from runner.store.claims import JsonText
 from runner.store.postgres_read import PgReadTx
 
 # Leases that expired are resumed: their sender crashed or lost the lease. A resumed send
@@ -97,11 +98,18 @@ class PgClaimsTx(PgReadTx):
         # RETURNING gives rows in no promised order.
         return sorted((rows.CODEC.send_of(r) for r in found), key=lambda s: (s.due_at, s.id))
 
-    def mark_in_flight(self, token: str, requests: Mapping[str, dict[str, Any] | None]) -> set[str]:
+    def mark_in_flight(
+        self, token: str, requests: Mapping[str, dict[str, Any] | JsonText | None]
+    ) -> set[str]:
         """Store each send's request before it is written (None: clear the mark); the ids
         still claimed under `token` (only those may be sent)."""
         if not requests:
             return set()
         ids = list(requests)
-        texts = [rows.opt_dumps(requests[send_id]) for send_id in ids]
+        texts = [_text(requests[send_id]) for send_id in ids]
         return {row["id"] for row in self._all(_MARK_IN_FLIGHT, ids, texts, token)}
+
+
+def _text(request: dict[str, Any] | JsonText | None) -> str | None:
+    """The stored text of an in-flight mark: encoded here unless it comes encoded."""
+    return request if isinstance(request, JsonText) else rows.opt_dumps(request)

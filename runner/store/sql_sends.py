@@ -7,8 +7,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from runner.core.records import CancelReason, Message, PendingSend, SendStatus
-from runner.store.rows import opt_dumps
+from runner.core.records import CancelReason, Message, PendingSend, SendStatus, normalise_email
+from runner.store.claims import EmailEvent
+from runner.store.rows import dumps, opt_dumps
 from runner.store.sql_read import SqlReadTx
 from runner.store.write_queries import WriteQueries
 
@@ -124,6 +125,34 @@ class SqlSendsTx(SqlReadTx):
         args = (to.value, reason, when, last_error, attempted, send_id, token)
         return self._run(self.writes.finish_claim, args) == 1
 
+    def finish_claims(
+        self, send_ids: Sequence[str], token: str, to: SendStatus, now: datetime
+    ) -> set[str]:
+        """`finish_claim` of many sends ending alike (no reason, no error), one statement per
+        batch of ids; the ids whose claim it ended (the others' lease was taken over)."""
+        if to in (SendStatus.CLAIMED, SendStatus.PENDING):
+            raise ValueError(
+                f"a claim does not end in {to.value}: use reschedule(token=...) or retry_claim"
+            )
+        mark = self.dialect.positional
+        when, attempted = self.dialect.write_time(now), int(to in _ATTEMPTED)
+        finished: set[str] = set()
+        for batch in self.dialect.batches(send_ids):
+            of_ids, id_args = self.dialect.one_of("id", batch)
+            found = self._all(
+                f"UPDATE pending_sends SET status = {mark}, reason = NULL, updated_at = {mark},"
+                f" attempts = attempts + {mark}, lease_token = NULL, lease_until = NULL,"
+                f" in_flight = NULL WHERE {of_ids} AND lease_token = {mark}"
+                " AND status = 'claimed' RETURNING id",
+                to.value,
+                when,
+                attempted,
+                *id_args,
+                token,
+            )
+            finished.update(row["id"] for row in found)
+        return finished
+
     def retry_claim(
         self,
         send_id: str,
@@ -154,3 +183,17 @@ class SqlSendsTx(SqlReadTx):
     def set_message_status(self, message_id: str, status: str) -> None:
         """Mark a message bounced or failed."""
         self._run(self.writes.set_message_status, (status, message_id))
+
+    def insert_messages(self, messages: Sequence[Message]) -> None:
+        """`insert_message` of many messages (one statement, many rows where the store can)."""
+        values = self.dialect.codec.message_values
+        self._insert_rows(self.writes.insert_message, [values(m) for m in messages])
+
+    def add_email_events(self, events: Sequence[EmailEvent]) -> None:
+        """Store internal events of sends (no client id, not derived) in the order given."""
+        flag, write_time = self.dialect.flag, self.dialect.write_time
+        rows = [
+            (e.type, normalise_email(e.email), dumps(e.data), write_time(e.at), flag(e.processed))
+            for e in events
+        ]
+        self._insert_rows(self.writes.insert_email_event, rows)

@@ -11,6 +11,7 @@ from typing import Any
 
 from runner.core.records import PendingSend
 from runner.store import sqlite_rows as rows
+from runner.store.claims import JsonText
 from runner.store.sqlite_read import SqliteReadTx
 from runner.store.sqlite_rows import marks
 
@@ -76,7 +77,9 @@ class SqliteClaimsTx(SqliteReadTx):
     def _all_named(self, sql: str, args: dict[str, object]) -> list[sqlite3.Row]:
         return self.db.execute(sql, args).fetchall()
 
-    def mark_in_flight(self, token: str, requests: Mapping[str, dict[str, Any] | None]) -> set[str]:
+    def mark_in_flight(
+        self, token: str, requests: Mapping[str, dict[str, Any] | JsonText | None]
+    ) -> set[str]:
         """Store each send's request before it is written (None: clear the mark); the ids
         still claimed under `token` (only those may be sent)."""
         marked: set[str] = set()
@@ -84,8 +87,13 @@ class SqliteClaimsTx(SqliteReadTx):
             changed = self.db.execute(
                 "UPDATE pending_sends SET in_flight = ?"
                 " WHERE id = ? AND lease_token = ? AND status = 'claimed'",
-                (rows.opt_dumps(request), send_id, token),
+                (_text(request), send_id, token),
             ).rowcount
             if changed == 1:
                 marked.add(send_id)
         return marked
+
+
+def _text(request: dict[str, Any] | JsonText | None) -> str | None:
+    """The stored text of an in-flight mark: encoded here unless it comes encoded."""
+    return request if isinstance(request, JsonText) else rows.opt_dumps(request)

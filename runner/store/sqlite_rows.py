@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 from runner.store.dialect import Dialect
@@ -17,23 +18,14 @@ def marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-# The last two instants written and their texts: an event's processing writes the same
-# instant (its receipt) five or six times (subscriber, derived event, entry, send). Replaced
-# as one tuple, so threads sharing it never see a time with another's text.
-_RECENT: tuple[datetime | None, str, datetime | None, str] = (None, "", None, "")
-
-
+# Both conversions are pure and the same instants come by the hundred (a round's `now` on
+# every outcome, a claim's lease on every claimed row, an event's receipt on its subscriber,
+# entry and send): cached, they cost a lookup. Equal instants give equal texts, whatever
+# their time zone, so the cache may key on equality.
+@functools.lru_cache(maxsize=1024)
 def time_text(instant: datetime) -> str:
     """An aware datetime as fixed-width UTC text with microseconds (sorts like the instant)."""
-    global _RECENT
-    recent = _RECENT
-    if instant is recent[0]:
-        return recent[1]
-    if instant is recent[2]:
-        return recent[3]
-    text = _utc_text(instant)
-    _RECENT = (instant, text, recent[0], recent[1])
-    return text
+    return _utc_text(instant)
 
 
 def _utc_text(instant: datetime) -> str:
@@ -52,6 +44,7 @@ def _utc_text(instant: datetime) -> str:
     return instant.isoformat(timespec="microseconds")[:-6] + "Z"  # without "+00:00"
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_time(text: str) -> datetime:
     """The aware UTC datetime of a stored time."""
     return datetime.fromisoformat(text).astimezone(UTC)

@@ -37,6 +37,12 @@ class WriteQueries:
             " received_at, derived_from, processed)"
             " VALUES (NULL, ?, ?, NULL, NULL, ?, NULL, ?, ?, ?) RETURNING seq"
         )
+        # Internal events of sends, many per statement (no seq read back).
+        self.insert_email_event = r(
+            "INSERT INTO events (client_id, type, email, fields, groups, data, occurred_at,"
+            " received_at, derived_from, processed)"
+            " VALUES (NULL, ?, ?, NULL, NULL, ?, NULL, ?, NULL, ?)"
+        )
         self.insert_events = r(
             "INSERT INTO events (seq, client_id, type, email, fields, groups, data, occurred_at,"
             " received_at, derived_from, processed)"
