@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from runner.core.clock import FakeClock
 from runner.core.conditions import Condition, evaluate, is_instant
 from runner.core.prefilter import decided, prefilters
+from runner.core.records import Subscriber
 from runner.engine import cursors, scheduler, sweeps
 from runner.engine import worker as worker_module
 from runner.engine.catalog import Catalog
@@ -260,7 +261,7 @@ TIMING = st.sampled_from(
 
 def firing_result(
     folder: Path, people: list[tuple[Any, bool, str]], extra: str, restart: bool
-) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The sends (but for ids) and entries two daily firings leave, swept three subscribers a
     page; with `restart`, the store is closed and opened again after every tick."""
     path = folder / "pw.db"
@@ -272,7 +273,11 @@ def firing_result(
             person = db.subscriber(f"p{n:02d}@x.io", plan=plan, groups=["vip"] if vip else [])
             person.suppressed = "unsubscribed" if state == "off" else None
             person.deleted_at = NINE if state == "gone" else None
-            saved.append(db.write(lambda tx, p=person: tx.save_subscriber(p)))
+
+            def keep(tx: WriteTx, person: Subscriber = person) -> Subscriber:
+                return tx.save_subscriber(person)
+
+            saved.append(db.write(keep))
         for day in ("02", "03"):
             for second in range(1, 40):
                 when = at(f"2026-03-{day}T09:00:{second:02d}")
@@ -294,7 +299,7 @@ def firing_result(
         assert all(s.id == s.series_id for s in db.sends("daily"))
         assert len({s.id for s in db.sends("daily")}) == len(sends)
 
-        def entries(tx: WriteTx) -> list[tuple[object, ...]]:
+        def entries(tx: WriteTx) -> list[tuple[Any, ...]]:
             found = [(p.email, tx.entry("daily", p.id or 0)) for p in saved]
             return [(e, x.first_at, x.last_at, x.count) for e, x in found if x is not None]
 
