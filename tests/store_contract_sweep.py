@@ -7,7 +7,10 @@ Run with `CONTRACT` by tests/test_store_sqlite.py and tests/test_store_postgres.
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from runner.core.clock import FakeClock
 from runner.core.prefilter import FieldIn, InGroup, Prefilter
@@ -107,10 +110,58 @@ async def check_entries_and_sends_are_written_in_batches(store: Store, clock: Fa
     assert await read_send(store, "s3") == cancelled
 
 
+async def check_a_page_is_entered_by_the_store(store: Store, clock: FakeClock) -> None:
+    """`fan_out_page` writes what `sweep_rows` + `record_entries` + `insert_pendings_like`
+    would: the same page, entries, and sends equal to the template but for id, subscriber
+    and email; rows holding an escaped NUL are handed back untouched."""
+    ids = await _people(store)
+    (odd,) = await seed(store, "k@x.io")
+    found = await store.read(lambda tx: tx.subscriber_by_id(odd))
+    assert found is not None
+    nul = dataclasses.replace(found, fields={"plan": "pro", "note": "nul \x00 inside"})
+    await store.write(lambda tx: tx.save_subscriber(nul))
+    low, high = ids[0] - 1, odd
+    later = START.replace(hour=START.hour + 1)
+    shared = {"name": "schedule", "data": {"tick": START.isoformat()}}
+    template = dataclasses.replace(
+        send("t1", 0, later), email="", trigger_event=shared, overrides={}
+    )
+    await store.write(lambda tx: tx.record_entry("welcome", ids[0], START - timedelta(days=1)))
+    pro = [FieldIn(("plan",), ("pro",))]
+    page = await store.write(lambda tx: tx.fan_out_page(template, low, high, 100, pro))
+    assert (page.count, page.last_id) == (2, odd)  # a, and k held back
+    assert [row[:2] for row in page.held] == [(odd, "k@x.io")]
+    sends = await store.read(lambda tx: tx.pending_sends("welcome", set(SendStatus)))
+    assert [(s.subscriber_id, s.email) for s in sends] == [(ids[0], "a@x.io")]
+    (made,) = sends
+    assert made.id == made.series_id and len(made.id) == 28 and made.id != "t1"
+    assert int(made.id[:12], 16) == int(START.timestamp() * 1000)
+    expected = dataclasses.replace(
+        template, id=made.id, series_id=made.id, subscriber_id=ids[0], email="a@x.io"
+    )
+    assert made == expected
+    entry = await store.read(lambda tx: tx.entry("welcome", ids[0]))
+    assert entry is not None and (entry.count, entry.last_at) == (2, START)
+    assert await store.read(lambda tx: tx.entry("welcome", odd)) is None
+    # a full page ends at its last subscriber; ids of one page sort by subscriber
+    page = await store.write(lambda tx: tx.fan_out_page(template, low, high, 3, ()))
+    assert (page.count, page.last_id, page.held) == (3, ids[2], [])
+    sends = await store.read(lambda tx: tx.pending_sends("welcome", set(SendStatus), 10))
+    fresh = sorted((s for s in sends if s.id != made.id), key=lambda s: s.id)
+    assert [s.subscriber_id for s in fresh] == ids[:3]
+    # nothing in the range: an empty page
+    empty = await store.write(lambda tx: tx.fan_out_page(template, high, high + 5, 10, pro))
+    assert (empty.count, empty.last_id, empty.held) == (0, None, [])
+    with pytest.raises(ValueError, match="first send of a new series"):
+        other = dataclasses.replace(template, series_id="x")
+        await store.write(lambda tx: tx.fan_out_page(other, low, high, 3, ()))
+
+
 SWEEP_CONTRACT: list[Check] = [
     check_sweep_pages_test_fields_and_groups_in_sql,
     check_sweep_pages_pass_rows_sql_cannot_read,
     check_entries_and_sends_are_written_in_batches,
+    check_a_page_is_entered_by_the_store,
 ]
 
 __all__ = ["SWEEP_CONTRACT"]

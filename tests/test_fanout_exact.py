@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,9 +18,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from runner.core.clock import FakeClock
 from runner.core.conditions import Condition, evaluate, is_instant
 from runner.core.prefilter import decided, prefilters
+from runner.core.records import Subscriber
+from runner.engine import cursors, scheduler, sweeps
 from runner.engine import worker as worker_module
+from runner.engine.catalog import Catalog
 from runner.engine.entering import enter_firing, enter_firing_rows
 from runner.store.base import WriteTx
 from runner.store.postgres_rows import POSTGRES
@@ -230,3 +236,110 @@ def test_an_unfinished_sweep_goes_on_without_the_coalescing_pause(
 
     asyncio.run(main())
     assert len(rounds) == 5
+
+
+# --- the page entered by the store itself -------------------------------------------------
+
+PLAN_VALUES = st.sampled_from(["pro", "free", "Pro", "pro\x00", 5, None, ["pro"], {"p": "pro"}])
+PEOPLE = st.lists(
+    st.tuples(PLAN_VALUES, st.booleans(), st.sampled_from(["live", "live", "off", "gone"])),
+    max_size=25,
+)
+AUDIENCES = st.sampled_from(
+    [
+        "",
+        "audience: {in_group: vip}\n",
+        "audience: {field: subscriber.fields.plan, op: eq, value: pro}\n",
+        "audience: {all: [{in_group: vip}, {field: subscriber.fields.plan, op: in,"
+        " value: [pro, free]}]}\n",
+    ]
+)
+TIMING = st.sampled_from(
+    ["", "wait: 2h\n", "send_window: {start: '10:00', end: '12:00', timezone: Europe/Paris}\n"]
+)
+
+
+def firing_result(
+    folder: Path, people: list[tuple[Any, bool, str]], extra: str, restart: bool
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The sends (but for ids) and entries two daily firings leave, swept three subscribers a
+    page; with `restart`, the store is closed and opened again after every tick."""
+    path = folder / "pw.db"
+    db = Db(path, FakeClock(at("2026-03-02T08:00")))
+    try:
+        apply(db, files(automation("daily", trigger=DAILY, extra=extra)), at("2026-03-02T08:00"))
+        saved = []
+        for n, (plan, vip, state) in enumerate(people):
+            person = db.subscriber(f"p{n:02d}@x.io", plan=plan, groups=["vip"] if vip else [])
+            person.suppressed = "unsubscribed" if state == "off" else None
+            person.deleted_at = NINE if state == "gone" else None
+
+            def keep(tx: WriteTx, person: Subscriber = person) -> Subscriber:
+                return tx.save_subscriber(person)
+
+            saved.append(db.write(keep))
+        for day in ("02", "03"):
+            for second in range(1, 40):
+                when = at(f"2026-03-{day}T09:00:{second:02d}")
+
+                def work(tx: WriteTx, when: Any = when) -> bool:
+                    catalog = Catalog.build(tx.automations(), tx.status_changes())
+                    return scheduler.run_tick(tx, catalog, CTX, when, budget=3).more
+
+                more = db.write(work)
+                if restart:
+                    db.close()
+                    db = Db(path, FakeClock(when))
+                if not more:
+                    break
+        sends = sorted(
+            (s.email, s.due_at, s.status, s.trigger_at, dumps(s.trigger_event), s.reason)
+            for s in db.sends("daily")
+        )
+        assert all(s.id == s.series_id for s in db.sends("daily"))
+        assert len({s.id for s in db.sends("daily")}) == len(sends)
+
+        def entries(tx: WriteTx) -> list[tuple[Any, ...]]:
+            found = [(p.email, tx.entry("daily", p.id or 0)) for p in saved]
+            return [(e, x.first_at, x.last_at, x.count) for e, x in found if x is not None]
+
+        return sends, db.write(entries)
+    finally:
+        db.close()
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(people=PEOPLE, audience=AUDIENCES, timing=TIMING)
+@example(
+    people=[("pro\x00", True, "live"), ("pro", True, "live"), ("pro", False, "off")],
+    audience="audience: {field: subscriber.fields.plan, op: eq, value: pro}\n",
+    timing="wait: 2h\n",
+)
+def test_a_page_entered_in_sql_equals_the_page_entered_in_python(
+    people: list[tuple[Any, bool, str]], audience: str, timing: str
+) -> None:
+    """The store's page (decided audience, one due time) against the runner's full path
+    (every subscriber read and evaluated): the same sends and entries over two firings,
+    each subscriber once per firing, also when the store restarts after every tick."""
+    with tempfile.TemporaryDirectory() as sql_dir, tempfile.TemporaryDirectory() as py_dir:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cursors, "PAGE", 3)
+            patch.setattr(cursors, "SCAN_WINDOW", 5)
+            entered = []
+            real = cursors.fan_out_window
+
+            def counting(*args: Any) -> list[Any]:
+                entered.append(1)
+                return real(*args)
+
+            patch.setattr(sweeps, "fan_out_window", counting)
+            in_sql = firing_result(Path(sql_dir), people, audience + timing, restart=True)
+            assert entered  # the store's page was used
+            patch.setattr(sweeps, "decided", lambda *_: False)  # every row to Python
+            entered.clear()
+            in_python = firing_result(Path(py_dir), people, audience + timing, restart=False)
+            assert not entered
+    assert in_sql == in_python
+    live = [p for p in people if p[2] == "live"]
+    if not audience and live:
+        assert len(in_sql[0]) == 2 * len(live)

@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from runner.core.prefilter import Prefilter
-from runner.core.records import Subscriber
+from runner.core.records import PendingSend, Subscriber
 from runner.engine.catalog import TICK, Live
-from runner.store.base import ReadTx, SweepRow, WriteTx
+from runner.store.base import ReadTx, WriteTx
+from runner.store.fanout import SweepRow
 
 T = TypeVar("T")
 
@@ -121,6 +122,24 @@ def _row_id(row: SweepRow) -> int:
     return row[0]
 
 
+def fan_out_window(
+    tx: WriteTx,
+    cursor: Cursor,
+    budget: Budget,
+    tests: tuple[Prefilter, ...],
+    template: PendingSend,
+) -> list[SweepRow]:
+    """`next_rows`'s page entered by the store itself (`fan_out_page`): each subscriber gets
+    an entry and a send like `template`; returns the rows it left to the caller (`held`)."""
+    if budget.left <= 0:
+        return []
+    wanted, until = min(budget.left, PAGE), cursor.after_id + SCAN_WINDOW
+    budget.pages += 1
+    page = tx.fan_out_page(template, cursor.after_id, until, wanted, tests)
+    _advance(tx, cursor, budget, page.count, page.last_id, wanted, until)
+    return page.held
+
+
 def _window(
     tx: WriteTx,
     cursor: Cursor,
@@ -134,11 +153,26 @@ def _window(
     wanted, until = min(budget.left, PAGE), cursor.after_id + SCAN_WINDOW
     budget.pages += 1
     page = fetch(cursor.after_id, until, wanted, tests)
-    budget.left -= len(page)
-    if len(page) == wanted:
-        cursor.after_id = ident(page[-1])
-        return page
+    _advance(tx, cursor, budget, len(page), ident(page[-1]) if page else None, wanted, until)
+    return page
+
+
+def _advance(
+    tx: WriteTx,
+    cursor: Cursor,
+    budget: Budget,
+    count: int,
+    last_id: int | None,
+    wanted: int,
+    until: int,
+) -> None:
+    """Charge a page of `count` subscribers (the last `last_id`) of the ids up to `until`
+    to the budget and move the cursor past it: a full page ends at its last subscriber,
+    a short one at `until`, and the sweep is over once `until` passes the last id."""
+    budget.left -= count
+    if count == wanted and last_id is not None:
+        cursor.after_id = last_id
+        return
     cursor.after_id = until  # every id up to `until` has been looked at
     if until >= tx.last_subscriber_id():
         cursor.target = None
-    return page

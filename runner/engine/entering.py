@@ -149,6 +149,17 @@ def enter_firing_rows(
     return len(rows)
 
 
+def firing_template(
+    ctx: EngineContext, live: Live, trigger_at: datetime, event_var: dict[str, Any]
+) -> PendingSend:
+    """The send every subscriber of a firing gets when its due time is the same for all
+    (not `needs_fields`), but for its id, subscriber and email, which the store fills in."""
+    if needs_fields(live):
+        raise ValueError(f"{live.id!r} sends in each subscriber's zone")
+    nobody = Subscriber(0, "", {})
+    return _new_send(ctx, live, nobody, trigger_at, event_var, None, send_id=new_id(trigger_at))
+
+
 def needs_fields(live: Live) -> bool:
     """Whether a send's due time depends on the subscriber (a window in their zone)."""
     window = live.model.send_window

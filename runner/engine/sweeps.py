@@ -19,14 +19,22 @@ from runner.engine.catalog import TICK, Live, ran_during, running_intervals
 from runner.engine.context import EngineContext
 from runner.engine.cursors import (
     Budget,
+    fan_out_window,
     load_cursor,
     next_page,
     next_rows,
     next_window,
     save_cursor,
 )
-from runner.engine.entering import enter, enter_firing, enter_firing_rows, needs_fields
-from runner.store.base import SweepRow, WriteTx
+from runner.engine.entering import (
+    enter,
+    enter_firing,
+    enter_firing_rows,
+    firing_template,
+    needs_fields,
+)
+from runner.store.base import WriteTx
+from runner.store.fanout import SweepRow
 
 
 def subscriber_context(subscriber: Subscriber, event: dict[str, Any]) -> dict[str, Any]:
@@ -172,9 +180,10 @@ def schedule_sweep(
 ) -> None:
     """Pages of the sweep of the latest tick while the tick's budget lasts: the audience's
     plain comparisons are tested in SQL, the whole audience in Python on what they let
-    through (unless the SQL tests decide it: then rows are not even decoded), then every
-    subscriber in it enters with one statement for the entries and one for the pending sends
-    of the page."""
+    through, then every subscriber in it enters with one statement for the entries and one
+    for the pending sends of the page. When the SQL tests decide the audience, rows are not
+    decoded; and when every send is also due at the same time, the store chooses and enters
+    the page itself, without the rows coming to Python."""
     key = f"scheduler:cron:{live.id}"
     cursor = load_cursor(tx, key, live)
     if cursor.target is None:
@@ -196,7 +205,15 @@ def schedule_sweep(
     event = {**event_var, "occurred_at": tick_at.isoformat()}
     tests = prefilters(live.model.audience)
     exact = decided(live.model.audience, tx.exact_field_tests())
+    # Decided in SQL and one due time for all: the store enters the page by itself.
+    template = (
+        firing_template(ctx, live, tick_at, event_var) if exact and not needs_fields(live) else None
+    )
     while cursor.target is not None and not budget.spent():
+        if template is not None:
+            held = fan_out_window(tx, cursor, budget, tests, template)
+            enter_firing_rows(tx, ctx, live, _passing(live, held, event), tick_at, event_var)
+            continue
         if exact:
             rows = next_rows(tx, cursor, budget, tests)
             chosen_rows = _passing(live, rows, event)

@@ -32,9 +32,7 @@ from runner.core.records import (
 )
 from runner.store.claims import ClaimsTx
 from runner.store.dashboard_stats import DayStats, MessageCounts, Rates, RevisionStats
-
-# A subscriber of a sweep, undecoded: id, email, fields and groups (JSON text).
-SweepRow = tuple[int, str, str, str]
+from runner.store.fanout import FanOutTx, SweepRow
 
 T = TypeVar("T")
 
@@ -223,9 +221,9 @@ class ReadTx(Protocol):
         """Messages of one automation first opened within `window` of their sending."""
 
 
-class WriteTx(ReadTx, ClaimsTx, Protocol):
+class WriteTx(ReadTx, ClaimsTx, FanOutTx, Protocol):
     """Writes inside one transaction (SQLite: BEGIN IMMEDIATE); the sender's claims are
-    declared in runner.store.claims."""
+    declared in runner.store.claims, a firing's pages entered in SQL in runner.store.fanout."""
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested scope: when its block raises, the block's writes are undone and the

@@ -29,6 +29,7 @@ from runner.store.postgres_claims import PgClaimsTx
 from runner.store.postgres_rows import POSTGRES
 from runner.store.postgres_session import is_server_fault, unavailable
 from runner.store.rows import SUBSCRIBER_COLUMNS
+from runner.store.sql_fanout import ENTRIES, HELD, SENDS
 from runner.store.sql_people import PeopleWrites
 from runner.store.sql_write import SqlWriteTx
 from runner.store.write_queries import WriteQueries
@@ -45,6 +46,16 @@ _NEXT_SEQS = (
 )
 _WRITES = WriteQueries(POSTGRES)
 
+# A firing's page in one statement: chosen once, then its entries and sends inserted.
+_PAGE = (
+    "WITH page AS (SELECT id, email, strpos(fields, {held}) > 0 AS held FROM subscribers"
+    " WHERE {where} ORDER BY id LIMIT %s),"
+    " entered AS ({entries}),"
+    " sent AS ({sends})"
+    " SELECT count(*) AS n, max(id) AS last, count(*) FILTER (WHERE held) AS held FROM page"
+)
+_PAGE_ENTRIES = ENTRIES.format(mark="%s", page="page", fresh="NOT page.held")
+
 # Savepoint names: unique within the process, so nested scopes never share one.
 _SAVEPOINTS = itertools.count(1)
 
@@ -58,6 +69,22 @@ class PgWriteTx(PgClaimsTx, PeopleWrites, SqlWriteTx):
     share come from runner.store.sql_write)."""
 
     writes = _WRITES
+    send_id_sql = "lpad(to_hex(%s::bigint), 12, '0') || lpad(to_hex(%s::bigint + page.id), 16, '0')"
+    position = "strpos"
+
+    def _enter_page(
+        self,
+        where: str,
+        where_args: list[object],
+        send_sql: str,
+        send_args: list[object],
+        entry_args: list[object],
+    ) -> tuple[int, int | None, int]:
+        sends = SENDS.format(columns=send_sql, page="page", fresh="NOT page.held")
+        sql = _PAGE.format(held=HELD, where=where, entries=_PAGE_ENTRIES, sends=sends)
+        row = self._one(sql, *where_args, *entry_args, *send_args)
+        assert row is not None
+        return int(row["n"]), row["last"], int(row["held"])
 
     def lock_events(self) -> None:
         """Take EVENTS_LOCK until the transaction ends."""

@@ -18,8 +18,9 @@ from runner.core.records import (
     Subscriber,
     normalise_email,
 )
-from runner.store.base import Stats, SweepRow
+from runner.store.base import Stats
 from runner.store.dialect import Dialect
+from runner.store.fanout import SweepRow
 from runner.store.read_queries import ReadQueries
 from runner.store.rows import Row, stats_of
 
@@ -144,10 +145,19 @@ class SqlReadTx:
     def _sweep_sql(
         self, columns: str, after_id: int, until_id: int, limit: int, tests: Sequence[Prefilter]
     ) -> tuple[str, list[object]]:
+        where, args = self._sweep_where(after_id, until_id, tests)
+        sql = f"SELECT {columns} FROM subscribers WHERE {where}"
+        return f"{sql} ORDER BY id LIMIT {self.dialect.positional}", [*args, limit]
+
+    def _sweep_where(
+        self, after_id: int, until_id: int, tests: Sequence[Prefilter]
+    ) -> tuple[str, list[object]]:
+        """The test of a sweep's subscribers (live, unsuppressed, after_id < id <= until_id,
+        passing `tests`) and its arguments."""
         mark = self.dialect.positional
         sql = (
-            f"SELECT {columns} FROM subscribers WHERE id > {mark} AND id <= {mark}"
-            " AND deleted_at IS NULL AND suppressed IS NULL"
+            f"subscribers.id > {mark} AND subscribers.id <= {mark}"
+            " AND subscribers.deleted_at IS NULL AND subscribers.suppressed IS NULL"
         )
         args: list[object] = [after_id, until_id]
         for test in tests:
@@ -159,7 +169,7 @@ class SqlReadTx:
             dotted, commas = ".".join(test.path), ",".join(test.path)
             sql += " AND " + self.dialect.field_in.format(dotted=dotted, commas=commas, marks=marks)
             args.extend(test.values)
-        return f"{sql} ORDER BY id LIMIT {mark}", [*args, limit]
+        return sql, args
 
     def last_subscriber_id(self) -> int:
         """The highest subscriber id (0 without subscribers)."""

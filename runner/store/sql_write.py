@@ -21,10 +21,11 @@ from runner.core.records import (
 from runner.store.errors import EventConflict
 from runner.store.rows import dumps, loads, opt_dumps
 from runner.store.sql_dashboard import DashboardWrites
+from runner.store.sql_fanout import SqlFanOutTx
 from runner.store.sql_sends import SqlSendsTx
 
 
-class SqlWriteTx(DashboardWrites, SqlSendsTx):
+class SqlWriteTx(DashboardWrites, SqlSendsTx, SqlFanOutTx):
     """Writes inside one transaction, over the dialect's rendered `writes`."""
 
     def _insert_events(self, events: Sequence[IncomingEvent], received_at: datetime) -> None:

@@ -18,6 +18,7 @@ from runner.core.records import (
 from runner.store import sqlite_rows as rows
 from runner.store.errors import StoreError, TransactionAborted
 from runner.store.rows import SUBSCRIBER_COLUMNS
+from runner.store.sql_fanout import ENTRIES, HELD, SENDS
 from runner.store.sql_people import PeopleWrites
 from runner.store.sql_write import SqlWriteTx
 from runner.store.sqlite_claims import SqliteClaimsTx
@@ -38,6 +39,13 @@ _UPDATE_SUBSCRIBER = (
     f"UPDATE subscribers SET ({SUBSCRIBER_COLUMNS}) = ({_SUBSCRIBER_MARKS}) WHERE id = ?"
 )
 
+# A firing's page, chosen once and read by the statements entering it (this connection's own).
+_PAGE_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS fanout_page"
+    " (id INTEGER PRIMARY KEY, email TEXT NOT NULL, held INTEGER NOT NULL)"
+)
+_PAGE_ENTRIES = ENTRIES.format(mark="?", page="temp.fanout_page", fresh="page.held = 0")
+
 # Savepoint names: unique within the process, so nested scopes never share one.
 _SAVEPOINTS = itertools.count(1)
 
@@ -47,6 +55,36 @@ class SqliteWriteTx(SqliteClaimsTx, PeopleWrites, SqlWriteTx):
     statements both stores share come from runner.store.sql_write)."""
 
     writes = _WRITES
+    send_id_sql = "printf('%012x%016x', ?, ? + page.id)"
+    position = "instr"
+
+    def _enter_page(
+        self,
+        where: str,
+        where_args: list[object],
+        send_sql: str,
+        send_args: list[object],
+        entry_args: list[object],
+    ) -> tuple[int, int | None, int]:
+        # SQLite has no INSERT in a WITH: the page goes to a temporary table, so the
+        # subscribers are scanned and tested once for both inserts.
+        self.db.execute(_PAGE_TABLE)
+        self.db.execute("DELETE FROM temp.fanout_page")
+        self.db.execute(
+            "INSERT INTO temp.fanout_page (id, email, held)"
+            f" SELECT id, email, instr(fields, {HELD}) > 0 FROM subscribers WHERE {where}"
+            " ORDER BY id LIMIT ?",
+            where_args,
+        )
+        row = self._one(
+            "SELECT count(*) AS n, max(id) AS last, total(held) AS held FROM temp.fanout_page"
+        )
+        assert row is not None
+        self.db.execute(_PAGE_ENTRIES, entry_args)
+        sends = SENDS.format(columns=send_sql, page="temp.fanout_page", fresh="page.held = 0")
+        self.db.execute(sends, send_args)
+        self.db.execute("DELETE FROM temp.fanout_page")  # no subscriber data stays behind
+        return int(row["n"]), row["last"], int(row["held"])
 
     def _insert_events(self, events: Sequence[IncomingEvent], received_at: datetime) -> None:
         # The writer holds the database (BEGIN IMMEDIATE), so the next sequence numbers
