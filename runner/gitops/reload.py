@@ -29,6 +29,7 @@ from runner.engine.apply import (
 from runner.engine.worker import Worker
 from runner.errors import PostwrightError
 from runner.gitops.changes import all_ids, changed_ids, ids_at, watched
+from runner.gitops.heap import release_free_memory
 from runner.gitops.reload_state import (
     APPLIED_COMMIT_META,
     FILES_APPLIED_META,
@@ -176,6 +177,9 @@ class Reloader:
             result = await self._reload(paths, reason, expect)
             self._checker.retain(self._head_tree, self._final)
             self._served, self._last = upto, result
+            # What the reload freed in C stays mapped otherwise (runner/gitops/heap.py);
+            # the result is already committed, so this delays no reader.
+            await asyncio.to_thread(release_free_memory)
             return result
 
     async def _reload(
