@@ -98,3 +98,29 @@ def test_a_send_whose_record_fails_is_undone_alone(
         assert sorted(m.pending_send_id for m in await w.messages()) == ["send-001", "send-003"]
 
     scenario(db, body)
+
+
+def test_a_write_cancelled_at_shutdown_leaves_no_request_waiting() -> None:
+    class Stuck:
+        """A store whose write never ends (the worker is being stopped meanwhile)."""
+
+        started = asyncio.Event()
+
+        async def write(self, work: Any) -> Any:
+            self.started.set()
+            await asyncio.Event().wait()
+
+    async def body() -> None:
+        recorder = recording.Recorder(Stuck(), Any, lambda stored: None)  # type: ignore[arg-type]
+        first = asyncio.create_task(recorder.record([], [lambda tx: None], False))
+        await Stuck.started.wait()
+        second = asyncio.create_task(recorder.record([], [lambda tx: None], False))
+        await asyncio.sleep(0)
+        flusher = recorder._flusher
+        assert flusher is not None
+        flusher.cancel()
+        for waiting in (first, second):
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(waiting, 5)
+
+    asyncio.run(body())

@@ -110,10 +110,12 @@ class Recorder:
             try:
                 stored = await self._store.write(_writing(batch.works_of(self._scope)))
             except Exception as error:  # each waiting request fails with it
-                for future in waiting:
-                    if not future.done():
-                        future.set_exception(error)
+                _fail(waiting, error)
                 continue
+            except BaseException:  # cancelled (shutting down): nobody may wait forever
+                for future in waiting + self._waiting:
+                    future.cancel()
+                raise
             try:
                 self._observed(stored)
             except Exception:  # a metric must not leave the requests waiting
@@ -121,6 +123,12 @@ class Recorder:
             for future in waiting:
                 if not future.done():
                     future.set_result(None)
+
+
+def _fail(waiting: list[asyncio.Future[None]], error: Exception) -> None:
+    for future in waiting:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _writing(works: list[Work]) -> Callable[[WriteTx], list[Stored]]:
